@@ -1,0 +1,242 @@
+//! Assembling and running Herald: [`Application::build`] → [`Application::port`] →
+//! [`Application::run_until_stopped`].
+//!
+//! `build` connects the store, applies migrations, makes sure an admin token exists, binds the
+//! listener (port 0 picks a free one, which is how the tests run many instances side by side)
+//! and prepares the worker. Nothing runs until `run_until_stopped`.
+//!
+//! # Shutdown
+//!
+//! On Ctrl-C or SIGTERM (or when a test flips the [`Shutdown`] handle) the HTTP server stops
+//! accepting connections and finishes the requests in progress, while the worker stops
+//! claiming and gives the sends in flight a grace period. Deliveries still in flight after it
+//! keep their lease until it expires and are then retried by any node: at-least-once, never lost.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::domain::time::Clock;
+use crate::http::{AppState, router};
+use crate::outbound::http::HttpSender;
+use crate::service::Herald;
+use crate::service::tokens::hash_token;
+use crate::store::{self, AutoDisable, StoreError};
+use crate::worker::{Executor, Worker};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("server: {0}")]
+    Serve(#[from] std::io::Error),
+    #[error("operator webhook: {0}")]
+    Operator(String),
+}
+
+/// Flips to `true` to stop the application.
+#[derive(Clone)]
+pub struct Shutdown(Arc<watch::Sender<bool>>);
+
+impl Shutdown {
+    pub fn trigger(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    worker: Arc<Worker>,
+    config: Config,
+    shutdown: watch::Sender<bool>,
+    /// The admin token, when this start generated it (shown once).
+    pub generated_admin_token: Option<String>,
+    /// The operator webhook's signing secret, when this start generated it (shown once).
+    pub generated_operator_secret: Option<String>,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Self, AppError> {
+        Self::build_with_clock(config, Clock::system()).await
+    }
+
+    /// As [`Application::build`], with a clock the caller controls (tests).
+    pub async fn build_with_clock(config: Config, clock: Clock) -> Result<Self, AppError> {
+        config.validate()?;
+        let store = store::connect(&config.database_url()).await?;
+        store.migrate().await?;
+        let herald = Herald::new(store.clone(), clock.clone(), config.ssrf_policy());
+
+        let (admin_token_hash, generated_admin_token) = match &config.admin_token {
+            Some(t) => (Some(Arc::from(hash_token(t))), None),
+            None => (
+                None,
+                herald.ensure_admin_token().await.map_err(|e| match e {
+                    crate::service::ServiceError::Store(s) => s,
+                    other => StoreError::Corrupt(other.to_string()),
+                })?,
+            ),
+        };
+
+        let listener =
+            TcpListener::bind(&config.listen)
+                .await
+                .map_err(|source| AppError::Bind {
+                    addr: config.listen.clone(),
+                    source,
+                })?;
+
+        // With port 0 the public URL can only be known now: callback URLs must name the port
+        // actually bound.
+        let mut inbound = config.inbound_settings();
+        if config.public_url.is_none()
+            && let Ok(addr) = listener.local_addr()
+        {
+            inbound.public_url = format!("http://{addr}");
+        }
+        let public_url = inbound.public_url.clone();
+        let herald = herald.with_inbound(inbound);
+
+        let schedule = config.retry_schedule().expect("validated");
+        let generated_operator_secret = match &config.operator_webhook_url {
+            Some(url) => herald
+                .ensure_operator_webhook(url, config.operator_webhook_secret.as_deref())
+                .await
+                .map_err(|e| AppError::Operator(e.to_string()))?,
+            None => None,
+        };
+        let executor = Arc::new(
+            Executor::new(
+                store.clone(),
+                HttpSender::new(config.ssrf_policy()),
+                clock,
+                schedule,
+                Duration::from_millis(config.request_timeout_ms),
+            )
+            .with_auto_disable(AutoDisable {
+                after_failures: config.auto_disable_after_failures,
+                after_ms: (config.auto_disable_after_hours * 3_600_000) as i64,
+            })
+            .with_operator_events(config.operator_webhook_url.is_some())
+            .with_public_url(public_url),
+        );
+        let worker = Arc::new(Worker::new(
+            store.clone(),
+            executor,
+            config.worker_config(),
+            herald.wake.clone(),
+        ));
+        let (shutdown, _) = watch::channel(false);
+        Ok(Self {
+            listener,
+            state: AppState {
+                herald,
+                admin_token_hash,
+            },
+            worker,
+            config,
+            shutdown,
+            generated_admin_token,
+            generated_operator_secret,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn herald(&self) -> &Herald {
+        &self.state.herald
+    }
+
+    /// The worker; it runs in the background only when `config.worker` is true, but tests
+    /// and tools can always drive it by hand with [`Worker::tick`].
+    pub fn worker(&self) -> Arc<Worker> {
+        self.worker.clone()
+    }
+
+    /// A handle that stops [`Application::run_until_stopped`] from elsewhere.
+    pub fn shutdown_handle(&self) -> Shutdown {
+        Shutdown(Arc::new(self.shutdown.clone()))
+    }
+
+    /// Serves the API and runs the worker until a shutdown signal.
+    pub async fn run_until_stopped(self) -> Result<(), AppError> {
+        let Application {
+            listener,
+            state,
+            worker,
+            config,
+            shutdown,
+            ..
+        } = self;
+        let mut signal_rx = shutdown.subscribe();
+        let sender = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = os_signal() => { let _ = sender.send(true); }
+                _ = signal_rx.changed() => {}
+            }
+        });
+
+        // Every node listens for callbacks (waits are served by API nodes, not workers).
+        state
+            .herald
+            .store
+            .watch_for_callbacks(state.herald.waiters.clone());
+        let worker_task = config.worker.then(|| {
+            state.herald.store.watch_for_work(state.herald.wake.clone());
+            tokio::spawn(worker.run(shutdown.subscribe()))
+        });
+
+        let mut rx = shutdown.subscribe();
+        let herald = state.herald.clone();
+        let app = router(state, config.max_body_bytes, config.api);
+        let header_timeout = Duration::from_secs(config.header_read_timeout_secs);
+        crate::http::server::serve(listener, app, header_timeout, async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+            // Waiting clients would hold the graceful shutdown open: answer them now.
+            herald.stop_waiting();
+        })
+        .await?;
+        if let Some(t) = worker_task {
+            let _ = t.await;
+        }
+        Ok(())
+    }
+}
+
+async fn os_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("a SIGTERM handler can be installed");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

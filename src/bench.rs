@@ -1,0 +1,508 @@
+//! `herald bench`: an end-to-end benchmark on one machine.
+//!
+//! It starts a Herald on a fresh store (a temporary SQLite file, or a new Postgres database),
+//! a receiver that counts distinct `webhook-id`s and measures latency, and publishers, then runs
+//! these phases:
+//!
+//! 1. **publish** — 32 concurrent clients publish single events over HTTP (worker paused, so
+//!    acceptance is measured alone): `publish_per_s`.
+//! 2. **publish batch** — batches of 500 over HTTP: `publish_batch_per_s`.
+//! 3. **deliver** — the worker starts and drains the backlog of 1-destination events to the
+//!    receiver: `deliveries_per_s`; then the same with 10 destinations per event:
+//!    `deliveries_fanout10_per_s`.
+//! 4. **idle latency** — one event at a time on an idle system: publish→receipt p50/p99.
+//! 5. **load latency** — a steady publish rate at half the measured delivery throughput:
+//!    publish→receipt p50/p99 under load.
+//!
+//! Latency is measured by the receiver against the publish time the publisher put in the event.
+//! Everything runs in this one process (Herald on its own runtime threads, the receiver on a
+//! thread of its own), so `peak_rss_mb` is the peak of the whole benchmark, an upper bound for
+//! Herald alone.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use serde_json::{Value, json};
+use tokio::sync::{Notify, watch};
+
+use crate::app::Application;
+use crate::config::Config;
+
+const ADMIN: &str = "bench-admin-token";
+
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// `sqlite` or `postgres`.
+    pub store: String,
+    /// Events per throughput phase.
+    pub events: usize,
+    /// Postgres server to create the benchmark database on.
+    pub postgres_url: String,
+    /// Print only JSON.
+    pub json: bool,
+}
+
+/// What the receiver has seen.
+#[derive(Default)]
+struct ReceiverState {
+    ids: Mutex<HashSet<String>>,
+    requests: AtomicU64,
+    latencies_us: Mutex<Vec<u64>>,
+    arrived: Notify,
+}
+
+impl ReceiverState {
+    fn distinct(&self) -> usize {
+        self.ids.lock().expect("not poisoned").len()
+    }
+}
+
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_micros() as u64
+}
+
+async fn receive(
+    State(st): State<Arc<ReceiverState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> &'static str {
+    let arrived = now_us();
+    st.requests.fetch_add(1, Ordering::Relaxed);
+    if let Some(id) = headers.get("webhook-id").and_then(|v| v.to_str().ok()) {
+        st.ids.lock().expect("not poisoned").insert(id.to_string());
+    }
+    if let Ok(v) = serde_json::from_slice::<Value>(&body)
+        && let Some(t) = v["data"]["t"].as_u64()
+    {
+        st.latencies_us
+            .lock()
+            .expect("not poisoned")
+            .push(arrived.saturating_sub(t));
+    }
+    st.arrived.notify_waiters();
+    "ok"
+}
+
+/// Starts the receiver on a runtime and thread of its own, so it does not compete with
+/// Herald's scheduler for the same worker threads.
+fn start_receiver() -> anyhow::Result<(String, Arc<ReceiverState>)> {
+    let state = Arc::new(ReceiverState::default());
+    let st = state.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("bench-receiver".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind");
+                tx.send(listener.local_addr().expect("addr"))
+                    .expect("main thread waits");
+                let app = axum::Router::new().fallback(receive).with_state(st);
+                let _ = axum::serve(listener, app).await;
+            });
+        })?;
+    let addr = rx.recv()?;
+    Ok((format!("http://{addr}/hook"), state))
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i] as f64 / 1000.0
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|kb| kb.parse::<f64>().ok())
+            })
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+struct Bench {
+    opts: BenchOptions,
+    base: String,
+    client: reqwest::Client,
+    rx: Arc<ReceiverState>,
+    progress: Option<indicatif::MultiProgress>,
+}
+
+impl Bench {
+    fn bar(&self, len: u64, msg: &str) -> indicatif::ProgressBar {
+        match &self.progress {
+            None => indicatif::ProgressBar::hidden(),
+            Some(mp) => {
+                let pb = mp.add(indicatif::ProgressBar::new(len));
+                pb.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{msg:>24} [{bar:40}] {pos}/{len} {per_sec}",
+                    )
+                    .expect("a valid template")
+                    .progress_chars("=> "),
+                );
+                pb.set_message(msg.to_string());
+                pb
+            }
+        }
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let r = self
+            .client
+            .post(format!("{}{}", self.base, path))
+            .bearer_auth(ADMIN)
+            .json(body)
+            .send()
+            .await?;
+        anyhow::ensure!(r.status().is_success(), "{path}: {}", r.status());
+        Ok(r.json().await?)
+    }
+
+    fn event(tenant: &str, topic: &str) -> Value {
+        json!({"tenant_id": tenant, "topic": topic, "data": {"t": now_us(), "payload": "x".repeat(200)}})
+    }
+
+    /// Single-event publishes from 32 concurrent clients; returns events per second.
+    async fn publish_single(&self, tenant: &str, n: usize) -> anyhow::Result<f64> {
+        let pb = self.bar(n as u64, "publish (single)");
+        let next = Arc::new(AtomicU64::new(0));
+        let started = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..32 {
+            let (client, base, next, pb, tenant) = (
+                self.client.clone(),
+                self.base.clone(),
+                next.clone(),
+                pb.clone(),
+                tenant.to_string(),
+            );
+            tasks.spawn(async move {
+                while next.fetch_add(1, Ordering::Relaxed) < n as u64 {
+                    let r = client
+                        .post(format!("{base}/v1/events"))
+                        .bearer_auth(ADMIN)
+                        .json(&Bench::event(&tenant, "bench.single"))
+                        .send()
+                        .await?;
+                    anyhow::ensure!(r.status().is_success(), "publish: {}", r.status());
+                    pb.inc(1);
+                }
+                Ok(())
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            r??;
+        }
+        pb.finish();
+        Ok(n as f64 / started.elapsed().as_secs_f64())
+    }
+
+    /// Batches of 500 from 4 concurrent clients; returns events per second.
+    async fn publish_batches(&self, tenant: &str, n: usize) -> anyhow::Result<f64> {
+        let pb = self.bar(n as u64, "publish (batch)");
+        let batches = n.div_ceil(500);
+        let next = Arc::new(AtomicU64::new(0));
+        let started = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..4 {
+            let (client, base, next, pb, tenant) = (
+                self.client.clone(),
+                self.base.clone(),
+                next.clone(),
+                pb.clone(),
+                tenant.to_string(),
+            );
+            tasks.spawn(async move {
+                while next.fetch_add(1, Ordering::Relaxed) < batches as u64 {
+                    let events: Vec<Value> = (0..500)
+                        .map(|_| Bench::event(&tenant, "bench.batch"))
+                        .collect();
+                    let r = client
+                        .post(format!("{base}/v1/events/batch"))
+                        .bearer_auth(ADMIN)
+                        .json(&json!({ "events": events }))
+                        .send()
+                        .await?;
+                    anyhow::ensure!(r.status().is_success(), "batch: {}", r.status());
+                    pb.inc(500);
+                }
+                Ok(())
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            r??;
+        }
+        pb.finish();
+        Ok((batches * 500) as f64 / started.elapsed().as_secs_f64())
+    }
+
+    /// Waits until the receiver has seen `target` distinct ids; returns the seconds it took
+    /// from `since`.
+    async fn wait_distinct(&self, target: usize, since: Instant, msg: &str) -> anyhow::Result<f64> {
+        let pb = self.bar(target as u64, msg);
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            let notified = self.rx.arrived.notified();
+            let seen = self.rx.distinct();
+            pb.set_position(seen as u64);
+            if seen >= target {
+                pb.finish();
+                return Ok(since.elapsed().as_secs_f64());
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "only {seen} of {target} delivered in 10 minutes"
+            );
+            let _ = tokio::time::timeout(Duration::from_millis(100), notified).await;
+        }
+    }
+
+    fn take_latencies(&self) -> Vec<u64> {
+        let mut l = std::mem::take(&mut *self.rx.latencies_us.lock().expect("not poisoned"));
+        l.sort_unstable();
+        l
+    }
+}
+
+/// Runs the benchmark for one store and returns its JSON figures.
+pub async fn run(opts: BenchOptions) -> anyhow::Result<Value> {
+    let dir = tempfile_dir()?;
+    let (database_url, pg_name) = match opts.store.as_str() {
+        "sqlite" => (format!("sqlite://{}", dir.join("bench.db").display()), None),
+        "postgres" => {
+            use sqlx::Connection;
+            let name = format!("herald_bench_{}", uuid::Uuid::now_v7().simple());
+            let mut c = sqlx::PgConnection::connect(&opts.postgres_url)
+                .await
+                .context("connecting to Postgres for the benchmark database")?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&mut c)
+                .await?;
+            let base = opts
+                .postgres_url
+                .rsplit_once('/')
+                .map_or(opts.postgres_url.as_str(), |p| p.0);
+            (format!("{base}/{name}"), Some(name))
+        }
+        other => anyhow::bail!("unknown store `{other}` (sqlite or postgres)"),
+    };
+    let result = run_on(&opts, &database_url).await;
+    if let Some(name) = pg_name {
+        use sqlx::Connection;
+        if let Ok(mut c) = sqlx::PgConnection::connect(&opts.postgres_url).await {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&mut c)
+            .await;
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("herald-bench-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+async fn run_on(opts: &BenchOptions, database_url: &str) -> anyhow::Result<Value> {
+    let (receiver_url, rx) = start_receiver()?;
+    let config = Config {
+        listen: "127.0.0.1:0".into(),
+        database_url: Some(database_url.into()),
+        admin_token: Some(ADMIN.into()),
+        allow_private_destinations: true,
+        worker: false,
+        log_format: "pretty".into(),
+        ..Config::default()
+    };
+    let app = Application::build(config).await?;
+    let base = format!("http://{}", app.local_addr());
+    let worker = app.worker();
+    let herald = app.herald().clone();
+    let stop = app.shutdown_handle();
+    let server = tokio::spawn(app.run_until_stopped());
+
+    let bench = Bench {
+        opts: opts.clone(),
+        base,
+        client: reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .build()?,
+        rx: rx.clone(),
+        progress: (!opts.json).then(indicatif::MultiProgress::new),
+    };
+    let n = bench.opts.events;
+    for t in ["one", "fan"] {
+        bench
+            .client
+            .put(format!("{}/v1/tenants/{t}", bench.base))
+            .bearer_auth(ADMIN)
+            .send()
+            .await?
+            .error_for_status()?;
+    }
+    let dest = json!({"type": "webhook", "url": receiver_url, "topics": ["*"]});
+    bench.post("/v1/tenants/one/destinations", &dest).await?;
+    for _ in 0..10 {
+        bench.post("/v1/tenants/fan/destinations", &dest).await?;
+    }
+
+    // 1-2: acceptance alone (the worker is not running yet).
+    let publish_per_s = bench.publish_single("one", n / 2).await?;
+    let publish_batch_per_s = bench.publish_batches("one", n).await?;
+    let backlog = n / 2 + n.div_ceil(500) * 500;
+
+    // 3: the worker drains the backlog.
+    let (stop_worker, stop_rx) = watch::channel(false);
+    herald.store.watch_for_work(herald.wake.clone());
+    let worker_task = tokio::spawn(worker.clone().run(stop_rx));
+    let started = Instant::now();
+    let secs = bench
+        .wait_distinct(backlog, started, "deliver (1 destination)")
+        .await?;
+    let deliveries_per_s = backlog as f64 / secs;
+    bench.take_latencies();
+
+    // Fan-out: n/10 events x 10 destinations. Requests, not distinct ids, are counted here.
+    let fan_events = (n / 10).max(100);
+    let before = rx.requests.load(Ordering::Relaxed);
+    let started = Instant::now();
+    let mut published = 0;
+    while published < fan_events {
+        let k = (fan_events - published).min(500);
+        let events: Vec<Value> = (0..k)
+            .map(|_| Bench::event("fan", "bench.fanout"))
+            .collect();
+        bench
+            .post("/v1/events/batch", &json!({ "events": events }))
+            .await?;
+        published += k;
+    }
+    let target = fan_events as u64 * 10;
+    let pb = bench.bar(target, "deliver (10 destinations)");
+    while rx.requests.load(Ordering::Relaxed) - before < target {
+        pb.set_position(rx.requests.load(Ordering::Relaxed) - before);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "fan-out did not finish"
+        );
+    }
+    pb.finish();
+    let deliveries_fanout10_per_s = target as f64 / started.elapsed().as_secs_f64();
+    bench.take_latencies();
+
+    // 4: idle latency, one event at a time.
+    let idle_n = 200;
+    let pb = bench.bar(idle_n, "latency (idle)");
+    for _ in 0..idle_n {
+        let seen = rx.distinct();
+        bench
+            .post("/v1/events", &Bench::event("one", "bench.idle"))
+            .await?;
+        bench.wait_distinct_quiet(seen + 1).await?;
+        pb.inc(1);
+    }
+    pb.finish();
+    let idle = bench.take_latencies();
+
+    // 5: latency under a steady load at half the measured throughput (10 s at most).
+    let rate = (deliveries_per_s / 2.0).clamp(10.0, 20_000.0);
+    let load_n = ((rate * 5.0) as usize).clamp(100, n);
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let target = rx.distinct() + load_n;
+    let pb = bench.bar(load_n as u64, "latency (50% load)");
+    let mut tick = tokio::time::interval(interval * 16);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sent = 0;
+    while sent < load_n {
+        tick.tick().await;
+        // 16 events per tick: a steady rate without a timer per event.
+        let k = (load_n - sent).min(16);
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..k {
+            let (client, base) = (bench.client.clone(), bench.base.clone());
+            set.spawn(async move {
+                client
+                    .post(format!("{base}/v1/events"))
+                    .bearer_auth(ADMIN)
+                    .json(&Bench::event("one", "bench.load"))
+                    .send()
+                    .await
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            r??.error_for_status()?;
+        }
+        sent += k;
+        pb.inc(k as u64);
+    }
+    pb.finish();
+    bench.wait_distinct_quiet(target).await?;
+    let load = bench.take_latencies();
+
+    let _ = stop_worker.send(true);
+    let _ = worker_task.await;
+    stop.trigger();
+    let _ = server.await;
+
+    Ok(json!({
+        "store": opts.store,
+        "events": n,
+        "publish_per_s": publish_per_s.round(),
+        "publish_batch_per_s": publish_batch_per_s.round(),
+        "deliveries_per_s": deliveries_per_s.round(),
+        "deliveries_fanout10_per_s": deliveries_fanout10_per_s.round(),
+        "latency_idle_p50_ms": percentile(&idle, 0.50),
+        "latency_idle_p99_ms": percentile(&idle, 0.99),
+        "latency_load_p50_ms": percentile(&load, 0.50),
+        "latency_load_p99_ms": percentile(&load, 0.99),
+        "load_rate_per_s": rate.round(),
+        // Inbound capture is not built yet: no figures rather than invented ones.
+        "ingest_per_s": Value::Null,
+        "wake_p50_ms": Value::Null,
+        "wake_p99_ms": Value::Null,
+        "peak_rss_mb": (peak_rss_mb() * 10.0).round() / 10.0,
+        "distinct_ids_received": rx.distinct(),
+        "requests_received": rx.requests.load(Ordering::Relaxed),
+        "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
+    }))
+}
+
+impl Bench {
+    async fn wait_distinct_quiet(&self, target: usize) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let notified = self.rx.arrived.notified();
+            if self.rx.distinct() >= target {
+                return Ok(());
+            }
+            anyhow::ensure!(Instant::now() < deadline, "delivery stalled");
+            let _ = tokio::time::timeout(Duration::from_millis(100), notified).await;
+        }
+    }
+}

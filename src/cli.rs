@@ -1,0 +1,255 @@
+//! The command line (`herald --help`). Admin helpers call the same services as the API,
+//! directly on the configured store, and print JSON.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+
+use crate::app::Application;
+use crate::config::Config;
+use crate::domain::model::DestinationKind;
+use crate::domain::time::Clock;
+use crate::service::{CreateDestination, Herald, PublishRequest};
+use crate::store::Scope;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "herald",
+    version,
+    about = "Webhook delivery engine for AI platforms"
+)]
+pub struct Cli {
+    /// Configuration file (settings also come from HERALD_* environment variables).
+    #[arg(long, global = true, default_value = "herald.toml")]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    All,
+    Api,
+    Worker,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the API server and the delivery worker.
+    Serve {
+        /// What this node does: `all` (default), `api` (no worker) or `worker` (no REST API;
+        /// health and metrics only). Nodes of every role can share one Postgres database.
+        #[arg(long, value_enum, default_value_t = Role::All)]
+        role: Role,
+    },
+    /// Exit 0 when the server on the configured address is ready (for container health checks).
+    Healthcheck,
+    /// Run the end-to-end benchmark and print its figures (see BENCHMARKS.md).
+    Bench {
+        /// `sqlite`, `postgres`, or `all` (one JSON object per store).
+        #[arg(long, default_value = "all")]
+        store: String,
+        /// Events per throughput phase.
+        #[arg(long, default_value_t = 10_000)]
+        events: usize,
+        /// Postgres server on which a fresh benchmark database is created (and dropped).
+        #[arg(
+            long,
+            env = "HERALD_BENCH_POSTGRES_URL",
+            default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+        )]
+        postgres_url: String,
+        /// Print only JSON, one object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Create or update a tenant.
+    Tenant {
+        id: String,
+        /// Metadata as a JSON object.
+        #[arg(long)]
+        metadata: Option<String>,
+    },
+    /// Create a webhook destination for a tenant (prints it with its signing secret).
+    Destination {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        url: String,
+        /// Topic pattern; repeat for several. Default: `*`.
+        #[arg(long = "topic")]
+        topics: Vec<String>,
+    },
+    /// Publish an event.
+    Publish {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        topic: String,
+        /// The event data as JSON.
+        #[arg(long, default_value = "{}")]
+        data: String,
+    },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut config = Config::load(Some(&cli.config))?;
+    crate::telemetry::init(&config.log_format);
+    match cli.command {
+        Command::Serve { role } => {
+            match role {
+                Role::All => {}
+                Role::Api => config.worker = false,
+                Role::Worker => config.api = false,
+            }
+            config.validate()?;
+            serve(config).await
+        }
+        Command::Bench {
+            store,
+            events,
+            postgres_url,
+            json,
+        } => {
+            let stores = match store.as_str() {
+                "all" => vec!["sqlite", "postgres"],
+                one => vec![one],
+            };
+            for store in stores {
+                let opts = crate::bench::BenchOptions {
+                    store: store.to_string(),
+                    events,
+                    postgres_url: postgres_url.clone(),
+                    json,
+                };
+                let figures = crate::bench::run(opts).await?;
+                if json {
+                    println!("{figures}");
+                } else {
+                    println!("{}", serde_json::to_string_pretty(&figures)?);
+                }
+            }
+            Ok(())
+        }
+        Command::Healthcheck => {
+            let addr: std::net::SocketAddr = config.listen.parse()?;
+            let host = if addr.ip().is_unspecified() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                addr.ip()
+            };
+            let url = format!(
+                "http://{}/readyz",
+                std::net::SocketAddr::new(host, addr.port())
+            );
+            crate::outbound::http::install_crypto();
+            let r = reqwest::Client::new().get(&url).send().await?;
+            anyhow::ensure!(r.status().is_success(), "{url} answered {}", r.status());
+            Ok(())
+        }
+        Command::Migrate => {
+            let store = crate::store::connect(&config.database_url()).await?;
+            store.migrate().await?;
+            println!("migrations applied to the {} store", store.kind());
+            Ok(())
+        }
+        Command::Tenant { id, metadata } => {
+            let herald = local(&config).await?;
+            let metadata = metadata
+                .map(|m| serde_json::from_str::<Value>(&m))
+                .transpose()
+                .context("--metadata must be JSON")?;
+            let (tenant, _) = herald.upsert_tenant(&id, metadata).await?;
+            println!("{}", serde_json::to_string_pretty(&tenant)?);
+            Ok(())
+        }
+        Command::Destination {
+            tenant,
+            url,
+            topics,
+        } => {
+            let herald = local(&config).await?;
+            let topics = if topics.is_empty() {
+                vec!["*".into()]
+            } else {
+                topics
+            };
+            let req = CreateDestination {
+                kind: DestinationKind::Webhook,
+                url,
+                description: None,
+                topics,
+                filter: None,
+                headers: Default::default(),
+                options: Default::default(),
+                secret: None,
+            };
+            let created = herald
+                .create_destination(Scope::Admin, &tenant, req)
+                .await?;
+            println!("{}", serde_json::to_string_pretty(&created)?);
+            Ok(())
+        }
+        Command::Publish {
+            tenant,
+            topic,
+            data,
+        } => {
+            let herald = local(&config).await?;
+            let data =
+                serde_json::value::RawValue::from_string(data).context("--data must be JSON")?;
+            let req = PublishRequest {
+                tenant_id: tenant,
+                topic,
+                data,
+                metadata: None,
+                id: None,
+                destination_id: None,
+                reply: None,
+            };
+            let p = herald.publish(Scope::Admin, req, None).await?;
+            println!(
+                "{}",
+                serde_json::json!({"id": p.id, "deliveries": p.deliveries})
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn local(config: &Config) -> anyhow::Result<Herald> {
+    let store = crate::store::connect(&config.database_url()).await?;
+    store.migrate().await?;
+    Ok(Herald::new(store, Clock::system(), config.ssrf_policy())
+        .with_inbound(config.inbound_settings()))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let app = Application::build(config.clone()).await?;
+    if let Some(token) = &app.generated_admin_token {
+        println!(
+            "\nHerald generated an admin token. It is shown only this once; store it safely:\n\n    {token}\n\n\
+             (Set HERALD_ADMIN_TOKEN to use your own.)\n"
+        );
+    }
+    if let Some(secret) = &app.generated_operator_secret {
+        println!(
+            "Herald generated the operator webhook's signing secret (shown once):\n\n    {secret}\n\n\
+             (Set HERALD_OPERATOR_WEBHOOK_SECRET to use your own.)\n"
+        );
+    }
+    tracing::info!(
+        listen = %app.local_addr(),
+        store = app.herald().store.kind(),
+        api = config.api,
+        worker = config.worker,
+        "Herald is running"
+    );
+    app.run_until_stopped().await?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,301 @@
+//! Configuration: defaults → `herald.toml` → `HERALD_*` environment variables, validated at
+//! start with messages that name the setting.
+//!
+//! Every setting has the same name in the file (`listen = "…"`) and, upper-cased with the
+//! `HERALD_` prefix, in the environment (`HERALD_LISTEN`). `herald.toml.example` at the
+//! repository root lists them all with comments.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::domain::retry::{DEFAULT_DELAYS_SECS, RetrySchedule};
+use crate::outbound::ssrf::{Cidr, Policy};
+use crate::worker::WorkerConfig;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP server binds.
+    pub listen: String,
+    /// Base URL used in callback and portal links; defaults to `http://{listen}`.
+    pub public_url: Option<String>,
+    /// `sqlite://path` or `postgres://…`; defaults to a SQLite file in `data_dir`.
+    pub database_url: Option<String>,
+    /// Where the embedded store lives.
+    pub data_dir: PathBuf,
+    /// The platform's admin bearer token. When unset, one is generated on first start, printed
+    /// once, and stored hashed.
+    pub admin_token: Option<String>,
+    /// Let destinations resolve to loopback/private addresses (development and tests only).
+    pub allow_private_destinations: bool,
+    /// CIDRs allowed despite being private, e.g. `["10.1.0.0/16"]`.
+    pub allowed_cidrs: Vec<String>,
+    /// Refuse plain-http webhook URLs.
+    pub https_only: bool,
+    /// Seconds before each retry, comma-separated; its length + 1 is the number of attempts.
+    #[serde(deserialize_with = "string_or_number")]
+    pub retry_schedule: String,
+    /// Each retry delay is scaled by a random factor in `1 ± retry_jitter`.
+    pub retry_jitter: f64,
+    /// Default request timeout for webhook deliveries.
+    pub request_timeout_ms: u64,
+    /// Serve the REST API in this process (`false` for worker-only nodes, which still answer
+    /// `/healthz`, `/readyz` and `/metrics`). `herald serve --role` sets this and `worker`.
+    pub api: bool,
+    /// Run the delivery worker in this process (`false` for API-only nodes).
+    pub worker: bool,
+    /// Disable a destination after this many consecutive failed attempts (0 = never).
+    pub auto_disable_after_failures: u32,
+    /// Disable a destination after this many hours of nothing but failures (0 = never).
+    pub auto_disable_after_hours: u64,
+    /// Where operator events go (`destination.disabled`, `delivery.exhausted`), signed like
+    /// any delivery. Unset: no operator events.
+    pub operator_webhook_url: Option<String>,
+    /// The operator webhook's `whsec_` signing secret; generated and printed once when unset.
+    pub operator_webhook_secret: Option<String>,
+    pub worker_concurrency: usize,
+    pub worker_batch_size: u32,
+    pub lease_secs: u64,
+    pub poll_interval_ms: u64,
+    pub shutdown_grace_secs: u64,
+    /// Events, deliveries and attempts older than this many days are deleted.
+    pub retention_days: u64,
+    /// Largest request body the API accepts.
+    pub max_body_bytes: usize,
+    /// How long a client may take to send its request headers (cuts off slowloris clients).
+    pub header_read_timeout_secs: u64,
+    /// Largest body captured at `/in/{slug}`; above it the sender gets 413.
+    pub inbound_max_body_bytes: usize,
+    /// Requests per second one callback endpoint accepts (0: unlimited), per process...
+    pub inbound_rate_limit_per_s: u32,
+    /// ...and how many may arrive at once after a quiet period.
+    pub inbound_rate_limit_burst: u32,
+    /// How long a wait lasts when the caller gives no `timeout_ms`.
+    pub wait_default_timeout_ms: u64,
+    /// The longest wait, whatever the caller asks for.
+    pub wait_max_timeout_ms: u64,
+    /// `pretty` or `json`.
+    pub log_format: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            public_url: None,
+            database_url: None,
+            data_dir: PathBuf::from("./herald-data"),
+            admin_token: None,
+            allow_private_destinations: false,
+            allowed_cidrs: vec![],
+            https_only: false,
+            retry_schedule: DEFAULT_DELAYS_SECS.map(|s| s.to_string()).join(","),
+            retry_jitter: crate::domain::retry::DEFAULT_JITTER,
+            request_timeout_ms: 15_000,
+            api: true,
+            worker: true,
+            auto_disable_after_failures: 0,
+            // Five days, like Svix.
+            auto_disable_after_hours: 120,
+            operator_webhook_url: None,
+            operator_webhook_secret: None,
+            worker_concurrency: 256,
+            worker_batch_size: 64,
+            lease_secs: 90,
+            poll_interval_ms: 1000,
+            shutdown_grace_secs: 30,
+            retention_days: 30,
+            max_body_bytes: 4 * 1024 * 1024,
+            header_read_timeout_secs: 10,
+            inbound_max_body_bytes: 1024 * 1024,
+            inbound_rate_limit_per_s: 50,
+            inbound_rate_limit_burst: 100,
+            wait_default_timeout_ms: 30_000,
+            wait_max_timeout_ms: 55_000,
+            log_format: "pretty".into(),
+        }
+    }
+}
+
+/// `HERALD_RETRY_SCHEDULE=5` arrives as a number, `5,300` as a string: accept both.
+fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        S(String),
+        N(u64),
+        L(Vec<u64>),
+    }
+    Ok(match Raw::deserialize(d)? {
+        Raw::S(s) => s,
+        Raw::N(n) => n.to_string(),
+        Raw::L(l) => l.iter().map(u64::to_string).collect::<Vec<_>>().join(","),
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration: `{setting}` {message}")]
+    Invalid {
+        setting: &'static str,
+        message: String,
+    },
+}
+
+impl Config {
+    /// Loads defaults, then `path` (if it exists), then the environment.
+    pub fn load(path: Option<&std::path::Path>) -> Result<Self, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        let path = path
+            .map(PathBuf::from)
+            .unwrap_or_else(|| "herald.toml".into());
+        fig = fig.merge(Toml::file(path));
+        // DATABASE_URL is the ecosystem's convention; HERALD_DATABASE_URL wins over it.
+        if let Ok(url) = std::env::var("DATABASE_URL") {
+            fig = fig.merge(Serialized::default("database_url", url));
+        }
+        // Only HERALD_* variables that name a setting: others (HERALD_TOKEN for the MCP client,
+        // test settings) are not configuration errors.
+        let keys: Vec<String> = serde_json::to_value(Config::default())
+            .ok()
+            .and_then(|v| v.as_object().map(|o| o.keys().cloned().collect()))
+            .unwrap_or_default();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        fig = fig.merge(Env::prefixed("HERALD_").only(&keys));
+        let config: Config = fig.extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |setting, message: String| Err(ConfigError::Invalid { setting, message });
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            return invalid(
+                "listen",
+                format!(
+                    "must be an address like 127.0.0.1:8080, not `{}`",
+                    self.listen
+                ),
+            );
+        }
+        if let Some(u) = &self.public_url
+            && url::Url::parse(u).is_err()
+        {
+            return invalid("public_url", format!("is not a URL: `{u}`"));
+        }
+        if let Err(e) = self.retry_schedule() {
+            return invalid("retry_schedule", e);
+        }
+        if !(0.0..1.0).contains(&self.retry_jitter) {
+            return invalid("retry_jitter", "must be in [0, 1)".into());
+        }
+        for c in &self.allowed_cidrs {
+            if c.parse::<Cidr>().is_err() {
+                return invalid("allowed_cidrs", format!("`{c}` is not a CIDR"));
+            }
+        }
+        if !self.api && !self.worker {
+            return invalid(
+                "api",
+                "and `worker` cannot both be false: the node would do nothing".into(),
+            );
+        }
+        if self.worker_concurrency == 0 || self.worker_batch_size == 0 {
+            return invalid(
+                "worker_concurrency",
+                "and worker_batch_size must be at least 1".into(),
+            );
+        }
+        if self.lease_secs * 1000 <= self.request_timeout_ms.max(60_000) {
+            return invalid(
+                "lease_secs",
+                "must be longer than the longest request timeout (60 s)".into(),
+            );
+        }
+        if self.header_read_timeout_secs == 0 {
+            return invalid("header_read_timeout_secs", "must be at least 1".into());
+        }
+        if self.retention_days == 0 {
+            return invalid("retention_days", "must be at least 1".into());
+        }
+        if self.inbound_max_body_bytes == 0 {
+            return invalid("inbound_max_body_bytes", "must be at least 1".into());
+        }
+        if self.inbound_rate_limit_per_s > 0 && self.inbound_rate_limit_burst == 0 {
+            return invalid(
+                "inbound_rate_limit_burst",
+                "must be at least 1 when a rate limit is set".into(),
+            );
+        }
+        if self.wait_max_timeout_ms == 0 || self.wait_default_timeout_ms > self.wait_max_timeout_ms
+        {
+            return invalid(
+                "wait_default_timeout_ms",
+                "must not exceed wait_max_timeout_ms (which must be at least 1)".into(),
+            );
+        }
+        if !matches!(self.log_format.as_str(), "pretty" | "json") {
+            return invalid("log_format", "must be `pretty` or `json`".into());
+        }
+        Ok(())
+    }
+
+    pub fn retry_schedule(&self) -> Result<RetrySchedule, String> {
+        RetrySchedule::parse_secs_list(&self.retry_schedule, self.retry_jitter)
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("herald.db").display()))
+    }
+
+    pub fn public_url(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+            .trim_end_matches('/')
+            .to_string()
+    }
+
+    pub fn inbound_settings(&self) -> crate::service::InboundSettings {
+        crate::service::InboundSettings {
+            public_url: self.public_url(),
+            max_body_bytes: self.inbound_max_body_bytes,
+            rate_limit_per_s: self.inbound_rate_limit_per_s,
+            rate_limit_burst: self.inbound_rate_limit_burst,
+            default_wait: Duration::from_millis(self.wait_default_timeout_ms),
+            max_wait: Duration::from_millis(self.wait_max_timeout_ms),
+        }
+    }
+
+    pub fn ssrf_policy(&self) -> Policy {
+        Policy {
+            allow_private: self.allow_private_destinations,
+            https_only: self.https_only,
+            allow_cidrs: self
+                .allowed_cidrs
+                .iter()
+                .filter_map(|c| c.parse().ok())
+                .collect(),
+        }
+    }
+
+    pub fn worker_config(&self) -> WorkerConfig {
+        WorkerConfig {
+            concurrency: self.worker_concurrency,
+            batch_size: self.worker_batch_size,
+            lease: Duration::from_secs(self.lease_secs),
+            poll_interval: Duration::from_millis(self.poll_interval_ms),
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+            retention: Duration::from_secs(self.retention_days * 24 * 3600),
+            ..WorkerConfig::default()
+        }
+    }
+}

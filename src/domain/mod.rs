@@ -1,0 +1,16 @@
+//! The pure heart of Herald: identifiers, delivery states and their allowed transitions,
+//! the retry schedule, Standard Webhooks signatures, topic patterns and payload filters.
+//!
+//! Nothing in here performs I/O or reads the clock: callers pass `now` in. That keeps every
+//! rule testable as a plain function, and lets the tests control time.
+
+pub mod fanout;
+pub mod filter;
+pub mod ids;
+pub mod model;
+pub mod retry;
+pub mod signature;
+pub mod state;
+pub mod time;
+pub mod topic;
+pub mod validate;

@@ -1,0 +1,265 @@
+//! The objects Herald stores, as the rest of the program sees them. They serialize to the
+//! API's JSON shapes (SPEC §10); times are Unix milliseconds inside and RFC 3339 outside.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::state::{DeliveryStatus, ErrorKind, Trigger};
+use super::time::{Millis, serde_rfc3339};
+
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Tenant {
+    pub id: String,
+    /// Free-form key/value data of the platform's.
+    #[schema(value_type = Object)]
+    pub metadata: Value,
+    #[serde(with = "serde_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Millis,
+    #[serde(with = "serde_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: Millis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DestinationKind {
+    Webhook,
+}
+
+impl DestinationKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DestinationKind::Webhook => "webhook",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        (s == "webhook").then_some(DestinationKind::Webhook)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Ordering {
+    #[default]
+    None,
+    Fifo,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PayloadFormat {
+    /// `{"type": topic, "timestamp": …, "data": data}` (Standard Webhooks).
+    #[default]
+    Envelope,
+    /// The event's `data` alone.
+    Data,
+}
+
+/// Per-destination delivery options; every field is optional and falls back to the
+/// deployment's defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationOptions {
+    /// Most deliveries of this destination in flight at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
+    /// Most deliveries per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ordering: Option<Ordering>,
+    /// Request timeout, 1–60 s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<PayloadFormat>,
+    /// Delays in seconds before each retry; its length + 1 is the number of attempts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_schedule: Option<Vec<u64>>,
+}
+
+/// A signing secret; while a rotation overlaps, the old one carries `expires_at`.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct SigningSecret {
+    pub secret: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Millis>,
+}
+
+/// Redacted: a destination logged with `{:?}` must not leak its secrets.
+impl std::fmt::Debug for SigningSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningSecret")
+            .field("secret", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Destination {
+    pub id: String,
+    pub tenant_id: String,
+    #[serde(rename = "type")]
+    pub kind: DestinationKind,
+    pub url: Option<String>,
+    pub description: Option<String>,
+    pub topics: Vec<String>,
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<Value>,
+    pub headers: BTreeMap<String, String>,
+    pub options: DestinationOptions,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+    #[serde(with = "serde_rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub disabled_at: Option<Millis>,
+    /// Never serialized: the API reveals the secret only when it is created or rotated.
+    #[serde(skip)]
+    pub secrets: Vec<SigningSecret>,
+    #[serde(with = "serde_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Millis,
+    #[serde(with = "serde_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: Millis,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_a_signing_secret() {
+        let s = SigningSecret {
+            secret: "whsec_c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0".into(),
+            expires_at: None,
+        };
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("whsec_") && shown.contains("<redacted>"));
+    }
+}
+
+impl Destination {
+    /// Secrets that sign a request sent at `now`, newest first.
+    pub fn active_secrets(&self, now: Millis) -> impl Iterator<Item = &str> {
+        self.secrets
+            .iter()
+            .filter(move |s| s.expires_at.is_none_or(|t| t > now))
+            .map(|s| s.secret.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Event {
+    pub id: String,
+    pub tenant_id: String,
+    pub topic: String,
+    /// The publisher's JSON, byte for byte.
+    #[schema(value_type = Object)]
+    pub data: Box<serde_json::value::RawValue>,
+    #[schema(value_type = Object)]
+    pub metadata: Value,
+    pub idempotency_key: Option<String>,
+    #[serde(with = "serde_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Delivery {
+    pub id: String,
+    pub tenant_id: String,
+    pub event_id: String,
+    pub destination_id: String,
+    pub topic: String,
+    pub status: DeliveryStatus,
+    pub attempt_count: u32,
+    /// When the next attempt is due; null once the delivery is final.
+    #[serde(with = "serde_rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub next_attempt_at: Option<Millis>,
+    pub last_status_code: Option<u16>,
+    pub last_error: Option<String>,
+    #[serde(with = "serde_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Millis,
+    #[serde(with = "serde_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: Millis,
+    #[serde(with = "serde_rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub finalized_at: Option<Millis>,
+    /// Present when one delivery is read; omitted in lists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<Vec<Attempt>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Attempt {
+    pub id: String,
+    pub delivery_id: String,
+    pub attempt: u32,
+    pub trigger: Trigger,
+    #[serde(with = "serde_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub started_at: Millis,
+    pub duration_ms: u64,
+    pub url: Option<String>,
+    pub status_code: Option<u16>,
+    pub error_kind: Option<ErrorKind>,
+    pub error: Option<String>,
+    pub request_headers: BTreeMap<String, String>,
+    pub response_headers: BTreeMap<String, String>,
+    pub response_body: Option<String>,
+}
+
+/// A bulk recovery: every failed or skipped delivery of one destination since a time,
+/// scheduled again. `progress` counts those deliveries by their current status, so the job
+/// can be watched until nothing is left pending.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Recovery {
+    pub id: String,
+    pub tenant_id: String,
+    pub destination_id: String,
+    #[serde(with = "serde_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub since: Millis,
+    /// Deliveries scheduled again.
+    pub count: u64,
+    #[serde(with = "serde_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Millis,
+    pub progress: BTreeMap<String, u64>,
+    /// True once none of its deliveries is still scheduled, retrying or delivering.
+    pub done: bool,
+}
+
+/// A page of a list: `{data, next_cursor}`; pass `after=<next_cursor>` for the next one.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Page<T> {
+    pub data: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// Builds a page from up to `limit + 1` rows fetched newest first: the extra row only
+    /// tells that there is a next page.
+    pub fn from_rows(mut rows: Vec<T>, limit: usize, cursor_of: impl Fn(&T) -> String) -> Self {
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let next_cursor = if more {
+            rows.last().map(cursor_of)
+        } else {
+            None
+        };
+        Page {
+            data: rows,
+            next_cursor,
+        }
+    }
+}

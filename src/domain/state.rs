@@ -1,0 +1,189 @@
+//! The delivery state machine.
+//!
+//! ```text
+//!  scheduled ──claim──▶ delivering ──2xx──▶ succeeded
+//!      ▲                 │   ▲
+//!      │ manual retry    │   └──claim── retrying ◀──failure, attempts left──┘
+//!      │                 ├──failure, attempts exhausted / 410──▶ failed
+//!  (terminal states)     └──lease expired (worker crashed)──▶ retrying
+//!  scheduled ──destination disabled at publish──▶ skipped
+//!  scheduled | retrying ──destination deleted / operator──▶ cancelled
+//!  delivering ──destination disabled / deleted before the send──▶ skipped / cancelled
+//! ```
+//!
+//! [`DeliveryStatus::can_transition`] is the one place these rules live. The stores apply a
+//! change only to a row still in the expected state (`UPDATE … WHERE status = $expected`), so a
+//! worker whose lease expired cannot overwrite the outcome of the worker that took over.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    Scheduled,
+    Delivering,
+    Retrying,
+    Succeeded,
+    Failed,
+    Skipped,
+    Cancelled,
+}
+
+impl DeliveryStatus {
+    pub const ALL: [DeliveryStatus; 7] = [
+        Self::Scheduled,
+        Self::Delivering,
+        Self::Retrying,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Skipped,
+        Self::Cancelled,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Scheduled => "scheduled",
+            Self::Delivering => "delivering",
+            Self::Retrying => "retrying",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Skipped => "skipped",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// Terminal states carry `finalized_at`; only a manual retry leaves them.
+    pub const fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Self::Succeeded | Self::Failed | Self::Skipped | Self::Cancelled
+        )
+    }
+
+    /// Waiting for a worker to claim it.
+    pub const fn is_pending(self) -> bool {
+        matches!(self, Self::Scheduled | Self::Retrying)
+    }
+
+    /// The allowed transitions. Everything else is a bug or a race lost.
+    pub const fn can_transition(self, to: DeliveryStatus) -> bool {
+        use DeliveryStatus::*;
+        match (self, to) {
+            // A worker claims due work.
+            (Scheduled | Retrying, Delivering) => true,
+            // The outcome of an attempt; `Retrying` also when a lease expires.
+            (Delivering, Succeeded | Retrying | Failed) => true,
+            // The destination was disabled or deleted between the claim and the send.
+            (Delivering, Skipped | Cancelled) => true,
+            // Destination deleted, or an operator cancels pending work.
+            (Scheduled | Retrying, Cancelled) => true,
+            // Manual retry / recovery: a finished delivery is scheduled again.
+            (Succeeded | Failed | Skipped | Cancelled, Scheduled) => true,
+            // A manual retry of a delivery waiting for its next attempt brings it forward.
+            (Retrying, Scheduled) => true,
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for DeliveryStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What caused an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    Scheduled,
+    Manual,
+}
+
+impl Trigger {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Scheduled => "scheduled",
+            Trigger::Manual => "manual",
+        }
+    }
+    pub fn parse(s: &str) -> Self {
+        if s == "manual" {
+            Trigger::Manual
+        } else {
+            Trigger::Scheduled
+        }
+    }
+}
+
+/// Why an attempt failed, as recorded in the attempt log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    Timeout,
+    Connect,
+    Dns,
+    Tls,
+    BlockedAddress,
+    Status,
+    BodyTooLarge,
+    Internal,
+}
+
+impl ErrorKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Connect => "connect",
+            ErrorKind::Dns => "dns",
+            ErrorKind::Tls => "tls",
+            ErrorKind::BlockedAddress => "blocked_address",
+            ErrorKind::Status => "status",
+            ErrorKind::BodyTooLarge => "body_too_large",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DeliveryStatus::*;
+    use super::*;
+
+    #[test]
+    fn status_names_round_trip() {
+        for s in DeliveryStatus::ALL {
+            assert_eq!(DeliveryStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(DeliveryStatus::parse("bogus"), None);
+    }
+
+    #[test]
+    fn only_a_claim_leads_into_delivering() {
+        for from in DeliveryStatus::ALL {
+            assert_eq!(from.can_transition(Delivering), from.is_pending(), "{from}");
+        }
+    }
+
+    #[test]
+    fn terminal_states_are_left_only_by_rescheduling() {
+        for from in DeliveryStatus::ALL.into_iter().filter(|s| s.is_terminal()) {
+            for to in DeliveryStatus::ALL {
+                assert_eq!(from.can_transition(to), to == Scheduled, "{from} -> {to}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_attempt_ends_in_success_retry_or_failure() {
+        assert!(Delivering.can_transition(Succeeded));
+        assert!(Delivering.can_transition(Retrying));
+        assert!(Delivering.can_transition(Failed));
+        assert!(!Delivering.can_transition(Scheduled));
+        assert!(!Delivering.can_transition(Delivering));
+    }
+}

@@ -1,0 +1,89 @@
+//! Time as Herald stores it: Unix milliseconds (`i64`), rendered as RFC 3339 UTC in the API.
+//!
+//! The [`Clock`] is the only source of "now" in the application. In production it is the
+//! system clock; tests move it forward with [`Clock::advance`] to make a retry due without
+//! sleeping through the retry delay.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+/// Milliseconds since the Unix epoch.
+pub type Millis = i64;
+
+/// The application's clock: the system time plus an offset that only tests change.
+#[derive(Debug, Clone, Default)]
+pub struct Clock {
+    offset_ms: Arc<AtomicI64>,
+}
+
+impl Clock {
+    pub fn system() -> Self {
+        Self::default()
+    }
+
+    pub fn now(&self) -> Millis {
+        chrono::Utc::now().timestamp_millis() + self.offset_ms.load(Ordering::Relaxed)
+    }
+
+    /// Moves this clock (and every clone of it) forward.
+    pub fn advance(&self, by: Duration) {
+        self.offset_ms
+            .fetch_add(by.as_millis() as i64, Ordering::Relaxed);
+    }
+}
+
+/// `2026-11-23T10:00:00.123Z`
+pub fn rfc3339(ms: Millis) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Parses RFC 3339 into Unix milliseconds.
+pub fn parse_rfc3339(s: &str) -> Option<Millis> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
+/// Serde helpers so API types can hold `Millis` and speak RFC 3339.
+pub mod serde_rfc3339 {
+    use super::*;
+    use serde::Serializer;
+
+    pub fn serialize<S: Serializer>(ms: &Millis, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&rfc3339(*ms))
+    }
+
+    pub mod option {
+        use super::*;
+        pub fn serialize<S: Serializer>(ms: &Option<Millis>, s: S) -> Result<S::Ok, S::Error> {
+            match ms {
+                Some(ms) => s.serialize_str(&rfc3339(*ms)),
+                None => s.serialize_none(),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_round_trips_milliseconds() {
+        let ms = 1_764_000_000_123;
+        assert_eq!(rfc3339(ms), "2025-11-24T16:00:00.123Z");
+        assert_eq!(parse_rfc3339(&rfc3339(ms)), Some(ms));
+    }
+
+    #[test]
+    fn advancing_a_clock_moves_every_clone() {
+        let clock = Clock::system();
+        let other = clock.clone();
+        let before = other.now();
+        clock.advance(Duration::from_secs(3600));
+        assert!(other.now() - before >= 3_600_000);
+    }
+}

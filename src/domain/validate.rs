@@ -1,0 +1,254 @@
+//! Input rules shared by the API, the portal and the CLI. Each check names the offending
+//! field, so a 422 can point at it.
+
+use std::collections::BTreeMap;
+
+use super::model::DestinationOptions;
+use super::{retry, topic};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct Invalid {
+    pub field: String,
+    pub message: String,
+}
+
+impl Invalid {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+pub type Check = Result<(), Invalid>;
+
+pub const MAX_TENANT_ID: usize = 64;
+pub const MAX_URL: usize = 2048;
+pub const MAX_DESCRIPTION: usize = 1024;
+pub const MAX_TOPICS: usize = 100;
+pub const MAX_HEADERS: usize = 20;
+pub const MAX_HEADER_VALUE: usize = 1024;
+pub const MAX_IDEMPOTENCY_KEY: usize = 255;
+/// Serialized size of an event's `data` plus `metadata`.
+pub const MAX_EVENT_BYTES: usize = 512 * 1024;
+pub const MAX_BATCH: usize = 1000;
+
+/// Headers a destination may not set: Herald owns them, and letting a tenant override the
+/// signature headers would let it forge them.
+const RESERVED_HEADERS: &[&str] = &[
+    "content-type",
+    "content-length",
+    "host",
+    "user-agent",
+    "connection",
+    "transfer-encoding",
+    "te",
+    "upgrade",
+    "expect",
+];
+
+pub fn tenant_id(field: &str, id: &str) -> Check {
+    if id.is_empty() || id.len() > MAX_TENANT_ID {
+        return Err(Invalid::new(
+            field,
+            format!("must be 1-{MAX_TENANT_ID} characters"),
+        ));
+    }
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
+    {
+        return Err(Invalid::new(
+            field,
+            "may contain only letters, digits and `_-.:`",
+        ));
+    }
+    Ok(())
+}
+
+pub fn topic(field: &str, t: &str) -> Check {
+    match topic::topic_error(t) {
+        Some(msg) => Err(Invalid::new(field, msg)),
+        None => Ok(()),
+    }
+}
+
+pub fn topics(field: &str, patterns: &[String]) -> Check {
+    if patterns.is_empty() || patterns.len() > MAX_TOPICS {
+        return Err(Invalid::new(
+            field,
+            format!("must list 1-{MAX_TOPICS} patterns"),
+        ));
+    }
+    for (i, p) in patterns.iter().enumerate() {
+        if let Some(msg) = topic::pattern_error(p) {
+            return Err(Invalid::new(format!("{field}[{i}]"), msg));
+        }
+    }
+    Ok(())
+}
+
+/// An absolute `http`/`https` URL with a host, no credentials and no fragment.
+pub fn webhook_url(field: &str, raw: &str) -> Result<url::Url, Invalid> {
+    if raw.len() > MAX_URL {
+        return Err(Invalid::new(
+            field,
+            format!("must be at most {MAX_URL} characters"),
+        ));
+    }
+    let url = url::Url::parse(raw)
+        .map_err(|e| Invalid::new(field, format!("is not a valid URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(Invalid::new(field, "must be an http or https URL"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(Invalid::new(field, "must have a host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(Invalid::new(
+            field,
+            "must not contain credentials; use headers",
+        ));
+    }
+    if url.fragment().is_some() {
+        return Err(Invalid::new(field, "must not contain a fragment"));
+    }
+    Ok(url)
+}
+
+pub fn description(field: &str, d: &Option<String>) -> Check {
+    match d {
+        Some(d) if d.len() > MAX_DESCRIPTION => Err(Invalid::new(
+            field,
+            format!("must be at most {MAX_DESCRIPTION} characters"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+pub fn headers(field: &str, headers: &BTreeMap<String, String>) -> Check {
+    if headers.len() > MAX_HEADERS {
+        return Err(Invalid::new(
+            field,
+            format!("at most {MAX_HEADERS} headers"),
+        ));
+    }
+    for (name, value) in headers {
+        let f = format!("{field}.{name}");
+        let lower = name.to_ascii_lowercase();
+        if name.is_empty()
+            || name.len() > 128
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        {
+            return Err(Invalid::new(f, "is not a valid header name"));
+        }
+        if RESERVED_HEADERS.contains(&lower.as_str()) || lower.starts_with("webhook-") {
+            return Err(Invalid::new(f, "is set by Herald and cannot be overridden"));
+        }
+        if value.len() > MAX_HEADER_VALUE
+            || value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f)
+        {
+            return Err(Invalid::new(
+                f,
+                format!("value must be at most {MAX_HEADER_VALUE} printable characters"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn options(field: &str, o: &DestinationOptions) -> Check {
+    if let Some(t) = o.timeout_ms
+        && !(1000..=60_000).contains(&t)
+    {
+        return Err(Invalid::new(
+            format!("{field}.timeout_ms"),
+            "must be 1000-60000",
+        ));
+    }
+    if let Some(n) = o.max_in_flight
+        && !(1..=1000).contains(&n)
+    {
+        return Err(Invalid::new(
+            format!("{field}.max_in_flight"),
+            "must be 1-1000",
+        ));
+    }
+    if let Some(n) = o.rate_limit
+        && !(1..=100_000).contains(&n)
+    {
+        return Err(Invalid::new(
+            format!("{field}.rate_limit"),
+            "must be 1-100000 per second",
+        ));
+    }
+    if let Some(s) = &o.retry_schedule {
+        retry::validate_delays(s)
+            .map_err(|m| Invalid::new(format!("{field}.retry_schedule"), m))?;
+    }
+    Ok(())
+}
+
+pub fn idempotency_key(field: &str, key: &str) -> Check {
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
+        return Err(Invalid::new(
+            field,
+            format!("must be 1-{MAX_IDEMPOTENCY_KEY} characters"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_ids_are_short_and_plain() {
+        assert!(tenant_id("id", "acme-corp_1").is_ok());
+        assert_eq!(tenant_id("id", "").unwrap_err().field, "id");
+        assert!(tenant_id("id", "a b").is_err());
+        assert!(tenant_id("id", &"a".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn webhook_urls_must_be_absolute_http() {
+        assert!(webhook_url("url", "https://example.com/hook").is_ok());
+        assert!(webhook_url("url", "ftp://example.com").is_err());
+        assert!(webhook_url("url", "not a url").is_err());
+        assert!(webhook_url("url", "https://user:pw@example.com").is_err());
+    }
+
+    #[test]
+    fn reserved_headers_cannot_be_set() {
+        let mut h = BTreeMap::new();
+        h.insert("X-Team".to_string(), "a".to_string());
+        assert!(headers("headers", &h).is_ok());
+        h.insert("Webhook-Signature".to_string(), "forged".to_string());
+        let e = headers("headers", &h).unwrap_err();
+        assert_eq!(e.field, "headers.Webhook-Signature");
+    }
+
+    #[test]
+    fn options_out_of_range_name_their_field() {
+        let o = DestinationOptions {
+            timeout_ms: Some(5),
+            ..Default::default()
+        };
+        assert_eq!(
+            options("options", &o).unwrap_err().field,
+            "options.timeout_ms"
+        );
+    }
+
+    #[test]
+    fn topic_lists_name_the_bad_pattern() {
+        let e = topics("topics", &["ok".into(), "bad pattern".into()]).unwrap_err();
+        assert_eq!(e.field, "topics[1]");
+        assert!(topics("topics", &[]).is_err());
+    }
+}

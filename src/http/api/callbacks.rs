@@ -1,0 +1,275 @@
+//! Inbound endpoints for agents (SPEC §3.1, §3.3, §3.5): manage callback endpoints, wait on
+//! them (long-poll or SSE), poll and acknowledge across endpoints, wait for replies to an event.
+
+use std::convert::Infallible;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use futures_util::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::tenants::ListParams;
+use crate::domain::model::Page;
+use crate::http::AppState;
+use crate::http::error::{ApiError, Problem};
+use crate::http::extract::{ApiJson, ApiQuery, Auth};
+use crate::inbound::model::{CallbackView, EndpointView};
+use crate::service::callbacks::ListStatus;
+use crate::service::{CreateCallbackEndpoint, CreatedEndpoint, WaitOutcome};
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct WaitParams {
+    /// Return a callback with a greater cursor (default 0: the first one ever).
+    pub after: Option<i64>,
+    /// How long to wait for one (default 30 s, capped at the server's maximum, 55 s by default).
+    pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitStatus {
+    Received,
+    Pending,
+}
+
+/// `{status: "received", callback, cursor}` or, at the timeout, `{status: "pending", cursor}`.
+/// Either way, wait again with `after=cursor`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WaitResponse {
+    pub status: WaitStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callback: Option<CallbackView>,
+    pub cursor: i64,
+}
+
+impl From<WaitOutcome> for WaitResponse {
+    fn from(w: WaitOutcome) -> Self {
+        match w {
+            WaitOutcome::Received { callback, cursor } => WaitResponse {
+                status: WaitStatus::Received,
+                callback: Some(callback.as_ref().into()),
+                cursor,
+            },
+            WaitOutcome::Pending { cursor } => WaitResponse {
+                status: WaitStatus::Pending,
+                callback: None,
+                cursor,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct EventsParams {
+    /// For accepted callbacks (the default) a cursor; for `status=rejected` a callback id.
+    pub after: Option<String>,
+    pub limit: Option<u32>,
+    /// `accepted` (default) or `rejected`: the requests that failed verification.
+    #[param(value_type = Option<String>)]
+    pub status: Option<ListStatus>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct StreamParams {
+    /// Start after this cursor; the `Last-Event-ID` header, when present, wins.
+    pub after: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct PollParams {
+    /// `false`: only callbacks not yet acknowledged; `true`: only acknowledged ones.
+    pub acked: Option<bool>,
+    pub endpoint_id: Option<String>,
+    /// The `next_cursor` of the previous page (a callback id).
+    pub after: Option<String>,
+    pub limit: Option<u32>,
+}
+
+/// Create a callback endpoint. The answer holds the URL to hand out and, once, its secret or token.
+#[utoipa::path(post, path = "/v1/callback-endpoints", tag = "inbound",
+    request_body = CreateCallbackEndpoint,
+    responses((status = 201, body = CreatedEndpoint), (status = 404, body = Problem),
+              (status = 422, body = Problem)))]
+pub async fn create(
+    State(s): State<AppState>,
+    auth: Auth,
+    ApiJson(req): ApiJson<CreateCallbackEndpoint>,
+) -> Result<(StatusCode, Json<CreatedEndpoint>), ApiError> {
+    let created = s.herald.create_callback_endpoint(auth.scope(), req).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// List callback endpoints (a tenant token sees its own; the admin token sees all).
+#[utoipa::path(get, path = "/v1/callback-endpoints", tag = "inbound", params(ListParams),
+    responses((status = 200, body = Page<EndpointView>)))]
+pub async fn list(
+    State(s): State<AppState>,
+    auth: Auth,
+    ApiQuery(q): ApiQuery<ListParams>,
+) -> Result<Json<Page<EndpointView>>, ApiError> {
+    Ok(Json(
+        s.herald
+            .list_callback_endpoints(auth.scope(), q.after.as_deref(), q.limit)
+            .await?,
+    ))
+}
+
+/// Read a callback endpoint (never its secret).
+#[utoipa::path(get, path = "/v1/callback-endpoints/{id}", tag = "inbound",
+    params(("id" = String, Path)),
+    responses((status = 200, body = EndpointView), (status = 404, body = Problem)))]
+pub async fn get(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<EndpointView>, ApiError> {
+    let e = s.herald.get_callback_endpoint(auth.scope(), &id).await?;
+    Ok(Json(s.herald.endpoint_view(&e)))
+}
+
+/// Delete a callback endpoint and everything it captured; its URL answers 404 afterwards.
+#[utoipa::path(delete, path = "/v1/callback-endpoints/{id}", tag = "inbound",
+    params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = Problem)))]
+pub async fn delete(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    s.herald.delete_callback_endpoint(auth.scope(), &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Wait for a callback newer than `after`: answered at once when one is stored already, else
+/// as soon as one arrives, else `pending` at the timeout. Safe to retry with the same cursor.
+#[utoipa::path(get, path = "/v1/callback-endpoints/{id}/wait", tag = "inbound",
+    params(("id" = String, Path), WaitParams),
+    responses((status = 200, body = WaitResponse), (status = 404, body = Problem)))]
+pub async fn wait(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<WaitParams>,
+) -> Result<Json<WaitResponse>, ApiError> {
+    let outcome = s
+        .herald
+        .wait(auth.scope(), &id, q.after, q.timeout_ms)
+        .await?;
+    Ok(Json(outcome.into()))
+}
+
+/// List an endpoint's callbacks in cursor order (or, with `status=rejected`, the requests that
+/// failed verification, newest first).
+#[utoipa::path(get, path = "/v1/callback-endpoints/{id}/events", tag = "inbound",
+    params(("id" = String, Path), EventsParams),
+    responses((status = 200, body = Page<CallbackView>), (status = 404, body = Problem)))]
+pub async fn events(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<EventsParams>,
+) -> Result<Json<Page<CallbackView>>, ApiError> {
+    Ok(Json(
+        s.herald
+            .list_endpoint_callbacks(
+                auth.scope(),
+                &id,
+                q.status.unwrap_or_default(),
+                q.after.as_deref(),
+                q.limit,
+            )
+            .await?,
+    ))
+}
+
+/// Server-Sent Events: every callback after the cursor (`Last-Event-ID` or `?after=`), then
+/// each new one as it arrives. Event `id` is the cursor, so a reconnecting client resumes
+/// exactly where it stopped.
+#[utoipa::path(get, path = "/v1/callback-endpoints/{id}/stream", tag = "inbound",
+    params(("id" = String, Path), StreamParams, ("Last-Event-ID" = Option<String>, Header)),
+    responses((status = 200, content_type = "text/event-stream", body = String),
+              (status = 404, body = Problem)))]
+pub async fn stream(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<StreamParams>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let endpoint = s.herald.get_callback_endpoint(auth.scope(), &id).await?;
+    let after = match headers.get("last-event-id") {
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .filter(|c| *c >= 0)
+            .ok_or_else(|| {
+                ApiError::validation("Last-Event-ID", "Last-Event-ID: must be a cursor")
+            })?,
+        None => q.after.unwrap_or(0).max(0),
+    };
+    let events = s.herald.callback_stream(endpoint.id, after).map(|item| {
+        Ok(match item {
+            Ok(c) => SseEvent::default()
+                .id(c.cursor.unwrap_or_default().to_string())
+                .event("callback")
+                .json_data(CallbackView::from(&c))
+                .unwrap_or_else(|_| SseEvent::default().event("error")),
+            Err(e) => {
+                tracing::error!(error = %e, "callback stream failed");
+                SseEvent::default()
+                    .event("error")
+                    .data("the stream failed; reconnect with Last-Event-ID")
+            }
+        })
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+/// Poll callbacks across the caller's endpoints, oldest first (`acked=false`: the work queue).
+#[utoipa::path(get, path = "/v1/callbacks", tag = "inbound", params(PollParams),
+    responses((status = 200, body = Page<CallbackView>)))]
+pub async fn poll(
+    State(s): State<AppState>,
+    auth: Auth,
+    ApiQuery(q): ApiQuery<PollParams>,
+) -> Result<Json<Page<CallbackView>>, ApiError> {
+    Ok(Json(
+        s.herald
+            .poll_callbacks(auth.scope(), q.acked, q.endpoint_id, q.after, q.limit)
+            .await?,
+    ))
+}
+
+/// Acknowledge a callback: it leaves `acked=false`. Acknowledging twice keeps the first time.
+#[utoipa::path(post, path = "/v1/callbacks/{id}/ack", tag = "inbound",
+    params(("id" = String, Path)),
+    responses((status = 200, body = CallbackView), (status = 404, body = Problem)))]
+pub async fn ack(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<CallbackView>, ApiError> {
+    let c = s.herald.ack_callback(auth.scope(), &id).await?;
+    Ok(Json((&c).into()))
+}
+
+/// Wait for a subscriber's answer on an event's reply channel (published with `reply`).
+#[utoipa::path(get, path = "/v1/events/{id}/replies/wait", tag = "events",
+    params(("id" = String, Path), WaitParams),
+    responses((status = 200, body = WaitResponse), (status = 404, body = Problem)))]
+pub async fn wait_for_reply(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<WaitParams>,
+) -> Result<Json<WaitResponse>, ApiError> {
+    let outcome = s
+        .herald
+        .wait_for_reply(auth.scope(), &id, q.after, q.timeout_ms)
+        .await?;
+    Ok(Json(outcome.into()))
+}

@@ -1,0 +1,164 @@
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::tenants::ListParams;
+use crate::domain::model::{Destination, Page};
+use crate::http::AppState;
+use crate::http::error::{ApiError, Problem};
+use crate::http::extract::{ApiJson, ApiQuery, Auth};
+use crate::service::{
+    CreateDestination, CreatedDestination, RotateSecret, RotatedSecret, UpdateDestination,
+};
+
+/// Create a destination; the answer carries its signing `secret` (shown only here).
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/destinations", tag = "destinations",
+    params(("tenant_id" = String, Path)), request_body = CreateDestination,
+    responses((status = 201, body = CreatedDestination), (status = 404, body = Problem),
+              (status = 422, body = Problem)))]
+pub async fn create(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(tenant_id): Path<String>,
+    ApiJson(req): ApiJson<CreateDestination>,
+) -> Result<(StatusCode, Json<CreatedDestination>), ApiError> {
+    let created = s
+        .herald
+        .create_destination(auth.scope(), &tenant_id, req)
+        .await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// List a tenant's destinations.
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/destinations", tag = "destinations",
+    params(("tenant_id" = String, Path), ListParams),
+    responses((status = 200, body = Page<Destination>), (status = 404, body = Problem)))]
+pub async fn list(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(tenant_id): Path<String>,
+    ApiQuery(q): ApiQuery<ListParams>,
+) -> Result<Json<Page<Destination>>, ApiError> {
+    let page = s
+        .herald
+        .list_destinations(auth.scope(), &tenant_id, q.after.as_deref(), q.limit)
+        .await?;
+    Ok(Json(page))
+}
+
+/// Read a destination.
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/destinations/{id}", tag = "destinations",
+    params(("tenant_id" = String, Path), ("id" = String, Path)),
+    responses((status = 200, body = Destination), (status = 404, body = Problem)))]
+pub async fn get(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path((tenant_id, id)): Path<(String, String)>,
+) -> Result<Json<Destination>, ApiError> {
+    Ok(Json(
+        s.herald
+            .get_destination(auth.scope(), &tenant_id, &id)
+            .await?,
+    ))
+}
+
+/// Update some fields of a destination.
+#[utoipa::path(patch, path = "/v1/tenants/{tenant_id}/destinations/{id}", tag = "destinations",
+    params(("tenant_id" = String, Path), ("id" = String, Path)), request_body = UpdateDestination,
+    responses((status = 200, body = Destination), (status = 404, body = Problem),
+              (status = 422, body = Problem)))]
+pub async fn update(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path((tenant_id, id)): Path<(String, String)>,
+    ApiJson(req): ApiJson<UpdateDestination>,
+) -> Result<Json<Destination>, ApiError> {
+    Ok(Json(
+        s.herald
+            .update_destination(auth.scope(), &tenant_id, &id, req)
+            .await?,
+    ))
+}
+
+/// Delete a destination; its pending deliveries are cancelled.
+#[utoipa::path(delete, path = "/v1/tenants/{tenant_id}/destinations/{id}", tag = "destinations",
+    params(("tenant_id" = String, Path), ("id" = String, Path)),
+    responses((status = 204), (status = 404, body = Problem)))]
+pub async fn delete(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path((tenant_id, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    s.herald
+        .delete_destination(auth.scope(), &tenant_id, &id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Enable a destination.
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/destinations/{id}/enable", tag = "destinations",
+    params(("tenant_id" = String, Path), ("id" = String, Path)),
+    responses((status = 200, body = Destination), (status = 404, body = Problem)))]
+pub async fn enable(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path((tenant_id, id)): Path<(String, String)>,
+) -> Result<Json<Destination>, ApiError> {
+    let d = s
+        .herald
+        .set_destination_enabled(auth.scope(), &tenant_id, &id, true, None)
+        .await?;
+    Ok(Json(d))
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DisableBody {
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Disable a destination: events published meanwhile are recorded as `skipped`.
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/destinations/{id}/disable", tag = "destinations",
+    params(("tenant_id" = String, Path), ("id" = String, Path)), request_body = Option<DisableBody>,
+    responses((status = 200, body = Destination), (status = 404, body = Problem)))]
+pub async fn disable(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path((tenant_id, id)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Json<Destination>, ApiError> {
+    let body: DisableBody = crate::http::extract::parse_optional_json(&body)?;
+    if body.reason.as_ref().is_some_and(|r| r.len() > 512) {
+        return Err(ApiError::validation(
+            "reason",
+            "reason: must be at most 512 characters",
+        ));
+    }
+    let d = s
+        .herald
+        .set_destination_enabled(auth.scope(), &tenant_id, &id, false, body.reason)
+        .await?;
+    Ok(Json(d))
+}
+
+/// Rotate the signing secret: the new one is returned once; the previous one keeps signing
+/// (a second `v1,` signature) until the overlap ends.
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/destinations/{id}/rotate-secret", tag = "destinations",
+    params(("tenant_id" = String, Path), ("id" = String, Path)), request_body = Option<RotateSecret>,
+    responses((status = 200, body = RotatedSecret), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn rotate_secret(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path((tenant_id, id)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Json<RotatedSecret>, ApiError> {
+    let req: RotateSecret = crate::http::extract::parse_optional_json(&body)?;
+    Ok(Json(
+        s.herald
+            .rotate_secret(auth.scope(), &tenant_id, &id, req)
+            .await?,
+    ))
+}

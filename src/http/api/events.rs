@@ -1,0 +1,114 @@
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::tenants::ListParams;
+use crate::domain::model::{Event, Page};
+use crate::http::AppState;
+use crate::http::error::{ApiError, Problem};
+use crate::http::extract::{ApiJson, ApiQuery, Auth};
+use crate::service::{PublishBatch, PublishRequest};
+use crate::store::Published;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PublishResponse {
+    pub id: String,
+    /// How many deliveries the event created (for a repeat: the original's).
+    pub deliveries: u32,
+    /// The reply channel's URL, when the event asked for one (`reply`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_url: Option<String>,
+}
+
+impl PublishResponse {
+    fn new(p: &Published, herald: &crate::service::Herald) -> Self {
+        PublishResponse {
+            id: p.id.clone(),
+            deliveries: p.deliveries,
+            reply_url: p.reply_slug.as_deref().map(|s| herald.callback_url(s)),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchResponse {
+    /// In request order.
+    pub events: Vec<PublishResponse>,
+}
+
+/// Publish an event. 202 once it and its deliveries are durable; 200 for an idempotent repeat.
+#[utoipa::path(post, path = "/v1/events", tag = "events", request_body = PublishRequest,
+    params(("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 202, body = PublishResponse), (status = 200, body = PublishResponse),
+              (status = 404, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)))]
+pub async fn publish(
+    State(s): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<PublishRequest>,
+) -> Result<(StatusCode, Json<PublishResponse>), ApiError> {
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => Some(v.to_str().map_err(|_| {
+            ApiError::validation("Idempotency-Key", "Idempotency-Key: must be visible ASCII")
+        })?),
+    };
+    let p = s.herald.publish(auth.scope(), req, key).await?;
+    let status = if p.created {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(PublishResponse::new(&p, &s.herald))))
+}
+
+/// Publish up to 1,000 events in one transaction.
+#[utoipa::path(post, path = "/v1/events/batch", tag = "events", request_body = PublishBatch,
+    responses((status = 202, body = BatchResponse), (status = 404, body = Problem),
+              (status = 413, body = Problem), (status = 422, body = Problem)))]
+pub async fn publish_batch(
+    State(s): State<AppState>,
+    auth: Auth,
+    ApiJson(batch): ApiJson<PublishBatch>,
+) -> Result<(StatusCode, Json<BatchResponse>), ApiError> {
+    let out = s.herald.publish_batch(auth.scope(), batch).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(BatchResponse {
+            events: out
+                .iter()
+                .map(|p| PublishResponse::new(p, &s.herald))
+                .collect(),
+        }),
+    ))
+}
+
+/// Read an event.
+#[utoipa::path(get, path = "/v1/events/{id}", tag = "events", params(("id" = String, Path)),
+    responses((status = 200, body = Event), (status = 404, body = Problem)))]
+pub async fn get(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Event>, ApiError> {
+    Ok(Json(s.herald.get_event(auth.scope(), &id).await?))
+}
+
+/// List a tenant's events, newest first.
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/events", tag = "events",
+    params(("tenant_id" = String, Path), ListParams),
+    responses((status = 200, body = Page<Event>)))]
+pub async fn list(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(tenant_id): Path<String>,
+    ApiQuery(q): ApiQuery<ListParams>,
+) -> Result<Json<Page<Event>>, ApiError> {
+    let page = s
+        .herald
+        .list_events(auth.scope(), &tenant_id, q.after.as_deref(), q.limit)
+        .await?;
+    Ok(Json(page))
+}

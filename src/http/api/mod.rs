@@ -1,0 +1,125 @@
+//! The REST API (SPEC §10). Handlers are thin: extract, call the service, shape the answer.
+
+mod callbacks;
+mod deliveries;
+mod destinations;
+mod events;
+mod tenants;
+
+use axum::Json;
+use axum::Router;
+use axum::routing::{get, post, put};
+
+pub use callbacks::{WaitResponse, WaitStatus};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/tenants", get(tenants::list))
+        .route(
+            "/v1/tenants/{tenant_id}",
+            put(tenants::upsert)
+                .get(tenants::get)
+                .delete(tenants::delete),
+        )
+        .route("/v1/tenants/{tenant_id}/tokens", post(tenants::issue_token))
+        .route(
+            "/v1/tenants/{tenant_id}/destinations",
+            post(destinations::create).get(destinations::list),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/destinations/{id}",
+            get(destinations::get)
+                .patch(destinations::update)
+                .delete(destinations::delete),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/destinations/{id}/enable",
+            post(destinations::enable),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/destinations/{id}/disable",
+            post(destinations::disable),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/destinations/{id}/rotate-secret",
+            post(destinations::rotate_secret),
+        )
+        .route("/v1/events", post(events::publish))
+        .route("/v1/events/batch", post(events::publish_batch))
+        .route("/v1/events/{id}", get(events::get))
+        .route("/v1/events/{id}/replay", post(deliveries::replay))
+        .route(
+            "/v1/tenants/{tenant_id}/destinations/{id}/recover",
+            post(deliveries::recover),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/recoveries/{id}",
+            get(deliveries::get_recovery),
+        )
+        .route("/v1/tenants/{tenant_id}/events", get(events::list))
+        .route("/v1/tenants/{tenant_id}/deliveries", get(deliveries::list))
+        .route("/v1/deliveries/{id}", get(deliveries::get))
+        .route("/v1/deliveries/{id}/retry", post(deliveries::retry))
+        .route(
+            "/v1/events/{id}/replies/wait",
+            get(callbacks::wait_for_reply),
+        )
+        .route(
+            "/v1/callback-endpoints",
+            post(callbacks::create).get(callbacks::list),
+        )
+        .route(
+            "/v1/callback-endpoints/{id}",
+            get(callbacks::get).delete(callbacks::delete),
+        )
+        .route("/v1/callback-endpoints/{id}/wait", get(callbacks::wait))
+        .route("/v1/callback-endpoints/{id}/events", get(callbacks::events))
+        .route("/v1/callback-endpoints/{id}/stream", get(callbacks::stream))
+        .route("/v1/callbacks", get(callbacks::poll))
+        .route("/v1/callbacks/{id}/ack", post(callbacks::ack))
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Herald",
+        description = "Webhook delivery engine for AI platforms: signed outbound webhooks with \
+                       retries, and inbound callbacks agents can wait on."
+    ),
+    paths(
+        tenants::list, tenants::upsert, tenants::get, tenants::delete, tenants::issue_token,
+        destinations::create, destinations::list, destinations::get, destinations::update,
+        destinations::delete, destinations::enable, destinations::disable, destinations::rotate_secret,
+        events::publish, events::publish_batch, events::get, events::list,
+        deliveries::list, deliveries::get, deliveries::retry, deliveries::replay,
+        deliveries::recover, deliveries::get_recovery,
+        callbacks::create, callbacks::list, callbacks::get, callbacks::delete, callbacks::wait,
+        callbacks::events, callbacks::stream, callbacks::poll, callbacks::ack,
+        callbacks::wait_for_reply, crate::http::ingest::ingest,
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        openapi
+            .components
+            .get_or_insert_default()
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+    }
+}
+
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

@@ -1,0 +1,73 @@
+//! The HTTP server: the REST API under `/v1`, inbound capture at `/in/{slug}`, health checks,
+//! metrics and the OpenAPI document.
+
+pub mod api;
+pub mod error;
+pub mod extract;
+pub mod ingest;
+pub mod server;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::routing::{any, get};
+
+use crate::service::Herald;
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub herald: Herald,
+    /// SHA-256 of `HERALD_ADMIN_TOKEN` when configured; otherwise the admin token lives hashed
+    /// in the store like every other token.
+    pub admin_token_hash: Option<Arc<str>>,
+}
+
+/// The whole application router.
+/// The whole application router. A worker-only node (`api = false`) serves only health,
+/// readiness and metrics.
+pub fn router(state: AppState, max_body_bytes: usize, serve_api: bool) -> Router {
+    let inbound_limit = state.herald.inbound.max_body_bytes;
+    let base = if serve_api {
+        Router::new()
+            .merge(api::routes())
+            // Captured bodies have their own limit; the route's layer overrides the API-wide one.
+            .route(
+                "/in/{slug}",
+                any(ingest::ingest).layer(DefaultBodyLimit::max(inbound_limit)),
+            )
+            .route("/openapi.json", get(api::openapi_json))
+    } else {
+        Router::new()
+    };
+    base.route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+/// Ready when the store answers.
+async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
+    match state.herald.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ready"),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "store unreachable"),
+    }
+}
+
+/// Prometheus text exposition.
+async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResponse {
+    let h = &state.herald;
+    let body = crate::metrics::metrics()
+        .render(&*h.store, h.clock.now())
+        .await;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+}

@@ -1,0 +1,19 @@
+//! Inbound capture (SPEC §3): the half of Herald that lets an agent stop polling.
+//!
+//! An agent creates a callback endpoint, hands its URL (`/in/{slug}`) to slow work elsewhere, and
+//! waits on it. This module holds the parts that are neither SQL nor HTTP:
+//!
+//! - [`verify`]: the verification schemes (pure functions of config + request + time).
+//! - [`model`]: endpoints and captured callbacks, and their API shapes.
+//! - [`waiters`]: the in-process registry that wakes waiters when a callback is stored (and,
+//!   on Postgres, when another process stored one: `store::Store::watch_for_callbacks`).
+//! - [`ratelimit`]: the per-endpoint token bucket in front of ingest.
+//!
+//! The flow: `http::ingest` → `service::Herald::ingest` (verify, dedupe, rate limit) →
+//! `store::Store::ingest_callback` (cursor assigned in the insert transaction) →
+//! [`waiters::Waiters::notify`] → `service::Herald::wait` re-reads the store.
+
+pub mod model;
+pub mod ratelimit;
+pub mod verify;
+pub mod waiters;

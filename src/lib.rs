@@ -1,0 +1,42 @@
+//! Herald: a webhook delivery engine for AI platforms.
+//!
+//! # Layout
+//!
+//! - [`domain`]: the rules, as pure functions and types — ids, the delivery state machine, the
+//!   retry schedule, Standard Webhooks signatures, topic patterns, filters, fan-out, input
+//!   validation. No I/O; callers pass the time in.
+//! - [`store`]: the only place with SQL. A [`store::Store`] trait with a SQLite implementation
+//!   (embedded default) and a Postgres one (production, many nodes), sharing most queries.
+//! - [`service`]: the use cases (publish, manage destinations, list and retry deliveries),
+//!   shared by the HTTP API and the CLI.
+//! - [`worker`]: the scheduler — claim due deliveries, send them, record attempts, retry.
+//! - [`outbound`]: the HTTP client that sends webhooks, and its SSRF guard.
+//! - [`inbound`]: capture for agents — verification schemes, callback shapes, the waiter
+//!   registry that wakes long-polls and SSE streams, the ingest rate limit.
+//! - [`http`]: the axum router, problem+json errors, extractors and the REST handlers.
+//! - [`metrics`]: Prometheus counters and gauges for `/metrics`.
+//! - [`bench`]: `herald bench`, the end-to-end benchmark.
+//! - [`config`], [`app`], [`cli`], [`telemetry`]: wiring.
+//!
+//! A request to publish travels `http::api::events` → `service::Herald::publish` →
+//! `store::Store::publish` (event + deliveries in one transaction) → a wake-up →
+//! `worker::Worker` claims → `worker::Executor` signs and sends → `Store::finish` records.
+//!
+//! A callback travels `http::ingest` (`ANY /in/{slug}`) → `service::Herald::ingest` (verify,
+//! dedupe, rate limit) → `store::Store::ingest_callback` (cursor assigned in the transaction,
+//! `NOTIFY` on Postgres) → `inbound::waiters::Waiters::notify` → a `service::Herald::wait_on`
+//! long-poll or SSE stream re-reads the store and answers.
+
+pub mod app;
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod inbound;
+pub mod metrics;
+pub mod outbound;
+pub mod service;
+pub mod store;
+pub mod telemetry;
+pub mod worker;

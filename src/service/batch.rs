@@ -1,0 +1,84 @@
+//! Group commit for single-event publishes.
+//!
+//! `POST /v1/events` must not answer before the event and its deliveries are committed. With
+//! many concurrent publishers, one transaction (one WAL flush) each would cap throughput, so
+//! publishes that arrive while a commit is in flight are combined into the next transaction.
+//! Nothing waits for company: a lone publish is committed at once. If a combined transaction
+//! fails (say one event names an unknown tenant), each event is retried on its own so every
+//! caller gets its own answer.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::domain::time::Clock;
+use crate::store::{NewEvent, Published, Store, StoreError};
+
+const MAX_BATCH: usize = 256;
+
+type Reply = oneshot::Sender<Result<Published, StoreError>>;
+
+#[derive(Clone)]
+pub struct PublishBatcher {
+    tx: mpsc::UnboundedSender<(NewEvent, Reply)>,
+}
+
+/// Publishes with one retry when a concurrent publish of the same idempotency key won: the
+/// retry finds that event and returns it.
+pub async fn publish_retrying(
+    store: &dyn Store,
+    events: &[NewEvent],
+    clock: &Clock,
+) -> Result<Vec<Published>, StoreError> {
+    match store.publish(events, clock.now()).await {
+        Err(StoreError::Conflict(_)) => store.publish(events, clock.now()).await,
+        other => other,
+    }
+}
+
+impl PublishBatcher {
+    pub fn spawn(store: Arc<dyn Store>, clock: Clock) -> Self {
+        let (tx, mut rx) = mpsc::unbounded_channel::<(NewEvent, Reply)>();
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(item) => batch.push(item),
+                        Err(_) => break,
+                    }
+                }
+                let (events, replies): (Vec<NewEvent>, Vec<Reply>) = batch.into_iter().unzip();
+                match publish_retrying(&*store, &events, &clock).await {
+                    Ok(published) => {
+                        for (reply, p) in replies.into_iter().zip(published) {
+                            let _ = reply.send(Ok(p));
+                        }
+                    }
+                    Err(e) if events.len() == 1 => {
+                        let _ = replies.into_iter().next().map(|r| r.send(Err(e)));
+                    }
+                    Err(_) => {
+                        for (ev, reply) in events.into_iter().zip(replies) {
+                            let r = publish_retrying(&*store, std::slice::from_ref(&ev), &clock)
+                                .await
+                                .map(|mut p| p.remove(0));
+                            let _ = reply.send(r);
+                        }
+                    }
+                }
+            }
+        });
+        Self { tx }
+    }
+
+    pub async fn publish(&self, ev: NewEvent) -> Result<Published, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send((ev, reply))
+            .map_err(|_| StoreError::Corrupt("the publish batcher stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Corrupt("the publish batcher stopped".into()))?
+    }
+}

@@ -1,0 +1,348 @@
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::{Herald, Result, ServiceError, page_limit};
+use crate::domain::filter::Filter;
+use crate::domain::ids::{Kind, new_id};
+use crate::domain::model::{Destination, DestinationKind, DestinationOptions, Page, SigningSecret};
+use crate::domain::signature;
+use crate::domain::validate::{self, Invalid};
+use crate::store::Scope;
+
+/// Distinguishes a missing field (`None`) from an explicit `null` (`Some(Value::Null)`), so a
+/// PATCH can clear a filter.
+fn present<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDestination {
+    #[serde(rename = "type")]
+    pub kind: DestinationKind,
+    pub url: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Topic patterns: exact (`job.completed`), `*`, or with `*` segments (`job.*`).
+    pub topics: Vec<String>,
+    /// A JSON-match filter over `{topic, metadata, data}`.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<Value>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub options: DestinationOptions,
+    /// A `whsec_` signing secret to use; generated when omitted.
+    #[serde(default)]
+    pub secret: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateDestination {
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Value>,
+    #[serde(default)]
+    pub topics: Option<Vec<String>>,
+    /// `null` removes the filter.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<Value>,
+    #[serde(default)]
+    pub headers: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub options: Option<DestinationOptions>,
+}
+
+/// A destination as returned when it is created: the only time its secret is shown (besides
+/// rotation).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CreatedDestination {
+    #[serde(flatten)]
+    pub destination: Destination,
+    pub secret: String,
+}
+
+impl Herald {
+    pub(crate) fn check_url(&self, field: &str, raw: &str) -> Result<()> {
+        let url = validate::webhook_url(field, raw)?;
+        if self.policy.https_only && url.scheme() != "https" {
+            return Err(Invalid::new(field, "must be https (https_only is on)").into());
+        }
+        let ip = match url.host() {
+            Some(url::Host::Ipv4(ip)) => Some(ip.into()),
+            Some(url::Host::Ipv6(ip)) => Some(ip.into()),
+            Some(url::Host::Domain(d)) => crate::outbound::ssrf::parse_ip_literal(d),
+            None => None,
+        };
+        if let Some(ip) = ip
+            && let Err(blocked) = self.policy.check(ip)
+        {
+            return Err(Invalid::new(field, blocked.to_string()).into());
+        }
+        Ok(())
+    }
+
+    fn check_filter(filter: &Option<Value>) -> Result<()> {
+        if let Some(f) = filter
+            && !f.is_null()
+        {
+            Filter::parse(f).map_err(|e| Invalid::new(format!("filter.{}", e.path), e.message))?;
+        }
+        Ok(())
+    }
+
+    pub async fn create_destination(
+        &self,
+        scope: Scope<'_>,
+        tenant_id: &str,
+        req: CreateDestination,
+    ) -> Result<CreatedDestination> {
+        Self::check_tenant(scope, tenant_id)?;
+        self.check_url("url", &req.url)?;
+        validate::description("description", &req.description)?;
+        validate::topics("topics", &req.topics)?;
+        Self::check_filter(&req.filter)?;
+        validate::headers("headers", &req.headers)?;
+        validate::options("options", &req.options)?;
+        let secret = match req.secret {
+            Some(s) => {
+                signature::secret_key(&s).map_err(|e| Invalid::new("secret", e.to_string()))?;
+                s
+            }
+            None => signature::generate_secret(),
+        };
+        let now = self.clock.now();
+        let d = Destination {
+            id: new_id(Kind::Destination),
+            tenant_id: tenant_id.to_string(),
+            kind: req.kind,
+            url: Some(req.url),
+            description: req.description,
+            topics: req.topics,
+            filter: req.filter.filter(|f| !f.is_null()),
+            headers: req.headers,
+            options: req.options,
+            enabled: true,
+            disabled_reason: None,
+            disabled_at: None,
+            secrets: vec![SigningSecret {
+                secret: secret.clone(),
+                expires_at: None,
+            }],
+            created_at: now,
+            updated_at: now,
+        };
+        self.store.insert_destination(&d).await?;
+        Ok(CreatedDestination {
+            destination: d,
+            secret,
+        })
+    }
+
+    pub async fn get_destination(
+        &self,
+        scope: Scope<'_>,
+        tenant_id: &str,
+        id: &str,
+    ) -> Result<Destination> {
+        Self::check_tenant(scope, tenant_id)?;
+        self.store
+            .get_destination(tenant_id, id)
+            .await?
+            .ok_or(ServiceError::NotFound("destination"))
+    }
+
+    pub async fn list_destinations(
+        &self,
+        scope: Scope<'_>,
+        tenant_id: &str,
+        after: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<Page<Destination>> {
+        Self::check_tenant(scope, tenant_id)?;
+        if self.store.get_tenant(tenant_id).await?.is_none() {
+            return Err(ServiceError::NotFound("tenant"));
+        }
+        let limit = page_limit(limit);
+        let rows = self
+            .store
+            .list_destinations(tenant_id, after, limit + 1)
+            .await?;
+        Ok(Page::from_rows(rows, limit as usize, |d| d.id.clone()))
+    }
+
+    pub async fn update_destination(
+        &self,
+        scope: Scope<'_>,
+        tenant_id: &str,
+        id: &str,
+        req: UpdateDestination,
+    ) -> Result<Destination> {
+        let mut d = self.get_destination(scope, tenant_id, id).await?;
+        if let Some(url) = req.url {
+            self.check_url("url", &url)?;
+            d.url = Some(url);
+        }
+        if let Some(desc) = req.description {
+            d.description = match desc {
+                Value::Null => None,
+                Value::String(s) => Some(s),
+                _ => return Err(Invalid::new("description", "must be a string or null").into()),
+            };
+            validate::description("description", &d.description)?;
+        }
+        if let Some(topics) = req.topics {
+            validate::topics("topics", &topics)?;
+            d.topics = topics;
+        }
+        if let Some(filter) = req.filter {
+            let filter = Some(filter).filter(|f| !f.is_null());
+            Self::check_filter(&filter)?;
+            d.filter = filter;
+        }
+        if let Some(headers) = req.headers {
+            validate::headers("headers", &headers)?;
+            d.headers = headers;
+        }
+        if let Some(options) = req.options {
+            validate::options("options", &options)?;
+            d.options = options;
+        }
+        d.updated_at = self.clock.now();
+        if !self.store.update_destination(&d).await? {
+            return Err(ServiceError::NotFound("destination"));
+        }
+        Ok(d)
+    }
+
+    pub async fn delete_destination(
+        &self,
+        scope: Scope<'_>,
+        tenant_id: &str,
+        id: &str,
+    ) -> Result<()> {
+        Self::check_tenant(scope, tenant_id)?;
+        if self
+            .store
+            .delete_destination(tenant_id, id, self.clock.now())
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(ServiceError::NotFound("destination"))
+        }
+    }
+
+    /// Enables or disables a destination. Events published while it is disabled are recorded
+    /// as `skipped` deliveries.
+    pub async fn set_destination_enabled(
+        &self,
+        scope: Scope<'_>,
+        tenant_id: &str,
+        id: &str,
+        enabled: bool,
+        reason: Option<String>,
+    ) -> Result<Destination> {
+        let mut d = self.get_destination(scope, tenant_id, id).await?;
+        let now = self.clock.now();
+        if d.enabled != enabled {
+            d.enabled = enabled;
+            d.disabled_at = (!enabled).then_some(now);
+            d.disabled_reason =
+                (!enabled).then(|| reason.unwrap_or_else(|| "disabled by request".into()));
+            d.updated_at = now;
+            if !self.store.update_destination(&d).await? {
+                return Err(ServiceError::NotFound("destination"));
+            }
+        }
+        Ok(d)
+    }
+}
+
+/// How long a rotated-out secret keeps signing, by default: receivers get a day to switch.
+pub const DEFAULT_ROTATION_OVERLAP_SECS: u64 = 24 * 3600;
+/// Longest overlap accepted.
+pub const MAX_ROTATION_OVERLAP_SECS: u64 = 30 * 24 * 3600;
+
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateSecret {
+    /// The new `whsec_` secret; generated when omitted.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// How long the previous secret keeps signing (default 24 h, 0 = stop at once).
+    #[serde(default)]
+    pub overlap_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RotatedSecret {
+    /// The new secret (shown only here).
+    pub secret: String,
+    /// When the previous secret stops signing.
+    #[serde(with = "crate::domain::time::serde_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub previous_expires_at: crate::domain::time::Millis,
+}
+
+impl Herald {
+    /// Replaces the signing secret. Until the overlap ends every request carries two
+    /// signatures, one per secret, so receivers can switch at their own pace.
+    pub async fn rotate_secret(
+        &self,
+        scope: Scope<'_>,
+        tenant_id: &str,
+        id: &str,
+        req: RotateSecret,
+    ) -> Result<RotatedSecret> {
+        let overlap = req.overlap_secs.unwrap_or(DEFAULT_ROTATION_OVERLAP_SECS);
+        if overlap > MAX_ROTATION_OVERLAP_SECS {
+            return Err(Invalid::new(
+                "overlap_secs",
+                format!("must be at most {MAX_ROTATION_OVERLAP_SECS}"),
+            )
+            .into());
+        }
+        let secret = match req.secret {
+            Some(s) => {
+                signature::secret_key(&s).map_err(|e| Invalid::new("secret", e.to_string()))?;
+                s
+            }
+            None => signature::generate_secret(),
+        };
+        let mut d = self.get_destination(scope, tenant_id, id).await?;
+        let now = self.clock.now();
+        let previous_expires_at = now + (overlap * 1000) as i64;
+        // Secrets already past their overlap are dropped; the current one starts expiring.
+        d.secrets.retain(|s| s.expires_at.is_none_or(|t| t > now));
+        for s in &mut d.secrets {
+            s.expires_at = Some(
+                s.expires_at
+                    .map_or(previous_expires_at, |t| t.min(previous_expires_at)),
+            );
+        }
+        d.secrets.insert(
+            0,
+            SigningSecret {
+                secret: secret.clone(),
+                expires_at: None,
+            },
+        );
+        d.updated_at = now;
+        if !self.store.update_destination(&d).await? {
+            return Err(ServiceError::NotFound("destination"));
+        }
+        Ok(RotatedSecret {
+            secret,
+            previous_expires_at,
+        })
+    }
+}

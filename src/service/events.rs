@@ -1,0 +1,183 @@
+use serde::Deserialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
+use utoipa::ToSchema;
+
+use super::callbacks::{DEFAULT_REPLY_TTL_SECS, MAX_TTL_SECS, new_slug};
+use super::{Herald, Result, ServiceError, page_limit};
+use crate::domain::ids::{Kind, new_id};
+use crate::domain::model::{Event, Page};
+use crate::domain::validate::{self, Invalid, MAX_BATCH, MAX_EVENT_BYTES};
+use crate::store::{NewEvent, NewReplyChannel, Published, Scope};
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PublishRequest {
+    pub tenant_id: String,
+    /// Dot-separated, e.g. `job.completed`.
+    pub topic: String,
+    /// Any JSON; delivered byte for byte.
+    #[schema(value_type = Object)]
+    pub data: Box<RawValue>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Value>,
+    /// The publisher's own id for this event: a repeat with the same id returns the original
+    /// event and creates nothing (the `Idempotency-Key` header does the same).
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Deliver to this destination only.
+    #[serde(default)]
+    pub destination_id: Option<String>,
+    /// Open a reply channel: every delivery carries its URL (`webhook-reply-url`, and
+    /// `reply_url` in the envelope), and `GET /v1/events/{id}/replies/wait` waits for answers.
+    #[serde(default)]
+    pub reply: Option<ReplyRequest>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplyRequest {
+    /// How long the reply URL accepts answers; default one day, at most one year.
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PublishBatch {
+    pub events: Vec<PublishRequest>,
+}
+
+impl Herald {
+    fn new_event(
+        &self,
+        field: &str,
+        req: PublishRequest,
+        key_header: Option<&str>,
+    ) -> Result<NewEvent> {
+        let f = |name: &str| {
+            if field.is_empty() {
+                name.to_string()
+            } else {
+                format!("{field}.{name}")
+            }
+        };
+        validate::tenant_id(&f("tenant_id"), &req.tenant_id)?;
+        validate::topic(&f("topic"), &req.topic)?;
+        let metadata = req
+            .metadata
+            .unwrap_or_else(|| Value::Object(Default::default()));
+        if !metadata.is_object() {
+            return Err(Invalid::new(f("metadata"), "must be an object").into());
+        }
+        let size = req.data.get().len() + metadata.to_string().len();
+        if size > MAX_EVENT_BYTES {
+            return Err(ServiceError::TooLarge {
+                field: f("data"),
+                message: format!(
+                    "data and metadata must be at most {MAX_EVENT_BYTES} bytes together"
+                ),
+            });
+        }
+        let key = match (key_header, req.id) {
+            (Some(h), _) => {
+                validate::idempotency_key("Idempotency-Key", h)?;
+                Some(h.to_string())
+            }
+            (None, Some(id)) => {
+                validate::idempotency_key(&f("id"), &id)?;
+                Some(id)
+            }
+            (None, None) => None,
+        };
+        let reply = match req.reply {
+            None => None,
+            Some(r) => {
+                let ttl = r.ttl_seconds.unwrap_or(DEFAULT_REPLY_TTL_SECS);
+                if ttl == 0 || ttl > MAX_TTL_SECS {
+                    return Err(Invalid::new(
+                        f("reply.ttl_seconds"),
+                        format!("must be 1-{MAX_TTL_SECS}"),
+                    )
+                    .into());
+                }
+                Some(NewReplyChannel {
+                    endpoint_id: new_id(Kind::CallbackEndpoint),
+                    slug: new_slug(),
+                    expires_at: self.clock.now() + ttl as i64 * 1000,
+                })
+            }
+        };
+        Ok(NewEvent {
+            reply,
+            id: new_id(Kind::Event),
+            tenant_id: req.tenant_id,
+            topic: req.topic,
+            data: req.data,
+            metadata,
+            idempotency_key: key,
+            destination_id: req.destination_id,
+        })
+    }
+
+    /// Publishes one event. Returns once the event and all its deliveries are committed.
+    pub async fn publish(
+        &self,
+        scope: Scope<'_>,
+        req: PublishRequest,
+        idempotency_key: Option<&str>,
+    ) -> Result<Published> {
+        Self::check_tenant(scope, &req.tenant_id)?;
+        let ev = self.new_event("", req, idempotency_key)?;
+        let p = self.publisher.publish(ev).await?;
+        self.wake.notify_one();
+        count_published(std::slice::from_ref(&p));
+        Ok(p)
+    }
+
+    /// Publishes up to 1,000 events in one transaction: all or nothing.
+    pub async fn publish_batch(
+        &self,
+        scope: Scope<'_>,
+        batch: PublishBatch,
+    ) -> Result<Vec<Published>> {
+        if batch.events.is_empty() || batch.events.len() > MAX_BATCH {
+            return Err(Invalid::new("events", format!("must hold 1-{MAX_BATCH} events")).into());
+        }
+        let mut events = Vec::with_capacity(batch.events.len());
+        for (i, req) in batch.events.into_iter().enumerate() {
+            Self::check_tenant(scope, &req.tenant_id)?;
+            events.push(self.new_event(&format!("events[{i}]"), req, None)?);
+        }
+        let out = super::batch::publish_retrying(&*self.store, &events, &self.clock).await?;
+        self.wake.notify_one();
+        count_published(&out);
+        Ok(out)
+    }
+
+    pub async fn get_event(&self, scope: Scope<'_>, id: &str) -> Result<Event> {
+        self.store
+            .get_event(scope, id)
+            .await?
+            .ok_or(ServiceError::NotFound("event"))
+    }
+
+    pub async fn list_events(
+        &self,
+        scope: Scope<'_>,
+        tenant_id: &str,
+        after: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<Page<Event>> {
+        Self::check_tenant(scope, tenant_id)?;
+        let limit = page_limit(limit);
+        let rows = self.store.list_events(tenant_id, after, limit + 1).await?;
+        Ok(Page::from_rows(rows, limit as usize, |e| e.id.clone()))
+    }
+}
+
+fn count_published(out: &[Published]) {
+    let new = out.iter().filter(|p| p.created).count();
+    crate::metrics::metrics()
+        .events_published
+        .inc_by(new as u64);
+}

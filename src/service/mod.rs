@@ -1,0 +1,128 @@
+//! Use cases, shared by the REST API, the CLI (and later the portal and MCP tools).
+//!
+//! A service call validates its input (naming the offending field), applies tenant scope, and
+//! talks to the [`Store`]. Nothing here knows about HTTP.
+
+mod batch;
+pub mod callbacks;
+mod deliveries;
+mod destinations;
+mod events;
+pub mod operator;
+mod tenants;
+pub mod tokens;
+
+pub use callbacks::{
+    CreateCallbackEndpoint, CreatedEndpoint, InboundSettings, IncomingRequest, IngestError,
+    IngestOutcome, VerificationRequest, WaitOutcome,
+};
+pub use destinations::{
+    CreateDestination, CreatedDestination, RotateSecret, RotatedSecret, UpdateDestination,
+};
+pub use events::{PublishBatch, PublishRequest, ReplyRequest};
+
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use crate::domain::time::Clock;
+use crate::domain::validate::Invalid;
+use crate::inbound::ratelimit::RateLimiter;
+use crate::inbound::waiters::Waiters;
+use crate::outbound::ssrf::Policy;
+use crate::store::{Scope, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    #[error("{field}: {message}")]
+    TooLarge { field: String, message: String },
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => ServiceError::NotFound(what),
+            StoreError::Conflict(msg) => ServiceError::Conflict(msg),
+            other => ServiceError::Store(other),
+        }
+    }
+}
+
+pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
+
+/// Page sizes: `limit` defaults to 50 and is capped at 250.
+pub fn page_limit(limit: Option<u32>) -> u32 {
+    limit.unwrap_or(50).clamp(1, 250)
+}
+
+/// The application's services. Cheap to clone.
+#[derive(Clone)]
+pub struct Herald {
+    pub store: Arc<dyn Store>,
+    pub clock: Clock,
+    /// Wakes this process's worker when work is published here.
+    pub wake: Arc<Notify>,
+    /// The SSRF policy, also applied when a destination is saved (literal addresses).
+    pub policy: Policy,
+    publisher: batch::PublishBatcher,
+    /// Inbound capture: URLs, limits, wait caps.
+    pub inbound: Arc<InboundSettings>,
+    /// Callers waiting on callback endpoints in this process.
+    pub waiters: Arc<Waiters>,
+    /// The per-endpoint ingest limit.
+    pub rate_limiter: Arc<RateLimiter>,
+    /// Flips to `true` at shutdown: long-polls answer `pending` and SSE streams end, so a
+    /// graceful shutdown is not held up by clients that would otherwise wait for minutes.
+    pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Herald {
+    pub fn new(store: Arc<dyn Store>, clock: Clock, policy: Policy) -> Self {
+        let inbound = InboundSettings::default();
+        Self {
+            publisher: batch::PublishBatcher::spawn(store.clone(), clock.clone()),
+            store,
+            clock,
+            wake: Arc::new(Notify::new()),
+            policy,
+            rate_limiter: Arc::new(RateLimiter::new(
+                inbound.rate_limit_per_s,
+                inbound.rate_limit_burst,
+            )),
+            inbound: Arc::new(inbound),
+            waiters: Arc::new(Waiters::new()),
+            stopping: Arc::new(tokio::sync::watch::channel(false).0),
+        }
+    }
+
+    /// Ends every wait and stream in progress (shutdown).
+    pub fn stop_waiting(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Replaces the inbound settings (and the rate limiter they configure).
+    pub fn with_inbound(mut self, settings: InboundSettings) -> Self {
+        self.rate_limiter = Arc::new(RateLimiter::new(
+            settings.rate_limit_per_s,
+            settings.rate_limit_burst,
+        ));
+        self.inbound = Arc::new(settings);
+        self
+    }
+
+    /// A tenant-scoped caller may only name itself; anything else looks like it does not exist.
+    fn check_tenant(scope: Scope<'_>, tenant_id: &str) -> Result<()> {
+        match scope {
+            Scope::Tenant(t) if t != tenant_id => Err(ServiceError::NotFound("tenant")),
+            _ => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The embedded store: one SQLite file, WAL mode, a single writer connection.
+//!
+//! SQLite allows one writer at a time. Rather than let concurrent write transactions fail with
+//! `SQLITE_BUSY`, every write goes through a one-connection pool (writers queue in Rust), while
+//! reads use a separate pool and, thanks to WAL, never wait for the writer. The claim needs no
+//! `SKIP LOCKED`: with one writer, claims are serialized by construction.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+use super::common::*;
+use super::rows;
+use super::{
+    CallbackQuery, Claimed, DeliveryQuery, Finish, Finished, NewEvent, Published, Result, Scope,
+    StoreError, TokenRecord,
+};
+use crate::domain::model::{Attempt, Delivery, Destination, Event, Recovery, Tenant};
+use crate::domain::state::DeliveryStatus;
+use crate::domain::time::Millis;
+use crate::inbound::model::{Callback, CallbackEndpoint, Ingested};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    read: SqlitePool,
+    write: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file a `sqlite://path` URL names.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let opts = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a commit survives a power cut, matching Postgres' default durability.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        if let Some(dir) = opts.get_filename().parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        }
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts.clone())
+            .await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts.read_only(true))
+            .await?;
+        Ok(Self { read, write })
+    }
+
+    /// The single writer already serializes claims of limited destinations.
+    async fn limits_lock(_tx: &mut Transaction<'_, Sqlite>) -> Result<()> {
+        Ok(())
+    }
+
+    /// One process owns an SQLite file: maintenance needs no lock between nodes.
+    async fn maintenance_lock(_tx: &mut Transaction<'_, Sqlite>) -> Result<bool> {
+        Ok(true)
+    }
+
+    /// Nothing to announce: the worker in this process is woken by the in-process notifier.
+    async fn announce_work(_tx: &mut Transaction<'_, Sqlite>) -> Result<()> {
+        Ok(())
+    }
+
+    /// Nothing to announce: waiters in this process are woken by the service after commit.
+    async fn announce_callback(
+        _tx: &mut Transaction<'_, Sqlite>,
+        _endpoint_id: &str,
+    ) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl super::common::HasDb for SqliteStore {
+    type Db = Sqlite;
+}
+
+impl_store!(SqliteStore, {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.write).await?;
+        Ok(())
+    }
+
+    async fn claim(&self, limit: u32, now: Millis, lease_until: Millis) -> Result<Vec<Claimed>> {
+        let mut tx = self.write.begin().await?;
+        let mut ids = Self::claim_limited(&mut tx, limit, now, lease_until).await?;
+        let free: Vec<String> = sqlx::query_scalar(
+            "UPDATE deliveries SET status = 'delivering', lease_expires_at = $2, \
+             attempt_count = attempt_count + 1, updated_at = $1 \
+             WHERE id IN (SELECT x.id FROM deliveries x WHERE x.status IN ('scheduled', 'retrying') \
+                          AND x.next_attempt_at <= $1 AND NOT EXISTS (SELECT 1 FROM destinations d \
+                            WHERE d.id = x.destination_id \
+                            AND (d.max_in_flight IS NOT NULL OR d.rate_limit IS NOT NULL OR d.fifo)) \
+                          ORDER BY x.next_attempt_at LIMIT $3) \
+             RETURNING id",
+        )
+        .bind(now)
+        .bind(lease_until)
+        .bind((limit as usize).saturating_sub(ids.len()) as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+        ids.extend(free);
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        const SQL: &str = concat!(
+            "SELECT x.id AS delivery_id, x.tenant_id, x.event_id, x.destination_id, x.topic, \
+             x.attempt_count, x.manual, e.data, e.created_at AS event_created_at, \
+             r.slug AS reply_slug, ",
+            rows::claim_destination_cols!(),
+            " \
+             FROM deliveries x JOIN events e ON e.id = x.event_id \
+             LEFT JOIN destinations d ON d.id = x.destination_id \
+             LEFT JOIN callback_endpoints r ON r.event_id = x.event_id \
+             WHERE x.id IN (SELECT value FROM json_each($1)) ORDER BY x.next_attempt_at, x.id"
+        );
+        let claimed = sqlx::query_as::<_, rows::ClaimRow>(SQL)
+            .bind(rows::to_json(&ids))
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        claimed.into_iter().map(Claimed::try_from).collect()
+    }
+});

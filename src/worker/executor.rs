@@ -1,0 +1,291 @@
+//! One attempt: build the signed request, send it, decide what happens next, record it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rand::Rng;
+
+use super::batch::FinishBatcher;
+use crate::domain::ids::{Kind, new_id};
+use crate::domain::model::{Attempt, Destination, PayloadFormat};
+use crate::domain::retry::{self, RetrySchedule, Verdict};
+use crate::domain::signature;
+use crate::domain::state::DeliveryStatus;
+use crate::domain::time::{Clock, rfc3339};
+use crate::outbound::http::HttpSender;
+use crate::service::operator;
+use crate::store::{AutoDisable, Claimed, Finish, Store};
+
+pub const USER_AGENT: &str = concat!("Herald/", env!("CARGO_PKG_VERSION"));
+
+pub struct Executor {
+    store: std::sync::Arc<dyn Store>,
+    http: HttpSender,
+    clock: Clock,
+    schedule: RetrySchedule,
+    default_timeout: Duration,
+    auto_disable: AutoDisable,
+    /// Emit operator events (`destination.disabled`, `delivery.exhausted`).
+    operator_events: bool,
+    finisher: FinishBatcher,
+    /// Base of reply-channel URLs (`{public_url}/in/{slug}`).
+    public_url: String,
+}
+
+impl Executor {
+    pub fn new(
+        store: std::sync::Arc<dyn Store>,
+        http: HttpSender,
+        clock: Clock,
+        schedule: RetrySchedule,
+        default_timeout: Duration,
+    ) -> Self {
+        Self {
+            finisher: FinishBatcher::spawn(store.clone()),
+            store,
+            http,
+            clock,
+            schedule,
+            default_timeout,
+            auto_disable: AutoDisable::default(),
+            operator_events: false,
+            public_url: "http://127.0.0.1:8080".into(),
+        }
+    }
+
+    pub fn with_auto_disable(mut self, limits: AutoDisable) -> Self {
+        self.auto_disable = limits;
+        self
+    }
+
+    /// Publishes operator events to the operator tenant (see [`crate::service::operator`]).
+    pub fn with_operator_events(mut self, on: bool) -> Self {
+        self.operator_events = on;
+        self
+    }
+
+    /// Sets the base URL reply channels are announced with (`Config::public_url`).
+    pub fn with_public_url(mut self, public_url: String) -> Self {
+        self.public_url = public_url;
+        self
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Performs the claimed attempt and records its outcome. Errors are logged, never
+    /// returned: if the outcome cannot be recorded, the lease expires and the delivery is
+    /// attempted again (receivers dedupe on `webhook-id`).
+    pub async fn execute(&self, c: Claimed) {
+        let finish = match &c.destination {
+            None => self.give_back(&c, DeliveryStatus::Cancelled, "destination deleted"),
+            Some(d) if !d.enabled => {
+                self.give_back(&c, DeliveryStatus::Skipped, "destination disabled")
+            }
+            Some(d) => self.send(&c, d).await,
+        };
+        let m = crate::metrics::metrics();
+        m.outcome(finish.next.as_str());
+        if let Some(a) = &finish.attempt {
+            let result = a.error_kind.map_or("ok", |k| k.as_str());
+            m.attempt(result, a.duration_ms as f64 / 1000.0);
+        }
+        // A few quick retries ride out a brief database hiccup; after that the lease decides.
+        for wait_ms in [0u64, 100, 500, 2000] {
+            tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+            match self.finisher.finish(finish.clone(), &*self.store).await {
+                Ok(done) => {
+                    if !done.applied {
+                        tracing::info!(delivery_id = %c.delivery_id, attempt = c.attempt,
+                            "outcome not applied: the lease expired and another worker took over");
+                    } else {
+                        self.tell_operator(&c, &finish, done.disabled).await;
+                    }
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(delivery_id = %c.delivery_id, error = %e, "recording the outcome failed")
+                }
+            }
+        }
+    }
+
+    /// Operator events follow the outcome they report, in their own transaction: if the
+    /// process dies in between, that one notification is lost, never a tenant's event.
+    async fn tell_operator(&self, c: &Claimed, f: &Finish, disabled: Option<String>) {
+        if !self.operator_events || c.tenant_id == operator::OPERATOR_TENANT {
+            return;
+        }
+        let mut events = vec![];
+        if let Some(reason) = disabled {
+            events.push(operator::event(
+                "destination.disabled",
+                serde_json::json!({
+                    "tenant_id": c.tenant_id, "destination_id": c.destination_id, "reason": reason,
+                    "topic": c.topic, "event_id": c.event_id, "delivery_id": c.delivery_id,
+                }),
+            ));
+        }
+        if f.next == DeliveryStatus::Failed && f.attempt.is_some() {
+            events.push(operator::event(
+                "delivery.exhausted",
+                serde_json::json!({
+                    "tenant_id": c.tenant_id, "destination_id": c.destination_id,
+                    "topic": c.topic, "event_id": c.event_id, "delivery_id": c.delivery_id,
+                    "attempts": c.attempt, "last_error": f.last_error,
+                }),
+            ));
+        }
+        if !events.is_empty()
+            && let Err(e) = self.store.publish(&events, self.clock.now()).await
+        {
+            tracing::warn!(error = %e, "operator event could not be published");
+        }
+    }
+
+    fn give_back(&self, c: &Claimed, next: DeliveryStatus, why: &str) -> Finish {
+        let now = self.clock.now();
+        Finish {
+            delivery_id: c.delivery_id.clone(),
+            tenant_id: c.tenant_id.clone(),
+            attempt_number: c.attempt,
+            attempt: None,
+            last_error: Some(why.to_string()),
+            next,
+            next_attempt_at: None,
+            now,
+            destination_id: c.destination_id.clone(),
+            disable_destination: None,
+            auto_disable: self.auto_disable,
+        }
+    }
+
+    async fn send(&self, c: &Claimed, d: &Destination) -> Finish {
+        let started_at = self.clock.now();
+        let reply_url = c
+            .reply_slug
+            .as_deref()
+            .map(|slug| crate::inbound::model::callback_url(&self.public_url, slug));
+        let body = build_body(
+            c,
+            d.options.payload.unwrap_or_default(),
+            reply_url.as_deref(),
+        );
+        let mut headers = build_headers(c, d, started_at, &body);
+        if let Some(url) = reply_url {
+            headers.push(("webhook-reply-url".into(), url));
+        }
+        let timeout = d
+            .options
+            .timeout_ms
+            .map(Duration::from_millis)
+            .unwrap_or(self.default_timeout);
+        let url = d.url.clone().unwrap_or_default();
+        let result = self.http.post(&url, &headers, body, timeout).await;
+
+        let now = self.clock.now();
+        let schedule = match &d.options.retry_schedule {
+            Some(secs) => RetrySchedule::from_secs(secs, self.schedule.jitter()),
+            None => self.schedule.clone(),
+        };
+        let retry_after = result
+            .retry_after
+            .as_deref()
+            .and_then(|v| retry::parse_retry_after(v, now));
+        let unit = rand::rng().random_range(-1.0..=1.0);
+        let verdict = retry::decide(&schedule, c.attempt, result.status_code, retry_after, unit);
+        let (next, next_attempt_at, disable) = match verdict {
+            Verdict::Succeeded => (DeliveryStatus::Succeeded, None, None),
+            Verdict::Retry(delay) => (
+                DeliveryStatus::Retrying,
+                Some(now + delay.as_millis() as i64),
+                None,
+            ),
+            Verdict::Exhausted => (DeliveryStatus::Failed, None, None),
+            Verdict::Gone => (
+                DeliveryStatus::Failed,
+                None,
+                Some("the endpoint answered 410 Gone".to_string()),
+            ),
+        };
+        tracing::debug!(delivery_id = %c.delivery_id, event_id = %c.event_id, attempt = c.attempt,
+            status = ?result.status_code, error = ?result.error_kind, next = %next, "attempt finished");
+        let attempt = Attempt {
+            id: new_id(Kind::Attempt),
+            delivery_id: c.delivery_id.clone(),
+            attempt: c.attempt,
+            trigger: c.trigger,
+            started_at,
+            duration_ms: result.duration_ms,
+            url: Some(url),
+            status_code: result.status_code,
+            error_kind: result.error_kind,
+            error: result.error.clone(),
+            request_headers: headers.into_iter().collect::<BTreeMap<_, _>>(),
+            response_headers: result.response_headers,
+            response_body: result.response_body,
+        };
+        Finish {
+            delivery_id: c.delivery_id.clone(),
+            tenant_id: c.tenant_id.clone(),
+            attempt_number: c.attempt,
+            last_error: result.error,
+            attempt: Some(attempt),
+            next,
+            next_attempt_at,
+            now,
+            destination_id: d.id.clone(),
+            disable_destination: disable,
+            auto_disable: self.auto_disable,
+        }
+    }
+}
+
+/// The request body: the Standard Webhooks envelope around the publisher's data (spliced in
+/// verbatim), or the data alone. An event with a reply channel adds `reply_url` to the
+/// envelope (the data is the publisher's and stays untouched; the header carries it too).
+pub fn build_body(c: &Claimed, format: PayloadFormat, reply_url: Option<&str>) -> Vec<u8> {
+    match format {
+        PayloadFormat::Data => c.data.get().as_bytes().to_vec(),
+        PayloadFormat::Envelope => {
+            let topic = serde_json::to_string(&c.topic).expect("strings serialize");
+            let reply = reply_url
+                .map(|u| {
+                    format!(
+                        r#","reply_url":{}"#,
+                        serde_json::to_string(u).expect("strings serialize")
+                    )
+                })
+                .unwrap_or_default();
+            format!(
+                r#"{{"type":{topic},"timestamp":"{}","data":{}{reply}}}"#,
+                rfc3339(c.event_created_at),
+                c.data.get()
+            )
+            .into_bytes()
+        }
+    }
+}
+
+/// The request headers: the destination's own, then Herald's (which they cannot override).
+pub fn build_headers(
+    c: &Claimed,
+    d: &Destination,
+    now_ms: i64,
+    body: &[u8],
+) -> Vec<(String, String)> {
+    let ts = now_ms.div_euclid(1000);
+    let signature = signature::signature_header(d.active_secrets(now_ms), &c.event_id, ts, body);
+    let mut h: Vec<(String, String)> = d
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+        .collect();
+    h.push(("content-type".into(), "application/json".into()));
+    h.push(("user-agent".into(), USER_AGENT.into()));
+    h.push(("webhook-id".into(), c.event_id.clone()));
+    h.push(("webhook-timestamp".into(), ts.to_string()));
+    h.push(("webhook-signature".into(), signature));
+    h
+}

@@ -1,0 +1,296 @@
+//! The scheduler: a claim loop, the executor that performs one attempt, and maintenance.
+//!
+//! The loop claims due deliveries in batches (the claim is committed before any request goes
+//! out), runs each send as its own task under a concurrency limit, and records each outcome in
+//! its own short transaction. When there is nothing to do it sleeps until whichever comes
+//! first: a wake-up (a publish in this process, `NOTIFY` from another, a finished send freeing a
+//! slot), the next due retry, or the poll interval as a safety net.
+//!
+//! Tests drive the same code step by step with [`Worker::tick`] and a controlled clock.
+//!
+//! The loop also does the maintenance every node may do: rescuing expired leases (idempotent)
+//! and, periodically, the retention sweep (on Postgres only the node holding the maintenance
+//! lock deletes anything).
+
+mod batch;
+mod executor;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::JoinSet;
+
+pub use executor::Executor;
+
+use crate::store::Store;
+
+/// How soon an idle worker looks again at due work held back by destination limits.
+const LIMITED_RECHECK: Duration = Duration::from_millis(50);
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Sends in flight at once in this process.
+    pub concurrency: usize,
+    /// Most deliveries claimed per query.
+    pub batch_size: u32,
+    /// How long a claim is held before another worker may take the delivery over. Longer than
+    /// the longest request timeout, so a live worker never loses its lease mid-send.
+    pub lease: Duration,
+    /// Longest sleep while idle: the safety net if a wake-up is missed.
+    pub poll_interval: Duration,
+    /// How long shutdown waits for sends in flight.
+    pub shutdown_grace: Duration,
+    /// Events (with their deliveries and attempts) older than this are deleted.
+    pub retention: Duration,
+    /// How often the retention sweep runs, and how many events one statement deletes.
+    pub maintenance_interval: Duration,
+    pub retention_batch: u32,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 256,
+            batch_size: 64,
+            lease: Duration::from_secs(90),
+            poll_interval: Duration::from_secs(1),
+            shutdown_grace: Duration::from_secs(30),
+            retention: Duration::from_secs(30 * 24 * 3600),
+            maintenance_interval: Duration::from_secs(60),
+            retention_batch: 1000,
+        }
+    }
+}
+
+pub struct Worker {
+    store: Arc<dyn Store>,
+    executor: Arc<Executor>,
+    config: WorkerConfig,
+    wake: Arc<Notify>,
+}
+
+impl Worker {
+    pub fn new(
+        store: Arc<dyn Store>,
+        executor: Arc<Executor>,
+        config: WorkerConfig,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Self {
+            store,
+            executor,
+            config,
+            wake,
+        }
+    }
+
+    /// Claims one batch of due deliveries and performs them all; returns how many. Expired
+    /// leases are rescued first. This is one turn of [`Worker::run`], for tests and tools.
+    pub async fn tick(&self) -> usize {
+        let now = self.executor.clock().now();
+        if let Err(e) = self.store.rescue_expired(now).await {
+            tracing::warn!(error = %e, "lease rescue failed");
+        }
+        let lease_until = now + self.config.lease.as_millis() as i64;
+        let claimed = match self
+            .store
+            .claim(self.config.batch_size, now, lease_until)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "claim failed");
+                return 0;
+            }
+        };
+        let n = claimed.len();
+        let mut set = JoinSet::new();
+        for c in claimed {
+            let ex = self.executor.clone();
+            set.spawn(async move { ex.execute(c).await });
+        }
+        set.join_all().await;
+        n
+    }
+
+    /// Deletes everything past the retention window, one bounded batch per statement so no
+    /// lock is held for long. Returns how many events were deleted.
+    pub async fn purge_expired(&self) -> u64 {
+        let cutoff = self.executor.clock().now() - self.config.retention.as_millis() as i64;
+        let mut total = 0;
+        loop {
+            match self
+                .store
+                .purge_before(cutoff, self.config.retention_batch)
+                .await
+            {
+                Ok(n) => {
+                    total += n;
+                    if n < self.config.retention_batch as u64 {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "retention sweep failed");
+                    break;
+                }
+            }
+        }
+        if total > 0 {
+            tracing::info!(events = total, "retention: deleted expired events");
+        }
+        total
+    }
+
+    /// Ticks until nothing is due.
+    pub async fn drain(&self) -> usize {
+        let mut total = 0;
+        loop {
+            let n = self.tick().await;
+            if n == 0 {
+                return total;
+            }
+            total += n;
+        }
+    }
+
+    /// The claim loop, until `shutdown` turns true. Then it stops claiming and gives sends in
+    /// flight the grace period to finish; whatever is still running after that is abandoned and
+    /// its lease expires, so another worker retries it (at-least-once).
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let slots = Arc::new(Semaphore::new(self.config.concurrency));
+        let mut tasks = JoinSet::new();
+        // delivery id -> attempt number of every send in flight, to release them on shutdown.
+        let in_flight: Arc<Mutex<HashMap<String, u32>>> = Default::default();
+        let mut last_rescue = tokio::time::Instant::now() - self.config.lease;
+        let mut last_maintenance = tokio::time::Instant::now();
+        let mut maintenance: Option<tokio::task::JoinHandle<u64>> = None;
+        let clock = self.executor.clock().clone();
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            while tasks.try_join_next().is_some() {}
+
+            // Rescuing is cheap and idempotent, so every node may do it; twice per lease is
+            // often enough that a crashed worker's deliveries wait at most 1.5 leases.
+            if last_rescue.elapsed() >= self.config.lease / 2 {
+                last_rescue = tokio::time::Instant::now();
+                if let Err(e) = self.store.rescue_expired(clock.now()).await {
+                    tracing::warn!(error = %e, "lease rescue failed");
+                }
+            }
+
+            if last_maintenance.elapsed() >= self.config.maintenance_interval
+                && maintenance.as_ref().is_none_or(|m| m.is_finished())
+            {
+                last_maintenance = tokio::time::Instant::now();
+                let me = self.clone();
+                maintenance = Some(tokio::spawn(async move { me.purge_expired().await }));
+            }
+
+            // Each claim is a committed write. Under load, claiming the moment one slot frees up
+            // would mean one commit per delivery; waiting until a worthwhile batch of slots is
+            // free amortizes it (sends in flight keep the pipe full meanwhile).
+            let free = slots.available_permits();
+            let busy = self.config.concurrency - free;
+            let worthwhile = (self.config.batch_size as usize)
+                .min(self.config.concurrency / 2)
+                .max(1);
+            let want = if free >= worthwhile || busy == 0 {
+                (free as u32).min(self.config.batch_size)
+            } else {
+                0
+            };
+            let mut got = 0;
+            if want > 0 {
+                let now = clock.now();
+                let lease_until = now + self.config.lease.as_millis() as i64;
+                match self.store.claim(want, now, lease_until).await {
+                    Ok(claimed) => {
+                        got = claimed.len() as u32;
+                        for c in claimed {
+                            let permit = slots.clone().acquire_owned().await.expect("never closed");
+                            let ex = self.executor.clone();
+                            let wake = self.wake.clone();
+                            let in_flight = in_flight.clone();
+                            in_flight
+                                .lock()
+                                .expect("not poisoned")
+                                .insert(c.delivery_id.clone(), c.attempt);
+                            tasks.spawn(async move {
+                                let id = c.delivery_id.clone();
+                                ex.execute(c).await;
+                                in_flight.lock().expect("not poisoned").remove(&id);
+                                drop(permit);
+                                wake.notify_one();
+                            });
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "claim failed; backing off");
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            _ = shutdown.changed() => {}
+                        }
+                        continue;
+                    }
+                }
+            }
+            if want > 0 && got == want {
+                continue; // a full batch: there is probably more
+            }
+
+            let sleep = if want == 0 {
+                // Busy: a finishing send wakes us.
+                self.config.poll_interval
+            } else {
+                match self.store.next_due().await {
+                    // Due work that could not be claimed is waiting on a destination's limits
+                    // (rate window, FIFO head, slots): look again shortly rather than spin.
+                    Ok(Some(due)) => Duration::from_millis((due - clock.now()).max(0) as u64)
+                        .max(if got == 0 {
+                            LIMITED_RECHECK
+                        } else {
+                            Duration::ZERO
+                        })
+                        .min(self.config.poll_interval),
+                    _ => self.config.poll_interval,
+                }
+            };
+            if sleep.is_zero() {
+                continue;
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(sleep) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        let grace = tokio::time::timeout(self.config.shutdown_grace, async {
+            while tasks.join_next().await.is_some() {}
+        });
+        if grace.await.is_err() {
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+            // Hand the interrupted deliveries back now rather than leaving them to wait for
+            // their lease: another node (or this one, restarted) retries them at once.
+            let interrupted: Vec<(String, u32)> =
+                in_flight.lock().expect("not poisoned").drain().collect();
+            tracing::warn!(
+                count = interrupted.len(),
+                "shutdown grace period over; releasing sends still in flight"
+            );
+            for (id, attempt) in interrupted {
+                if let Err(e) = self.store.release(&id, attempt, clock.now()).await {
+                    tracing::warn!(delivery_id = %id, error = %e, "release failed; the lease will expire");
+                }
+            }
+        }
+        if let Some(m) = maintenance {
+            m.abort();
+        }
+    }
+}

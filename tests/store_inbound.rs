@@ -1,0 +1,264 @@
+//! The inbound half of the store contract, on every driver: cursors, dedupe, rejection,
+//! scoping, acknowledgement, deletion.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use common::{StoreKind, TestDb};
+use herald::domain::ids::{Kind, new_id};
+use herald::inbound::model::{Callback, CallbackEndpoint, CallbackStatus, Ingested};
+use herald::inbound::verify::Verification;
+use herald::store::{self, CallbackQuery, Scope, Store, StoreError};
+use serde_json::json;
+
+for_each_store!(
+    concurrent_ingests_take_distinct_gap_free_cursors,
+    concurrent_copies_of_one_delivery_are_stored_once,
+    a_rejected_callback_takes_no_cursor_and_is_not_read_by_waiters,
+    an_endpoint_of_another_tenant_is_invisible_and_cannot_be_deleted,
+    ack_is_scoped_and_keeps_the_first_time,
+    deleting_an_endpoint_removes_its_callbacks_and_refuses_new_ones,
+    an_endpoint_for_an_unknown_tenant_is_not_found_and_not_written,
+);
+
+async fn store(kind: StoreKind) -> (Arc<dyn Store>, TestDb) {
+    let db = TestDb::new(kind).await;
+    let s = store::connect(&db.url).await.unwrap();
+    s.migrate().await.unwrap();
+    (s, db)
+}
+
+async fn endpoint(s: &dyn Store, tenant: Option<&str>) -> CallbackEndpoint {
+    if let Some(t) = tenant {
+        s.upsert_tenant(t, &json!({}), 0).await.unwrap();
+    }
+    let e = CallbackEndpoint {
+        id: new_id(Kind::CallbackEndpoint),
+        slug: herald::service::callbacks::new_slug(),
+        tenant_id: tenant.map(str::to_string),
+        label: None,
+        verification: Verification::None,
+        metadata: json!({}),
+        event_id: None,
+        last_cursor: 0,
+        received: 0,
+        duplicates: 0,
+        rejected: 0,
+        expires_at: None,
+        created_at: 1,
+    };
+    s.insert_callback_endpoint(&e).await.unwrap();
+    e
+}
+
+fn callback(e: &CallbackEndpoint, dedupe: Option<&str>) -> Callback {
+    Callback {
+        id: new_id(Kind::Callback),
+        endpoint_id: e.id.clone(),
+        tenant_id: e.tenant_id.clone(),
+        cursor: None,
+        method: "POST".into(),
+        path: format!("/in/{}", e.slug),
+        query: None,
+        headers: Default::default(),
+        body: b"{}".to_vec(),
+        content_type: Some("application/json".into()),
+        remote_addr: None,
+        received_at: 5,
+        verified: false,
+        status: CallbackStatus::Accepted,
+        reject_reason: None,
+        dedupe_key: dedupe.map(str::to_string),
+        a2a: None,
+        acked_at: None,
+    }
+}
+
+async fn concurrent_ingests_take_distinct_gap_free_cursors(kind: StoreKind) {
+    let (s, _db) = store(kind).await;
+    let e = endpoint(&*s, None).await;
+    let tasks = (0..50).map(|_| {
+        let (s, c) = (s.clone(), callback(&e, None));
+        tokio::spawn(async move { s.ingest_callback(&c).await.unwrap() })
+    });
+    let mut cursors = vec![];
+    for t in futures_util::future::join_all(tasks).await {
+        match t.unwrap() {
+            Ingested::Stored { cursor } => cursors.push(cursor),
+            other => panic!("{other:?}"),
+        }
+    }
+    cursors.sort();
+    assert_eq!(cursors, (1..=50).collect::<Vec<_>>());
+    let stored = s.callbacks_after(&e.id, 0, 100).await.unwrap();
+    let order: Vec<i64> = stored.iter().map(|c| c.cursor.unwrap()).collect();
+    assert_eq!(
+        order,
+        (1..=50).collect::<Vec<_>>(),
+        "read back in cursor order"
+    );
+}
+
+async fn concurrent_copies_of_one_delivery_are_stored_once(kind: StoreKind) {
+    let (s, _db) = store(kind).await;
+    let e = endpoint(&*s, None).await;
+    let tasks = (0..20).map(|_| {
+        let (s, c) = (s.clone(), callback(&e, Some("msg_same")));
+        tokio::spawn(async move { s.ingest_callback(&c).await.unwrap() })
+    });
+    let outcomes: Vec<Ingested> = futures_util::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let stored: Vec<_> = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ingested::Stored { .. }))
+        .collect();
+    assert_eq!(stored, vec![&Ingested::Stored { cursor: 1 }]);
+    let originals: HashSet<_> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Ingested::Duplicate { original_id } => Some(original_id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(originals.len(), 1, "every duplicate names the one original");
+    let e = s
+        .get_callback_endpoint(Scope::Admin, &e.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((e.last_cursor, e.received, e.duplicates), (1, 1, 19));
+}
+
+async fn a_rejected_callback_takes_no_cursor_and_is_not_read_by_waiters(kind: StoreKind) {
+    let (s, _db) = store(kind).await;
+    let e = endpoint(&*s, None).await;
+    let mut bad = callback(&e, Some("msg_1"));
+    bad.status = CallbackStatus::Rejected;
+    bad.reject_reason = Some("signature_mismatch".into());
+    assert_eq!(s.ingest_callback(&bad).await.unwrap(), Ingested::Rejected);
+    assert!(s.callbacks_after(&e.id, 0, 10).await.unwrap().is_empty());
+    // The genuine delivery with the same id is not mistaken for a duplicate.
+    let good = callback(&e, Some("msg_1"));
+    assert_eq!(
+        s.ingest_callback(&good).await.unwrap(),
+        Ingested::Stored { cursor: 1 }
+    );
+    let rejected = s.rejected_callbacks(&e.id, None, 10).await.unwrap();
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0].cursor, None);
+    let polled = s
+        .list_callbacks(&CallbackQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(polled.len(), 1, "polling never returns rejected requests");
+}
+
+async fn an_endpoint_of_another_tenant_is_invisible_and_cannot_be_deleted(kind: StoreKind) {
+    let (s, _db) = store(kind).await;
+    let acme = endpoint(&*s, Some("acme")).await;
+    let platform = endpoint(&*s, None).await;
+    let as_globex = Scope::Tenant("globex");
+    assert!(
+        s.get_callback_endpoint(as_globex, &acme.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.get_callback_endpoint(as_globex, &platform.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        !s.delete_callback_endpoint(as_globex, &acme.id)
+            .await
+            .unwrap()
+    );
+    let acme_sees = s
+        .list_callback_endpoints(Scope::Tenant("acme"), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(acme_sees.len(), 1);
+    assert_eq!(
+        s.list_callback_endpoints(Scope::Admin, None, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+async fn ack_is_scoped_and_keeps_the_first_time(kind: StoreKind) {
+    let (s, _db) = store(kind).await;
+    let e = endpoint(&*s, Some("acme")).await;
+    let c = callback(&e, None);
+    s.ingest_callback(&c).await.unwrap();
+    assert!(
+        s.ack_callback(Scope::Tenant("globex"), &c.id, 10)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let first = s
+        .ack_callback(Scope::Tenant("acme"), &c.id, 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.acked_at, Some(10));
+    let again = s
+        .ack_callback(Scope::Admin, &c.id, 20)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.acked_at, Some(10));
+    let unacked = s
+        .list_callbacks(&CallbackQuery {
+            acked: Some(false),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(unacked.is_empty());
+}
+
+async fn deleting_an_endpoint_removes_its_callbacks_and_refuses_new_ones(kind: StoreKind) {
+    let (s, _db) = store(kind).await;
+    let e = endpoint(&*s, None).await;
+    s.ingest_callback(&callback(&e, None)).await.unwrap();
+    assert!(
+        s.delete_callback_endpoint(Scope::Admin, &e.id)
+            .await
+            .unwrap()
+    );
+    assert!(s.callbacks_after(&e.id, 0, 10).await.unwrap().is_empty());
+    assert!(s.find_callback_endpoint(&e.slug).await.unwrap().is_none());
+    let err = s.ingest_callback(&callback(&e, None)).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+}
+
+async fn an_endpoint_for_an_unknown_tenant_is_not_found_and_not_written(kind: StoreKind) {
+    let (s, _db) = store(kind).await;
+    let mut e = endpoint(&*s, None).await;
+    e.id = new_id(Kind::CallbackEndpoint);
+    e.slug = herald::service::callbacks::new_slug();
+    e.tenant_id = Some("nobody".into());
+    let err = s.insert_callback_endpoint(&e).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound("tenant")), "{err:?}");
+    assert_eq!(
+        s.list_callback_endpoints(Scope::Admin, None, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}

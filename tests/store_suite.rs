@@ -1,0 +1,403 @@
+//! The store contract, run against every driver (river's shared driver suite): whatever the
+//! database, the scheduler's guarantees hold.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use common::{StoreKind, TestDb};
+use herald::domain::ids::{Kind, new_id};
+use herald::domain::model::{
+    Attempt, Destination, DestinationKind, DestinationOptions, SigningSecret,
+};
+use herald::domain::state::{DeliveryStatus, Trigger};
+use herald::store::{self, DeliveryQuery, Finish, NewEvent, Scope, Store, StoreError};
+use serde_json::json;
+use serde_json::value::RawValue;
+
+for_each_store!(
+    migrations_apply_twice_without_harm,
+    publishing_writes_the_event_and_its_deliveries_together,
+    an_unknown_tenant_makes_the_whole_batch_fail_with_nothing_written,
+    a_claimed_delivery_is_not_claimed_again_while_its_lease_holds,
+    concurrent_claims_never_return_the_same_delivery,
+    only_due_deliveries_are_claimed,
+    a_finish_applies_only_to_the_attempt_that_still_holds_the_delivery,
+    an_expired_lease_is_rescued_to_retrying,
+    a_finished_delivery_can_be_retried_but_not_one_in_flight,
+    tenant_scope_hides_other_tenants_rows,
+    deleting_a_tenant_removes_everything_it_owns,
+    next_due_reports_the_earliest_pending_delivery,
+    a_batch_of_outcomes_has_the_effect_of_finishing_each_in_turn,
+);
+
+async fn store(kind: StoreKind) -> (Arc<dyn Store>, TestDb) {
+    let db = TestDb::new(kind).await;
+    let s = store::connect(&db.url).await.unwrap();
+    s.migrate().await.unwrap();
+    (s, db)
+}
+
+fn destination(tenant: &str, enabled: bool) -> Destination {
+    Destination {
+        id: new_id(Kind::Destination),
+        tenant_id: tenant.into(),
+        kind: DestinationKind::Webhook,
+        url: Some("http://127.0.0.1:9/".into()),
+        description: None,
+        topics: vec!["*".into()],
+        filter: None,
+        headers: Default::default(),
+        options: DestinationOptions::default(),
+        enabled,
+        disabled_reason: None,
+        disabled_at: None,
+        secrets: vec![SigningSecret {
+            secret: herald::domain::signature::generate_secret(),
+            expires_at: None,
+        }],
+        created_at: 0,
+        updated_at: 0,
+    }
+}
+
+fn event(tenant: &str) -> NewEvent {
+    NewEvent {
+        id: new_id(Kind::Event),
+        tenant_id: tenant.into(),
+        topic: "job.done".into(),
+        data: RawValue::from_string("{\"n\":1}".into()).unwrap(),
+        metadata: json!({}),
+        idempotency_key: None,
+        destination_id: None,
+        reply: None,
+    }
+}
+
+/// A tenant with `n` enabled destinations.
+async fn tenant(s: &dyn Store, id: &str, n: usize) -> Vec<Destination> {
+    s.upsert_tenant(id, &json!({}), 0).await.unwrap();
+    let mut ds = vec![];
+    for _ in 0..n {
+        let d = destination(id, true);
+        s.insert_destination(&d).await.unwrap();
+        ds.push(d);
+    }
+    ds
+}
+
+fn finish(c: &herald::store::Claimed, next: DeliveryStatus, now: i64) -> Finish {
+    Finish {
+        delivery_id: c.delivery_id.clone(),
+        tenant_id: c.tenant_id.clone(),
+        attempt_number: c.attempt,
+        attempt: Some(Attempt {
+            id: new_id(Kind::Attempt),
+            delivery_id: c.delivery_id.clone(),
+            attempt: c.attempt,
+            trigger: Trigger::Scheduled,
+            started_at: now,
+            duration_ms: 1,
+            url: None,
+            status_code: Some(200),
+            error_kind: None,
+            error: None,
+            request_headers: Default::default(),
+            response_headers: Default::default(),
+            response_body: None,
+        }),
+        last_error: None,
+        next,
+        next_attempt_at: None,
+        now,
+        destination_id: c.destination_id.clone(),
+        disable_destination: None,
+        auto_disable: Default::default(),
+    }
+}
+
+async fn migrations_apply_twice_without_harm(kind: StoreKind) {
+    let (s, _db) = store(kind).await;
+    s.migrate().await.unwrap();
+    s.ping().await.unwrap();
+}
+
+async fn publishing_writes_the_event_and_its_deliveries_together(kind: StoreKind) {
+    let (s, _db) = store(kind).await;
+    tenant(&*s, "acme", 3).await;
+    let out = s
+        .publish(&[event("acme"), event("acme")], 1000)
+        .await
+        .unwrap();
+    assert_eq!(out.len(), 2);
+    assert!(out.iter().all(|p| p.created && p.deliveries == 3));
+    let q = DeliveryQuery {
+        tenant_id: "acme".into(),
+        limit: 100,
+        ..Default::default()
+    };
+    let ds = s.list_deliveries(&q).await.unwrap();
+    assert_eq!(ds.len(), 6);
+    assert!(
+        ds.iter()
+            .all(|d| d.status == DeliveryStatus::Scheduled && d.next_attempt_at == Some(1000))
+    );
+}
+
+async fn an_unknown_tenant_makes_the_whole_batch_fail_with_nothing_written(kind: StoreKind) {
+    let (s, _db) = store(kind).await;
+    tenant(&*s, "acme", 1).await;
+    let err = s
+        .publish(&[event("acme"), event("ghost")], 0)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound("tenant")));
+    assert!(s.list_events("acme", None, 10).await.unwrap().is_empty());
+}
+
+async fn a_claimed_delivery_is_not_claimed_again_while_its_lease_holds(kind: StoreKind) {
+    let (s, _db) = store(kind).await;
+    tenant(&*s, "acme", 1).await;
+    s.publish(&[event("acme")], 0).await.unwrap();
+    let first = s.claim(10, 10, 1000).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].attempt, 1);
+    assert_eq!(first[0].data.get(), "{\"n\":1}");
+    assert!(first[0].destination.is_some());
+    assert!(s.claim(10, 20, 1000).await.unwrap().is_empty());
+}
+
+async fn concurrent_claims_never_return_the_same_delivery(kind: StoreKind) {
+    let (s, _db) = store(kind).await;
+    tenant(&*s, "acme", 2).await;
+    let events: Vec<_> = (0..100).map(|_| event("acme")).collect();
+    s.publish(&events, 0).await.unwrap();
+    let mut tasks = vec![];
+    for _ in 0..8 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = vec![];
+            loop {
+                let c = s.claim(7, 10, 100_000).await.unwrap();
+                if c.is_empty() {
+                    return mine;
+                }
+                mine.extend(c.into_iter().map(|c| c.delivery_id));
+            }
+        }));
+    }
+    let mut all = vec![];
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let distinct: HashSet<_> = all.iter().collect();
+    assert_eq!(all.len(), 200);
+    assert_eq!(distinct.len(), 200, "no delivery was claimed twice");
+}
+
+async fn only_due_deliveries_are_claimed(kind: StoreKind) {
+    let (s, _db) = store(kind).await;
+    tenant(&*s, "acme", 1).await;
+    s.publish(&[event("acme")], 5000).await.unwrap();
+    assert!(s.claim(10, 4999, 9999).await.unwrap().is_empty());
+    assert_eq!(s.claim(10, 5000, 9999).await.unwrap().len(), 1);
+}
+
+async fn a_finish_applies_only_to_the_attempt_that_still_holds_the_delivery(kind: StoreKind) {
+    let (s, _db) = store(kind).await;
+    tenant(&*s, "acme", 1).await;
+    s.publish(&[event("acme")], 0).await.unwrap();
+    let stale = s.claim(1, 0, 100).await.unwrap().remove(0);
+    // The lease runs out; another worker takes over.
+    assert_eq!(s.rescue_expired(100).await.unwrap(), 1);
+    let fresh = s.claim(1, 100, 200).await.unwrap().remove(0);
+    assert_eq!(fresh.attempt, 2);
+
+    // The stale worker's outcome is logged but does not move the delivery.
+    assert!(
+        !s.finish(&finish(&stale, DeliveryStatus::Failed, 150))
+            .await
+            .unwrap()
+            .applied
+    );
+    assert!(
+        s.finish(&finish(&fresh, DeliveryStatus::Succeeded, 160))
+            .await
+            .unwrap()
+            .applied
+    );
+    let d = s
+        .get_delivery(Scope::Admin, &fresh.delivery_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.status, DeliveryStatus::Succeeded);
+    assert_eq!(d.finalized_at, Some(160));
+    assert_eq!(d.attempts.unwrap().len(), 2);
+    // A second finish of the same attempt changes nothing.
+    assert!(
+        !s.finish(&finish(&fresh, DeliveryStatus::Failed, 170))
+            .await
+            .unwrap()
+            .applied
+    );
+}
+
+async fn an_expired_lease_is_rescued_to_retrying(kind: StoreKind) {
+    let (s, _db) = store(kind).await;
+    tenant(&*s, "acme", 1).await;
+    s.publish(&[event("acme")], 0).await.unwrap();
+    let c = s.claim(1, 0, 100).await.unwrap().remove(0);
+    assert_eq!(s.rescue_expired(99).await.unwrap(), 0);
+    assert_eq!(s.rescue_expired(100).await.unwrap(), 1);
+    let d = s
+        .get_delivery(Scope::Admin, &c.delivery_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.status, DeliveryStatus::Retrying);
+    assert_eq!(d.next_attempt_at, Some(100));
+}
+
+async fn a_finished_delivery_can_be_retried_but_not_one_in_flight(kind: StoreKind) {
+    let (s, _db) = store(kind).await;
+    tenant(&*s, "acme", 1).await;
+    s.publish(&[event("acme")], 0).await.unwrap();
+    let c = s.claim(1, 0, 100).await.unwrap().remove(0);
+    let err = s
+        .retry_delivery(Scope::Admin, &c.delivery_id, 10)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)));
+    s.finish(&finish(&c, DeliveryStatus::Failed, 20))
+        .await
+        .unwrap();
+    let d = s
+        .retry_delivery(Scope::Admin, &c.delivery_id, 30)
+        .await
+        .unwrap();
+    assert_eq!(d.status, DeliveryStatus::Scheduled);
+    assert_eq!(d.finalized_at, None);
+    let again = s.claim(1, 30, 100).await.unwrap().remove(0);
+    assert_eq!(again.trigger, Trigger::Manual);
+    assert_eq!(again.attempt, 2);
+}
+
+async fn tenant_scope_hides_other_tenants_rows(kind: StoreKind) {
+    let (s, _db) = store(kind).await;
+    let acme = tenant(&*s, "acme", 1).await;
+    tenant(&*s, "other", 0).await;
+    let p = s.publish(&[event("acme")], 0).await.unwrap().remove(0);
+    assert!(
+        s.get_event(Scope::Tenant("other"), &p.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.get_event(Scope::Tenant("acme"), &p.id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let q = DeliveryQuery {
+        tenant_id: "acme".into(),
+        limit: 10,
+        ..Default::default()
+    };
+    let d = s.list_deliveries(&q).await.unwrap().remove(0);
+    assert!(
+        s.get_delivery(Scope::Tenant("other"), &d.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(matches!(
+        s.retry_delivery(Scope::Tenant("other"), &d.id, 0).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(
+        s.get_destination("other", &acme[0].id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn deleting_a_tenant_removes_everything_it_owns(kind: StoreKind) {
+    let (s, _db) = store(kind).await;
+    tenant(&*s, "acme", 1).await;
+    let p = s.publish(&[event("acme")], 0).await.unwrap().remove(0);
+    assert!(s.delete_tenant("acme").await.unwrap());
+    assert!(s.get_event(Scope::Admin, &p.id).await.unwrap().is_none());
+    assert!(
+        s.list_destinations("acme", None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(s.claim(10, 0, 100).await.unwrap().is_empty());
+    assert!(!s.delete_tenant("acme").await.unwrap());
+}
+
+async fn next_due_reports_the_earliest_pending_delivery(kind: StoreKind) {
+    let (s, _db) = store(kind).await;
+    assert_eq!(s.next_due().await.unwrap(), None);
+    tenant(&*s, "acme", 1).await;
+    s.publish(&[event("acme")], 700).await.unwrap();
+    s.publish(&[event("acme")], 300).await.unwrap();
+    assert_eq!(s.next_due().await.unwrap(), Some(300));
+}
+
+async fn a_batch_of_outcomes_has_the_effect_of_finishing_each_in_turn(kind: StoreKind) {
+    let (s, _db) = store(kind).await;
+    tenant(&*s, "acme", 1).await;
+    let events: Vec<_> = (0..4).map(|_| event("acme")).collect();
+    s.publish(&events, 0).await.unwrap();
+    let mut c = s.claim(10, 0, 100).await.unwrap();
+    assert_eq!(c.len(), 4);
+    // The fourth "crashed": its lease is rescued and it is claimed again, so its old attempt
+    // is stale.
+    let stale = c.pop().unwrap();
+    s.release(&stale.delivery_id, stale.attempt, 10)
+        .await
+        .unwrap();
+    let fresh = s.claim(10, 10, 100).await.unwrap().remove(0);
+
+    let mut retry = finish(&c[1], DeliveryStatus::Retrying, 50);
+    retry.next_attempt_at = Some(5000);
+    let outcomes = vec![
+        finish(&c[0], DeliveryStatus::Succeeded, 50),
+        retry,
+        finish(&c[2], DeliveryStatus::Succeeded, 50),
+        finish(&stale, DeliveryStatus::Succeeded, 50),
+    ];
+    let done = s.finish_batch(&outcomes).await.unwrap();
+    let applied: Vec<bool> = done.iter().map(|d| d.applied).collect();
+    assert_eq!(applied, vec![true, true, true, false]);
+
+    let get = |id: String| {
+        let s = s.clone();
+        async move { s.get_delivery(Scope::Admin, &id).await.unwrap().unwrap() }
+    };
+    let d0 = get(c[0].delivery_id.clone()).await;
+    assert_eq!(
+        (d0.status, d0.finalized_at, d0.last_status_code),
+        (DeliveryStatus::Succeeded, Some(50), Some(200))
+    );
+    assert_eq!(d0.attempts.unwrap().len(), 1);
+    let d1 = get(c[1].delivery_id.clone()).await;
+    assert_eq!(
+        (d1.status, d1.next_attempt_at),
+        (DeliveryStatus::Retrying, Some(5000))
+    );
+    let d3 = get(stale.delivery_id.clone()).await;
+    assert_eq!(
+        d3.status,
+        DeliveryStatus::Delivering,
+        "the stale outcome did not apply"
+    );
+    assert_eq!(d3.attempts.unwrap().len(), 1, "but its attempt is logged");
+    assert_eq!(fresh.delivery_id, stale.delivery_id);
+}
