@@ -12,6 +12,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
+use axum::middleware::from_fn_with_state;
 use axum::routing::{any, get};
 
 use crate::service::Herald;
@@ -32,11 +33,15 @@ pub fn router(state: AppState, max_body_bytes: usize, serve_api: bool) -> Router
     let inbound_limit = state.herald.inbound.max_body_bytes;
     let base = if serve_api {
         Router::new()
-            .merge(api::routes())
+            .merge(
+                api::routes().layer(from_fn_with_state(max_body_bytes, reject_declared_oversize)),
+            )
             // Captured bodies have their own limit; the route's layer overrides the API-wide one.
             .route(
                 "/in/{slug}",
-                any(ingest::ingest).layer(DefaultBodyLimit::max(inbound_limit)),
+                any(ingest::ingest)
+                    .layer(DefaultBodyLimit::max(inbound_limit))
+                    .layer(from_fn_with_state(inbound_limit, reject_declared_oversize)),
             )
             .route("/openapi.json", get(api::openapi_json))
     } else {
@@ -47,6 +52,33 @@ pub fn router(state: AppState, max_body_bytes: usize, serve_api: bool) -> Router
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
+}
+
+/// Answers 413 at once when the declared `Content-Length` is over the limit (the state).
+///
+/// `DefaultBodyLimit` only notices an oversized body while reading it, so a client that
+/// declares 5 MiB and then waits for an answer before uploading (or sends slowly) would hold
+/// the connection until a timeout. Refusing on the header alone answers at once, reads nothing.
+async fn reject_declared_oversize(
+    State(limit): State<usize>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return error::ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the request body is larger than the {limit} bytes accepted"),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 /// Ready when the store answers.
