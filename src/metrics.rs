@@ -24,6 +24,13 @@ pub struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InboundLabels {
+    /// `received` (stored for waiters), `rejected` (failed verification; stored for
+    /// debugging), `duplicate` (a repeated sender delivery id) or `rate_limited`.
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AttemptLabels {
     /// `ok`, or the attempt's error kind (`timeout`, `connect`, `status`, …).
     pub result: String,
@@ -34,6 +41,7 @@ pub struct Metrics {
     pub events_published: Counter,
     pub deliveries: Family<OutcomeLabels, Counter>,
     pub attempt_seconds: Family<AttemptLabels, Histogram>,
+    pub inbound: Family<InboundLabels, Counter>,
     queue_depth: Gauge,
     queue_lag_seconds: Gauge<f64, AtomicU64>,
 }
@@ -70,6 +78,12 @@ impl Metrics {
             "Duration of delivery attempts, by result",
             attempt_seconds.clone(),
         );
+        let inbound = Family::<InboundLabels, Counter>::default();
+        registry.register(
+            "inbound_callbacks",
+            "Requests captured at /in/{slug}, by result",
+            inbound.clone(),
+        );
         let queue_depth = Gauge::default();
         registry.register(
             "queue_depth",
@@ -87,6 +101,7 @@ impl Metrics {
             events_published,
             deliveries,
             attempt_seconds,
+            inbound,
             queue_depth,
             queue_lag_seconds,
         }
@@ -96,6 +111,14 @@ impl Metrics {
         self.deliveries
             .get_or_create(&OutcomeLabels {
                 outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn inbound(&self, result: &str) {
+        self.inbound
+            .get_or_create(&InboundLabels {
+                result: result.to_string(),
             })
             .inc();
     }

@@ -31,7 +31,61 @@ for_each_store!(
     a_tenant_token_sees_only_its_own_endpoints_and_callbacks,
     invalid_endpoint_settings_are_422_naming_the_field,
     the_openapi_document_describes_the_inbound_endpoints,
+    metrics_count_received_duplicate_and_rejected_callbacks,
 );
+
+/// The value of `herald_inbound_callbacks_total{result="…"}` (0 before the first one).
+async fn inbound_count(app: &TestApp, result: &str) -> u64 {
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let prefix = format!("herald_inbound_callbacks_total{{result=\"{result}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+async fn metrics_count_received_duplicate_and_rejected_callbacks(kind: StoreKind) {
+    let app = TestApp::spawn(kind).await;
+    let (_, url) = open_endpoint(&app).await;
+    let guarded = endpoint(&app, json!({"verification": {"scheme": "token"}})).await;
+    let before: Vec<u64> = inbound_counts(&app).await;
+    for _ in 0..3 {
+        let r = app
+            .client
+            .post(&url)
+            .header("webhook-id", "msg_metrics")
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let r = send(&app, guarded["url"].as_str().unwrap(), json!({})).await;
+    assert_eq!(r.status(), 401);
+    let after = inbound_counts(&app).await;
+    // The counters are process-wide and other tests ingest alongside: at least ours counted.
+    assert!(after[0] > before[0], "received {before:?} -> {after:?}");
+    assert!(
+        after[1] >= before[1] + 2,
+        "duplicate {before:?} -> {after:?}"
+    );
+    assert!(after[2] > before[2], "rejected {before:?} -> {after:?}");
+}
+
+async fn inbound_counts(app: &TestApp) -> Vec<u64> {
+    let mut v = Vec::new();
+    for r in ["received", "duplicate", "rejected"] {
+        v.push(inbound_count(app, r).await);
+    }
+    v
+}
 
 async fn the_openapi_document_describes_the_inbound_endpoints(kind: StoreKind) {
     let app = TestApp::spawn(kind).await;

@@ -335,6 +335,7 @@ impl Herald {
             return Err(IngestError::MethodNotAllowed(scheme));
         }
         if !self.rate_limiter.allow(&endpoint.id) {
+            crate::metrics::metrics().inbound("rate_limited");
             return Err(IngestError::RateLimited);
         }
         let verdict = verify::verify(
@@ -405,6 +406,7 @@ impl Herald {
             })?;
         match (stored, rejection) {
             (Ingested::Stored { cursor }, _) => {
+                crate::metrics::metrics().inbound("received");
                 self.waiters.notify(&endpoint.id);
                 Ok(IngestOutcome::Stored {
                     id: callback.id,
@@ -412,9 +414,13 @@ impl Herald {
                 })
             }
             (Ingested::Duplicate { original_id }, _) => {
+                crate::metrics::metrics().inbound("duplicate");
                 Ok(IngestOutcome::Duplicate { original_id })
             }
-            (Ingested::Rejected, Some(e)) => Err(IngestError::Rejected(e)),
+            (Ingested::Rejected, Some(e)) => {
+                crate::metrics::metrics().inbound("rejected");
+                Err(IngestError::Rejected(e))
+            }
             (Ingested::Rejected, None) => Err(IngestError::Store(StoreError::Corrupt(
                 "an accepted callback was stored as rejected".into(),
             ))),
