@@ -1,5 +1,5 @@
-//! The HTTP server: the REST API under `/v1`, inbound capture at `/in/{slug}`, health checks,
-//! metrics and the OpenAPI document.
+//! The HTTP server: the REST API under `/v1`, inbound capture at `/in/{slug}`, MCP at `/mcp`,
+//! health checks, metrics and the OpenAPI document.
 
 pub mod api;
 pub mod error;
@@ -39,6 +39,7 @@ pub fn router(state: AppState, max_body_bytes: usize, serve_api: bool) -> Router
                 any(ingest::ingest).layer(DefaultBodyLimit::max(inbound_limit)),
             )
             .route("/openapi.json", get(api::openapi_json))
+            .merge(crate::mcp::http::routes(&state))
     } else {
         Router::new()
     };
