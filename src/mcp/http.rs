@@ -17,7 +17,7 @@ use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
 use super::api::ApiClient;
-use super::tools::{Authorized, Credential, HeraldMcp};
+use super::tools::{Authorized, Credential, HeraldMcp, WaitLimits};
 use crate::http::AppState;
 use crate::http::extract::Auth;
 
@@ -36,8 +36,9 @@ pub fn routes(state: &AppState) -> Router<AppState> {
     let config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(allowed_hosts(&state.herald.inbound.public_url))
         .with_cancellation_token(shutdown);
+    let limits = WaitLimits::of(&state.herald.inbound);
     let service = StreamableHttpService::new(
-        move || Ok(HeraldMcp::new(api.clone(), Credential::PerRequest)),
+        move || Ok(HeraldMcp::new(api.clone(), Credential::PerRequest, limits)),
         Arc::new(LocalSessionManager::default()),
         config,
     );

@@ -11,7 +11,7 @@ use rand::RngCore;
 use rmcp::ServiceExt;
 
 use super::api::ApiClient;
-use super::tools::{Credential, HeraldMcp};
+use super::tools::{Credential, HeraldMcp, WaitLimits};
 use crate::app::Application;
 use crate::config::Config;
 use crate::http::AppState;
@@ -33,6 +33,7 @@ pub async fn run(mut config: Config, url: Option<String>) -> anyhow::Result<()> 
             .context("starting the embedded Herald")?;
         tracing::info!(listen = %app.local_addr(), store = app.herald().store.kind(),
             "embedded Herald for MCP is running");
+        let limits = WaitLimits::of(&app.herald().inbound);
         let state = AppState {
             herald: app.herald().clone(),
             admin_token_hash: Some(hash_token(&token).into()),
@@ -40,7 +41,7 @@ pub async fn run(mut config: Config, url: Option<String>) -> anyhow::Result<()> 
         let api = ApiClient::InProcess(crate::http::api::routes().with_state(state));
         let shutdown = app.shutdown_handle();
         let running = tokio::spawn(app.run_until_stopped());
-        let served = serve(HeraldMcp::new(api, Credential::Fixed(token))).await;
+        let served = serve(HeraldMcp::new(api, Credential::Fixed(token), limits)).await;
         shutdown.trigger();
         running.await??;
         return served;
@@ -52,6 +53,7 @@ pub async fn run(mut config: Config, url: Option<String>) -> anyhow::Result<()> 
     serve(HeraldMcp::new(
         ApiClient::remote(&url),
         Credential::Fixed(token.trim().to_string()),
+        WaitLimits::default(),
     ))
     .await
 }

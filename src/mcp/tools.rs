@@ -23,17 +23,40 @@ use tokio::time::Instant;
 
 use super::api::{ApiCallError, ApiClient, segment};
 use super::types::*;
-use crate::service::VerificationRequest;
+use crate::service::{InboundSettings, VerificationRequest};
 
-/// A wait without `timeout_ms` lasts this long...
-pub const DEFAULT_WAIT: Duration = Duration::from_secs(30);
-/// ...and none lasts longer, unless the client sent a progress token: many clients give up on
-/// a silent request after 60 s, while progress notifications keep them listening.
-pub const MAX_WAIT: Duration = Duration::from_secs(55);
-/// The cap when the client asked for progress.
+/// The cap on a wait when the client asked for progress: notifications keep it listening, so
+/// the 60 s at which many clients give up on a silent request does not apply.
 pub const MAX_WAIT_WITH_PROGRESS: Duration = Duration::from_secs(15 * 60);
-/// A progress notification goes out about this often during a wait.
-pub const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
+/// How long `wait_for_callback` waits (SPEC §4).
+#[derive(Debug, Clone, Copy)]
+pub struct WaitLimits {
+    /// A wait without `timeout_ms` lasts this long (30 s)...
+    pub default: Duration,
+    /// ...and none lasts longer (55 s) unless the client sent a progress token.
+    pub max: Duration,
+    /// A progress notification goes out about this often (10 s).
+    pub progress_every: Duration,
+}
+
+impl WaitLimits {
+    /// The limits this Herald's own API applies.
+    pub fn of(settings: &InboundSettings) -> Self {
+        Self {
+            default: settings.default_wait,
+            max: settings.max_wait,
+            progress_every: settings.progress_every,
+        }
+    }
+}
+
+impl Default for WaitLimits {
+    /// Herald's defaults, assumed for a remote Herald (`herald mcp --url`).
+    fn default() -> Self {
+        Self::of(&InboundSettings::default())
+    }
+}
 
 /// How a tool call failed.
 #[derive(Debug)]
@@ -41,7 +64,10 @@ pub enum ToolError {
     /// The model should read this and act on it (bad input, not found, forbidden, Herald
     /// unreachable): a result with `isError: true`.
     Tool(String),
-    /// The client misused the protocol (arguments the schema rules out): a JSON-RPC error.
+    /// Not the model's to fix (a cancelled request, a broken invariant): a JSON-RPC error.
+    /// Arguments that do not match the schema are the model's to fix: rmcp answers them as
+    /// tool errors, as MCP 2025-11-25 asks, and so does Herald for its own checks. Protocol
+    /// misuse (an unknown tool, a malformed request) never reaches a tool.
     Protocol(ErrorData),
 }
 
@@ -65,8 +91,6 @@ impl From<ApiCallError> for ToolError {
     }
 }
 
-type ToolResult<T> = Result<Json<T>, ToolError>;
-
 /// The credential a session's calls carry.
 #[derive(Clone)]
 pub enum Credential {
@@ -86,6 +110,7 @@ pub struct Authorized(pub String);
 pub struct HeraldMcp {
     api: ApiClient,
     credential: Credential,
+    limits: WaitLimits,
     tool_router: ToolRouter<Self>,
 }
 
@@ -130,8 +155,10 @@ impl HeraldMcp {
         match (slug, id) {
             (Some(s), None) => Ok(segment("slug", &s)?),
             (None, Some(i)) => Ok(segment("id", &i)?),
-            (Some(_), Some(_)) => Err(invalid_params("give either `slug` or `id`, not both")),
-            (None, None) => Err(invalid_params("`slug` (or `id`) is required")),
+            (Some(_), Some(_)) => Err(ToolError::Tool(
+                "slug, id: give either `slug` or `id`, not both".into(),
+            )),
+            (None, None) => Err(ToolError::Tool("slug: required (or give `id`)".into())),
         }
     }
 
@@ -155,10 +182,6 @@ impl HeraldMcp {
     }
 }
 
-fn invalid_params(msg: &str) -> ToolError {
-    ToolError::Protocol(ErrorData::invalid_params(msg.to_string(), None))
-}
-
 fn query(pairs: &[(&str, Option<String>)]) -> String {
     let present: Vec<(&str, &str)> = pairs
         .iter()
@@ -180,10 +203,11 @@ fn to_body<T: serde::Serialize>(v: &T) -> Value {
 
 #[tool_router(router = tool_router)]
 impl HeraldMcp {
-    pub fn new(api: ApiClient, credential: Credential) -> Self {
+    pub fn new(api: ApiClient, credential: Credential, limits: WaitLimits) -> Self {
         Self {
             api,
             credential,
+            limits,
             tool_router: Self::tool_router(),
         }
     }
@@ -196,7 +220,7 @@ impl HeraldMcp {
         &self,
         Parameters(args): Parameters<CreateEndpointArgs>,
         ctx: RequestContext<RoleServer>,
-    ) -> ToolResult<CreatedEndpointOut> {
+    ) -> Result<Json<CreatedEndpointOut>, ToolError> {
         let body = to_body(&args);
         let out = self
             .call(&ctx, Method::POST, "/v1/callback-endpoints", Some(&body))
@@ -213,7 +237,7 @@ impl HeraldMcp {
         &self,
         Parameters(args): Parameters<WaitArgs>,
         ctx: RequestContext<RoleServer>,
-    ) -> ToolResult<WaitOut> {
+    ) -> Result<Json<WaitOut>, ToolError> {
         let base = match (&args.slug, &args.id) {
             (None, Some(id)) if id.starts_with(crate::domain::ids::Kind::Event.prefix()) => {
                 format!("/v1/events/{}/replies/wait", segment("id", id)?)
@@ -230,24 +254,26 @@ impl HeraldMcp {
             ));
         }
         let progress = ctx.meta.get_progress_token();
+        let limits = self.limits;
         let cap = if progress.is_some() {
-            MAX_WAIT_WITH_PROGRESS
+            MAX_WAIT_WITH_PROGRESS.max(limits.max)
         } else {
-            MAX_WAIT
+            limits.max
         };
         let total = args
             .timeout_ms
             .map(Duration::from_millis)
-            .unwrap_or(DEFAULT_WAIT)
+            .unwrap_or(limits.default)
             .min(cap);
         let started = Instant::now();
         let deadline = started + total;
-        // Waits run in slices of at most `PROGRESS_EVERY`: between slices a progress
-        // notification goes out, and each slice is an ordinary API wait (capped server-side).
+        // Waits run in slices: between slices a progress notification goes out, and each slice
+        // is an ordinary API wait, short enough for the API's own cap.
         loop {
             let slice = deadline
                 .saturating_duration_since(Instant::now())
-                .min(PROGRESS_EVERY);
+                .min(limits.progress_every)
+                .min(limits.max);
             let path = format!("{base}?after={after}&timeout_ms={}", slice.as_millis());
             let slice_started = Instant::now();
             let out: WaitOut = tokio::select! {
@@ -289,7 +315,7 @@ impl HeraldMcp {
         &self,
         Parameters(args): Parameters<PollArgs>,
         ctx: RequestContext<RoleServer>,
-    ) -> ToolResult<CallbackPage> {
+    ) -> Result<Json<CallbackPage>, ToolError> {
         let endpoint_id = match args.slug {
             Some(s) => Some(self.resolve_endpoint(&ctx, Some(s), None).await?),
             None => None,
@@ -317,7 +343,7 @@ impl HeraldMcp {
         &self,
         Parameters(args): Parameters<AckArgs>,
         ctx: RequestContext<RoleServer>,
-    ) -> ToolResult<AckOut> {
+    ) -> Result<Json<AckOut>, ToolError> {
         let path = format!("/v1/callbacks/{}/ack", segment("event_id", &args.event_id)?);
         Ok(Json(self.call(&ctx, Method::POST, &path, None).await?))
     }
@@ -328,7 +354,7 @@ impl HeraldMcp {
         &self,
         Parameters(args): Parameters<PageArgs>,
         ctx: RequestContext<RoleServer>,
-    ) -> ToolResult<EndpointPage> {
+    ) -> Result<Json<EndpointPage>, ToolError> {
         let q = query(&[
             ("after", args.after),
             ("limit", args.limit.map(|l| l.to_string())),
@@ -344,7 +370,7 @@ impl HeraldMcp {
         &self,
         Parameters(args): Parameters<EndpointRef>,
         ctx: RequestContext<RoleServer>,
-    ) -> ToolResult<DeletedOut> {
+    ) -> Result<Json<DeletedOut>, ToolError> {
         let id = self.resolve_endpoint(&ctx, args.slug, args.id).await?;
         let path = format!("/v1/callback-endpoints/{}", segment("id", &id)?);
         let _: Value = self.call(&ctx, Method::DELETE, &path, None).await?;
@@ -357,7 +383,7 @@ impl HeraldMcp {
     async fn verify_signature(
         &self,
         Parameters(args): Parameters<VerifyArgs>,
-    ) -> ToolResult<VerifyOut> {
+    ) -> Result<Json<VerifyOut>, ToolError> {
         let body = if args.body_base64 {
             base64::engine::general_purpose::STANDARD
                 .decode(args.body.trim())
@@ -416,7 +442,7 @@ impl HeraldMcp {
         &self,
         Parameters(args): Parameters<ReplayArgs>,
         ctx: RequestContext<RoleServer>,
-    ) -> ToolResult<ReplayOut> {
+    ) -> Result<Json<ReplayOut>, ToolError> {
         let path = format!("/v1/callbacks/{}/replay", segment("id", &args.id)?);
         let body = json!({ "target_url": args.target_url });
         Ok(Json(
@@ -432,7 +458,7 @@ impl HeraldMcp {
         &self,
         Parameters(args): Parameters<PublishArgs>,
         ctx: RequestContext<RoleServer>,
-    ) -> ToolResult<PublishOut> {
+    ) -> Result<Json<PublishOut>, ToolError> {
         let body = to_body(&args);
         let mut out: PublishOut = self
             .call(&ctx, Method::POST, "/v1/events", Some(&body))
@@ -451,7 +477,7 @@ impl HeraldMcp {
         &self,
         Parameters(args): Parameters<ListDeliveriesArgs>,
         ctx: RequestContext<RoleServer>,
-    ) -> ToolResult<DeliveryPage> {
+    ) -> Result<Json<DeliveryPage>, ToolError> {
         let q = query(&[
             ("status", args.status),
             ("destination_id", args.destination_id),
@@ -473,7 +499,7 @@ impl HeraldMcp {
         &self,
         Parameters(args): Parameters<DeliveryRef>,
         ctx: RequestContext<RoleServer>,
-    ) -> ToolResult<DeliveryOut> {
+    ) -> Result<Json<DeliveryOut>, ToolError> {
         let path = format!("/v1/deliveries/{}", segment("id", &args.id)?);
         let delivery = self.call(&ctx, Method::GET, &path, None).await?;
         Ok(Json(DeliveryOut { delivery }))
@@ -485,7 +511,7 @@ impl HeraldMcp {
         &self,
         Parameters(args): Parameters<DeliveryRef>,
         ctx: RequestContext<RoleServer>,
-    ) -> ToolResult<DeliveryOut> {
+    ) -> Result<Json<DeliveryOut>, ToolError> {
         let path = format!("/v1/deliveries/{}/retry", segment("id", &args.id)?);
         let delivery = self.call(&ctx, Method::POST, &path, None).await?;
         Ok(Json(DeliveryOut { delivery }))

@@ -36,6 +36,8 @@ pub struct InboundSettings {
     pub default_wait: Duration,
     /// ...and no wait lasts longer (proxies and clients commonly cut idle requests at 60 s).
     pub max_wait: Duration,
+    /// An MCP wait sends a progress notification this often (when the client asked for them).
+    pub progress_every: Duration,
 }
 
 impl Default for InboundSettings {
@@ -47,6 +49,7 @@ impl Default for InboundSettings {
             rate_limit_burst: 100,
             default_wait: Duration::from_secs(30),
             max_wait: Duration::from_secs(55),
+            progress_every: Duration::from_secs(10),
         }
     }
 }
