@@ -221,6 +221,11 @@ async def reply(session, tenant):
     emit("done", published=published, answer=answer, by_event=by_event, deliveries=deliveries, delivery=delivery)
 
 
+async def retry(session, delivery_id):
+    """retry_delivery: a manual attempt now."""
+    emit("done", retried=await call(session, "retry_delivery", {"id": delivery_id}))
+
+
 async def queue(session, target_url):
     """poll_events / ack_event as a work queue, replay_callback, verify_signature, delete."""
     a = await call(session, "create_callback_endpoint", {"label": "a"})
@@ -293,6 +298,7 @@ SCENARIOS = {
     "cancel": cancel,
     "reply": reply,
     "queue": queue,
+    "retry": retry,
     "verify": verify,
     "errors": errors,
 }
