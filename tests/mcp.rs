@@ -466,6 +466,71 @@ async fn poll_ack_replay_list_and_delete_work_as_tools(kind: StoreKind) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_names_a_bad_target_url_and_goes_through_the_ssrf_guard() {
+    // Private destinations refused, as in production.
+    let app =
+        TestApp::spawn_with(StoreKind::Sqlite, |c| c.allow_private_destinations = false).await;
+    let e: Value = app
+        .post("/v1/callback-endpoints", json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let url = e["url"].as_str().unwrap();
+    assert_eq!(
+        app.client
+            .post(url)
+            .json(&json!({"a": 1}))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let polled = app.get_json("/v1/callbacks?acked=false").await;
+    let id = polled["data"][0]["id"].as_str().unwrap().to_string();
+    let one = app.get_json(&format!("/v1/callbacks/{id}")).await;
+    assert_eq!(one["body"], json!({"a": 1}));
+
+    let bad = app
+        .post(
+            &format!("/v1/callbacks/{id}/replay"),
+            json!({"target_url": "ftp://x/y"}),
+        )
+        .await;
+    assert_eq!(bad.status(), 422);
+    let problem: Value = bad.json().await.unwrap();
+    assert_eq!(problem["field"], "target_url");
+
+    let blocked: Value = app
+        .post(
+            &format!("/v1/callbacks/{id}/replay"),
+            json!({"target_url": "http://127.0.0.1:9/hook"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(blocked["success"], false, "{blocked}");
+    assert!(
+        blocked["error"]
+            .as_str()
+            .unwrap()
+            .contains("is not allowed"),
+        "{blocked}"
+    );
+    assert_eq!(
+        app.post(
+            "/v1/callbacks/cb_nope/replay",
+            json!({"target_url": "http://example.com/"})
+        )
+        .await
+        .status(),
+        404
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_signature_accepts_what_the_ingest_verifier_accepts_and_names_mismatches() {
     let app = TestApp::spawn(StoreKind::Sqlite).await;
     let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";

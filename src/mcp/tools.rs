@@ -298,9 +298,9 @@ impl HeraldMcp {
                 );
                 p.total = Some(total.as_millis() as f64);
                 p.message = Some(format!(
-                    "still waiting for a callback ({} s of {} s)",
-                    now.duration_since(started).as_secs(),
-                    total.as_secs()
+                    "still waiting for a callback ({:.1} s of {:.1} s)",
+                    now.duration_since(started).as_secs_f64(),
+                    total.as_secs_f64()
                 ));
                 // A client that stopped listening for progress still gets its answer.
                 let _ = ctx.peer.notify_progress(p).await;
@@ -391,29 +391,27 @@ impl HeraldMcp {
         } else {
             args.body.into_bytes()
         };
-        let uses_token = matches!(args.scheme.as_str(), "token" | "a2a");
-        // The scheme's own settings travel as the API's verification object, so an unknown
-        // algorithm or encoding is refused with the same message as at endpoint creation.
-        let settings = json!({
-            "scheme": args.scheme,
-            "secret": (!uses_token).then_some(&args.secret),
-            "token": uses_token.then_some(&args.secret),
-            "header": args.header,
-            "algorithm": args.algorithm,
-            "encoding": args.encoding,
-            "prefix": args.prefix,
-        });
-        let settings: Value = settings
-            .as_object()
-            .map(|o| {
-                o.iter()
-                    .filter(|(_, v)| !v.is_null())
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect()
-            })
-            .unwrap_or_default();
+        // The settings are read as the API reads an endpoint's `verification`, so an unknown
+        // scheme, algorithm or encoding is refused with the same message as at creation.
+        let credential = match args.scheme.as_str() {
+            "token" | "a2a" => "token",
+            _ => "secret",
+        };
+        let mut settings = serde_json::Map::new();
+        settings.insert("scheme".into(), args.scheme.clone().into());
+        settings.insert(credential.into(), args.secret.into());
+        for (name, value) in [
+            ("header", args.header),
+            ("algorithm", args.algorithm),
+            ("encoding", args.encoding),
+            ("prefix", args.prefix),
+        ] {
+            if let Some(v) = value {
+                settings.insert(name.into(), v.into());
+            }
+        }
         let req: VerificationRequest =
-            crate::http::extract::parse_json(settings.to_string().as_bytes())
+            crate::http::extract::parse_json(Value::Object(settings).to_string().as_bytes())
                 .map_err(|e| ToolError::Tool(e.detail))?;
         let headers: Vec<(String, String)> = args.headers.into_iter().collect();
         let now = chrono::Utc::now().timestamp();
