@@ -23,6 +23,7 @@ use tokio::time::Instant;
 
 use super::api::{ApiCallError, ApiClient, segment};
 use super::types::*;
+use crate::service::replay::ReplayResult;
 use crate::service::{InboundSettings, VerificationRequest};
 
 /// The cap on a wait when the client asked for progress: notifications keep it listening, so
@@ -106,6 +107,7 @@ pub enum Credential {
 #[derive(Clone)]
 pub struct Authorized(pub String);
 
+/// One MCP session's server. Cheap to build: `/mcp` makes one per session.
 #[derive(Clone)]
 pub struct HeraldMcp {
     api: ApiClient,
@@ -182,6 +184,7 @@ impl HeraldMcp {
     }
 }
 
+/// `?a=1&b=2` from the pairs that are set (empty when none is).
 fn query(pairs: &[(&str, Option<String>)]) -> String {
     let present: Vec<(&str, &str)> = pairs
         .iter()
@@ -440,7 +443,7 @@ impl HeraldMcp {
         &self,
         Parameters(args): Parameters<ReplayArgs>,
         ctx: RequestContext<RoleServer>,
-    ) -> Result<Json<ReplayOut>, ToolError> {
+    ) -> Result<Json<ReplayResult>, ToolError> {
         let path = format!("/v1/callbacks/{}/replay", segment("id", &args.id)?);
         let body = json!({ "target_url": args.target_url });
         Ok(Json(

@@ -349,19 +349,6 @@ pub struct VerifyOut {
 }
 
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
-pub struct ReplayOut {
-    pub callback_id: String,
-    pub target_url: String,
-    /// The target answered 2xx.
-    pub success: bool,
-    pub status_code: Option<u16>,
-    pub duration_ms: u64,
-    pub error: Option<String>,
-    /// The first 16 KiB of the target's answer.
-    pub response_body: Option<String>,
-}
-
-#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct PublishOut {
     /// The event's id (`evt_…`).
     pub id: String,

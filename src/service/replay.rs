@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{Herald, Result, ServiceError};
@@ -31,8 +31,8 @@ const HOP_BY_HOP: &[&str] = &[
     "proxy-connection",
 ];
 
-/// What the target answered.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+/// What the target answered (also the MCP `replay_callback` result, hence the JSON Schema).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, schemars::JsonSchema)]
 pub struct ReplayResult {
     pub callback_id: String,
     pub target_url: String,
