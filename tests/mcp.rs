@@ -543,6 +543,18 @@ async fn verify_signature_accepts_what_the_ingest_verifier_accepts_and_names_mis
         "{}",
         out["unknown"]
     );
+    // Ingest agrees with the tool: the same request passes the endpoint's verification.
+    assert_eq!(out["created"]["secret"], secret);
+    assert!(
+        out["created"]["expires_at"].is_string(),
+        "{}",
+        out["created"]
+    );
+    assert_eq!(out["ingested"]["callback"]["verified"], true);
+    assert_eq!(
+        out["ingested"]["callback"]["body"],
+        json!({"type": "job.completed", "id": 42})
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

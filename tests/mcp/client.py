@@ -37,16 +37,18 @@ async def read_line():
     return (await anyio.to_thread.run_sync(sys.stdin.readline)).strip()
 
 
-def post(url, body, content_type="application/json"):
+def post(url, body, content_type="application/json", headers=None):
     """POSTs to a callback URL, as the job calling back would."""
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method="POST", headers={"content-type": content_type})
+    req = urllib.request.Request(
+        url, data=data, method="POST", headers={"content-type": content_type, **(headers or {})}
+    )
     with urllib.request.urlopen(req, timeout=10) as resp:
         return resp.status
 
 
-async def apost(url, body, content_type="application/json"):
-    return await anyio.to_thread.run_sync(lambda: post(url, body, content_type))
+async def apost(url, body, content_type="application/json", headers=None):
+    return await anyio.to_thread.run_sync(lambda: post(url, body, content_type, headers))
 
 
 async def call(session, name, args):
@@ -267,7 +269,15 @@ async def verify(session, secret, msg_id, timestamp, signature, body):
     unknown = await tool_error(
         session, "verify_signature", {"scheme": "pgp", "secret": secret, "headers": headers, "body": body}
     )
-    emit("done", good=good, bad=bad, unknown=unknown)
+    # The same signed request, sent to an endpoint verifying with that secret, is accepted.
+    created = await call(
+        session,
+        "create_callback_endpoint",
+        {"verification": {"scheme": "standard_webhooks", "secret": secret}, "ttl_seconds": 600},
+    )
+    await apost(created["callback_url"], body.encode(), headers=headers)
+    ingested = await call(session, "wait_for_callback", {"slug": created["slug"], "timeout_ms": 5000})
+    emit("done", good=good, bad=bad, unknown=unknown, created=created, ingested=ingested)
 
 
 async def errors(session, foreign_slug=""):
