@@ -306,6 +306,32 @@ async fn cancelling_a_wait_through_the_stdio_proxy_releases_it_on_the_remote_her
     cancel_midway(&app, client).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_is_not_held_up_by_an_mcp_wait_in_progress() {
+    let app = TestApp::spawn(StoreKind::Sqlite).await;
+    let mut client = Client::http(&app, ADMIN_TOKEN, "cancel", &[]);
+    let waiting = client.expect("waiting").await;
+    let endpoint = waiting["endpoint_id"].as_str().unwrap().to_string();
+    let waiters = app.herald.waiters.clone();
+    eventually(
+        Duration::from_secs(10),
+        "the wait reaches the server",
+        || waiters.waiting_on(&endpoint) == 1,
+    )
+    .await;
+    // The graceful shutdown ends the 50 s wait and the open MCP streams instead of waiting.
+    let started = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), app.stop())
+        .await
+        .expect("the shutdown completes");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(waiters.waiting_on(&endpoint), 0);
+}
+
 /// Runs the `cancel` scenario: once the client's 50 s wait is registered on `app`, the client
 /// cancels it; the server must let go promptly while the session stays open and usable.
 async fn cancel_midway(app: &TestApp, mut client: Client) {
