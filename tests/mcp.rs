@@ -197,6 +197,34 @@ async fn every_tool_is_listed_with_a_description_and_valid_object_root_schemas()
     // below against its tool's output schema.
     assert_eq!(out["problems"], json!([]), "{out}");
     assert_eq!(out["protocol_version"], "2025-11-25");
+    assert_eq!(
+        out["inputs"]["wait_for_callback"],
+        json!(["after", "id", "slug", "timeout_ms"])
+    );
+    assert_eq!(out["required"]["ack_event"], json!(["event_id"]));
+    assert_eq!(
+        out["required"]["verify_signature"],
+        json!(["body", "headers", "scheme", "secret"])
+    );
+    assert_eq!(
+        out["required"]["publish_event"],
+        json!(["data", "tenant_id", "topic"])
+    );
+    assert_eq!(
+        out["outputs"]["wait_for_callback"],
+        json!(["callback", "cursor", "status"])
+    );
+    assert_eq!(
+        out["outputs"]["create_callback_endpoint"],
+        json!([
+            "callback_url",
+            "expires_at",
+            "id",
+            "secret",
+            "slug",
+            "token"
+        ])
+    );
 }
 
 async fn a_wait_returns_the_callback_posted_while_it_waits_with_json_text_and_binary_bodies(
@@ -616,7 +644,10 @@ async fn errors_the_model_can_fix_are_tool_errors_and_a_tenant_token_sees_only_i
     assert_eq!(out["unknown_slug"], "callback endpoint not found");
     assert_eq!(out["no_target"], "slug: required (or give `id`)");
     assert!(
-        out["wrong_type"].as_str().unwrap().contains("invalid type"),
+        out["wrong_type"]
+            .as_str()
+            .unwrap()
+            .contains("timeout_ms: invalid type: string \"soon\""),
         "{out}"
     );
     // An unknown tool is protocol misuse: a JSON-RPC error, not a result.

@@ -10,7 +10,6 @@ use axum::http::Method;
 use base64::Engine;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::IntoCallToolResult;
-use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
     CallToolResponse, CallToolResult, ContentBlock, Implementation, ProgressNotificationParam,
     ServerCapabilities, ServerConfig,

@@ -376,3 +376,49 @@ pub struct DeliveryOut {
     /// The delivery with its `attempts` (status code, duration, error, response of each).
     pub delivery: Map<String, Value>,
 }
+
+/// A tool's arguments, like rmcp's own `Parameters` (the `#[tool]` macro recognises the name
+/// and takes the input schema from `T`), but a mismatch names the field: `timeout_ms: invalid
+/// type: string "soon", expected u64`. The message keeps rmcp's prefix, so it still reaches the
+/// model as a tool error it can correct.
+#[derive(Debug)]
+pub struct Parameters<T>(pub T);
+
+impl<T: JsonSchema> JsonSchema for Parameters<T> {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        T::schema_name()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        T::json_schema(generator)
+    }
+}
+
+impl<S, T: serde::de::DeserializeOwned>
+    rmcp::handler::server::common::FromContextPart<
+        rmcp::handler::server::tool::ToolCallContext<'_, S>,
+    > for Parameters<T>
+{
+    fn from_context_part(
+        context: &mut rmcp::handler::server::tool::ToolCallContext<'_, S>,
+    ) -> Result<Self, rmcp::ErrorData> {
+        let arguments = Value::Object(context.arguments.take().unwrap_or_default());
+        serde_path_to_error::deserialize(arguments)
+            .map(Parameters)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let field = if path == "." {
+                    String::new()
+                } else {
+                    format!("{path}: ")
+                };
+                rmcp::ErrorData::invalid_params(
+                    format!(
+                        "failed to deserialize parameters: {field}{}",
+                        e.into_inner()
+                    ),
+                    None,
+                )
+            })
+    }
+}

@@ -104,6 +104,9 @@ async def tools(session):
     emit(
         "done",
         tools=sorted(t.name for t in listed),
+        inputs={t.name: sorted(t.input_schema.get("properties", {})) for t in listed},
+        required={t.name: sorted(t.input_schema.get("required", [])) for t in listed},
+        outputs={t.name: sorted(t.output_schema.get("properties", {})) for t in listed if t.output_schema},
         problems=problems,
         protocol_version=session.protocol_version,
     )
