@@ -285,13 +285,22 @@ async fn a_wait_with_nothing_arriving_ends_pending_with_the_callers_cursor(kind:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn waits_are_capped_without_a_progress_token_and_send_progress_with_one() {
+async fn a_wait_takes_the_default_is_capped_without_a_progress_token_and_reports_progress_with_one()
+{
     let app = TestApp::spawn_with(StoreKind::Sqlite, |c| {
-        c.wait_default_timeout_ms = 800;
+        c.wait_default_timeout_ms = 400;
         c.wait_max_timeout_ms = 800;
         c.wait_progress_interval_ms = 250;
     })
     .await;
+    // No timeout_ms: the configured default (30 s unless set).
+    let default = Client::http(&app, ADMIN_TOKEN, "timeout", &["default"])
+        .done()
+        .await;
+    assert_eq!(default["got"]["status"], "pending");
+    let elapsed = default["elapsed_s"].as_f64().unwrap();
+    assert!((0.38..0.78).contains(&elapsed), "took {elapsed} s");
+
     // No progress token: a 5 s request is cut to the 0.8 s cap.
     let capped = Client::http(&app, ADMIN_TOKEN, "timeout", &["5000"])
         .done()

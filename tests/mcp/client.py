@@ -157,12 +157,14 @@ async def early(session):
 
 
 async def timeout(session, timeout_ms="700"):
-    """Nothing arrives: `pending` with the caller's cursor, after about the timeout."""
+    """Nothing arrives: `pending` with the caller's cursor, after about the timeout (`default`:
+    no `timeout_ms`, so the server's default applies)."""
     created = await call(session, "create_callback_endpoint", {})
+    args = {"slug": created["slug"], "after": 3}
+    if timeout_ms != "default":
+        args["timeout_ms"] = int(timeout_ms)
     started = time.monotonic()
-    got = await call(
-        session, "wait_for_callback", {"slug": created["slug"], "after": 3, "timeout_ms": int(timeout_ms)}
-    )
+    got = await call(session, "wait_for_callback", args)
     emit("done", got=got, elapsed_s=time.monotonic() - started)
 
 
