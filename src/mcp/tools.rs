@@ -288,8 +288,9 @@ impl HeraldMcp {
             };
             let now = Instant::now();
             // A slice that ended well before its time without a callback means the server is
-            // shutting down (it answers every waiter `pending`): do not spin until the deadline.
-            let cut_short = now.duration_since(slice_started) + Duration::from_millis(250) < slice;
+            // shutting down (it answers every waiter `pending`) or caps waits lower than we
+            // assumed (a remote Herald): do not spin until the deadline.
+            let cut_short = now.duration_since(slice_started) < slice / 2;
             if out.status == WaitStatus::Received || now >= deadline || cut_short {
                 return Ok(Json(out));
             }
