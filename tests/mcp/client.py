@@ -339,7 +339,10 @@ async def main(argv):
         raise SystemExit(f"unknown transport {transport!r}")
     async with stack, connect as (read, write):
         async with ClientSession(read, write) as session:
-            await session.initialize()
+            if os.environ.get("MCP_PROTOCOL") == "modern":
+                await session.discover()  # 2026-07-28: stateless, no initialize handshake
+            else:
+                await session.initialize()  # 2025-11-25: the initialize handshake
             await SCENARIOS[scenario](session, *args)
 
 
