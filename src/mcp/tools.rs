@@ -59,15 +59,17 @@ impl Default for WaitLimits {
 }
 
 /// How a tool call failed.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ToolError {
     /// The model should read this and act on it (bad input, not found, forbidden, Herald
     /// unreachable): a result with `isError: true`.
+    #[error("{0}")]
     Tool(String),
     /// Not the model's to fix (a cancelled request, a broken invariant): a JSON-RPC error.
     /// Arguments that do not match the schema are the model's to fix: rmcp answers them as
     /// tool errors, as MCP 2025-11-25 asks, and so does Herald for its own checks. Protocol
     /// misuse (an unknown tool, a malformed request) never reaches a tool.
+    #[error("{0}")]
     Protocol(ErrorData),
 }
 
