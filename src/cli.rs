@@ -44,6 +44,13 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Role::All)]
         role: Role,
     },
+    /// Serve MCP on stdin/stdout for desktop clients: with `--url`, the tools use that
+    /// Herald's API (token from HERALD_TOKEN); without, an embedded Herald runs in-process.
+    Mcp {
+        /// A running Herald's base URL, e.g. `https://herald.example.com`.
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Exit 0 when the server on the configured address is ready (for container health checks).
     Healthcheck,
     /// Run the end-to-end benchmark and print its figures (see BENCHMARKS.md).
@@ -135,6 +142,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Mcp { url } => crate::mcp::stdio::run(config, url).await,
         Command::Healthcheck => {
             let addr: std::net::SocketAddr = config.listen.parse()?;
             let host = if addr.ip().is_unspecified() {

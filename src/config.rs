@@ -78,6 +78,8 @@ pub struct Config {
     pub wait_default_timeout_ms: u64,
     /// The longest wait, whatever the caller asks for.
     pub wait_max_timeout_ms: u64,
+    /// How often an MCP `wait_for_callback` sends a progress notification.
+    pub wait_progress_interval_ms: u64,
     /// `pretty` or `json`.
     pub log_format: String,
 }
@@ -116,6 +118,7 @@ impl Default for Config {
             inbound_rate_limit_burst: 100,
             wait_default_timeout_ms: 30_000,
             wait_max_timeout_ms: 55_000,
+            wait_progress_interval_ms: 10_000,
             log_format: "pretty".into(),
         }
     }
@@ -240,6 +243,12 @@ impl Config {
                 "must not exceed wait_max_timeout_ms (which must be at least 1)".into(),
             );
         }
+        if self.wait_progress_interval_ms < 100 {
+            return invalid(
+                "wait_progress_interval_ms",
+                "must be at least 100 (milliseconds)".into(),
+            );
+        }
         if !matches!(self.log_format.as_str(), "pretty" | "json") {
             return invalid("log_format", "must be `pretty` or `json`".into());
         }
@@ -272,6 +281,7 @@ impl Config {
             rate_limit_burst: self.inbound_rate_limit_burst,
             default_wait: Duration::from_millis(self.wait_default_timeout_ms),
             max_wait: Duration::from_millis(self.wait_max_timeout_ms),
+            progress_every: Duration::from_millis(self.wait_progress_interval_ms),
         }
     }
 

@@ -14,6 +14,8 @@
 //! - [`inbound`]: capture for agents — verification schemes, callback shapes, the waiter
 //!   registry that wakes long-polls and SSE streams, the ingest rate limit.
 //! - [`http`]: the axum router, problem+json errors, extractors and the REST handlers.
+//! - [`mcp`]: the MCP server — agent and platform tools over Streamable HTTP (`/mcp`) and
+//!   stdio (`herald mcp`), each tool a call to the REST API (in-process or remote).
 //! - [`metrics`]: Prometheus counters and gauges for `/metrics`.
 //! - [`bench`]: `herald bench`, the end-to-end benchmark.
 //! - [`config`], [`app`], [`cli`], [`telemetry`]: wiring.
@@ -34,6 +36,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod inbound;
+pub mod mcp;
 pub mod metrics;
 pub mod outbound;
 pub mod service;

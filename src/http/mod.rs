@@ -1,5 +1,5 @@
-//! The HTTP server: the REST API under `/v1`, inbound capture at `/in/{slug}`, health checks,
-//! metrics and the OpenAPI document.
+//! The HTTP server: the REST API under `/v1`, inbound capture at `/in/{slug}`, MCP at `/mcp`,
+//! health checks, metrics and the OpenAPI document.
 
 pub mod api;
 pub mod error;
@@ -44,6 +44,7 @@ pub fn router(state: AppState, max_body_bytes: usize, serve_api: bool) -> Router
                     .layer(from_fn_with_state(inbound_limit, reject_declared_oversize)),
             )
             .route("/openapi.json", get(api::openapi_json))
+            .merge(crate::mcp::http::routes(&state))
     } else {
         Router::new()
     };

@@ -57,6 +57,15 @@ impl Waiters {
         }
     }
 
+    /// How many callers are waiting on `endpoint_id` right now: lets tests see that a
+    /// cancelled wait (an MCP cancellation, a dropped long-poll) really let go.
+    pub fn waiting_on(&self, endpoint_id: &str) -> usize {
+        let channels = self.channels.lock().expect("waiters lock");
+        channels
+            .get(endpoint_id)
+            .map_or(0, |tx| tx.receiver_count())
+    }
+
     /// How many endpoints currently have a channel (for tests and metrics).
     pub fn len(&self) -> usize {
         self.channels.lock().expect("waiters lock").len()

@@ -36,6 +36,8 @@ pub struct InboundSettings {
     pub default_wait: Duration,
     /// ...and no wait lasts longer (proxies and clients commonly cut idle requests at 60 s).
     pub max_wait: Duration,
+    /// An MCP wait sends a progress notification this often (when the client asked for them).
+    pub progress_every: Duration,
 }
 
 impl Default for InboundSettings {
@@ -47,6 +49,7 @@ impl Default for InboundSettings {
             rate_limit_burst: 100,
             default_wait: Duration::from_secs(30),
             max_wait: Duration::from_secs(55),
+            progress_every: Duration::from_secs(10),
         }
     }
 }
@@ -279,14 +282,23 @@ impl Herald {
         })
     }
 
+    /// By id or by slug: agents (and the MCP tools) often hold only the URL they handed out.
+    /// A slug is looked up unscoped, so the scope is checked here.
     pub async fn get_callback_endpoint(
         &self,
         scope: Scope<'_>,
-        id: &str,
+        id_or_slug: &str,
     ) -> Result<CallbackEndpoint> {
+        if id_or_slug.starts_with(Kind::CallbackEndpoint.prefix())
+            && let Some(e) = self.store.get_callback_endpoint(scope, id_or_slug).await?
+        {
+            return Ok(e);
+        }
+        // Slugs are random base64url, so one may begin with `cbe_`: an id miss falls through.
         self.store
-            .get_callback_endpoint(scope, id)
+            .find_callback_endpoint(id_or_slug)
             .await?
+            .filter(|e| scope.tenant().is_none() || e.tenant_id.as_deref() == scope.tenant())
             .ok_or(ServiceError::NotFound("callback endpoint"))
     }
 
@@ -662,6 +674,29 @@ impl Herald {
             .await?
             .ok_or(ServiceError::NotFound("callback"))
     }
+}
+
+/// Checks a request against a scheme and secret with the verifiers ingest uses (the MCP
+/// `verify_signature` tool): an agent can test what a sender signs before pointing it at Herald.
+/// The outer error is bad input (unknown scheme, malformed secret); the inner one the verdict.
+pub fn check_signature(
+    req: VerificationRequest,
+    headers: &[(String, String)],
+    body: &[u8],
+    now_unix: i64,
+) -> Result<Result<(), VerifyError>> {
+    if req.scheme != "none" && req.secret.is_none() && req.token.is_none() {
+        // `build_verification` would generate one, which can only ever mismatch.
+        return Err(Invalid::new("secret", "is required to verify a signature").into());
+    }
+    let (v, _, _) = build_verification(req)?;
+    let request = verify::Request {
+        headers,
+        query: None,
+        body,
+        now_unix,
+    };
+    Ok(verify::verify(&v, &request).map(|_| ()))
 }
 
 /// Turns the request into a `Verification`, generating the secret or token when omitted.

@@ -1,4 +1,4 @@
-//! Use cases, shared by the REST API, the CLI (and later the portal and MCP tools).
+//! Use cases, shared by the REST API, the CLI, the MCP tools (and later the portal).
 //!
 //! A service call validates its input (naming the offending field), applies tenant scope, and
 //! talks to the [`Store`]. Nothing here knows about HTTP.
@@ -9,6 +9,7 @@ mod deliveries;
 mod destinations;
 mod events;
 pub mod operator;
+pub mod replay;
 mod tenants;
 pub mod tokens;
 

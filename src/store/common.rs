@@ -754,6 +754,15 @@ macro_rules! impl_store {
                     .into_iter().map(Callback::try_from).collect()
             }
 
+            async fn get_callback(&self, scope: Scope<'_>, id: &str) -> Result<Option<Callback>> {
+                sqlx::query_as::<_, rows::CallbackRow>(concat!(
+                    "SELECT ", callback_cols!(), " FROM callbacks \
+                     WHERE id = $1 AND ($2 IS NULL OR tenant_id = $2)"))
+                    .bind(id).bind(scope.tenant())
+                    .fetch_optional(&self.read).await?
+                    .map(Callback::try_from).transpose()
+            }
+
             async fn ack_callback(&self, scope: Scope<'_>, id: &str, now: Millis) -> Result<Option<Callback>> {
                 sqlx::query_as::<_, rows::CallbackRow>(concat!(
                     "UPDATE callbacks SET acked_at = COALESCE(acked_at, $3) \

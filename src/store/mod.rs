@@ -348,6 +348,8 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<Callback>>;
     async fn list_callbacks(&self, q: &CallbackQuery) -> Result<Vec<Callback>>;
+    /// One callback (accepted or rejected) visible in `scope`, by id.
+    async fn get_callback(&self, scope: Scope<'_>, id: &str) -> Result<Option<Callback>>;
     /// Marks an accepted callback acknowledged (idempotent: the first ack time stays).
     async fn ack_callback(
         &self,

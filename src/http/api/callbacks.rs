@@ -18,6 +18,7 @@ use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{ApiJson, ApiQuery, Auth};
 use crate::inbound::model::{CallbackView, EndpointView};
 use crate::service::callbacks::ListStatus;
+use crate::service::replay::ReplayResult;
 use crate::service::{CreateCallbackEndpoint, CreatedEndpoint, WaitOutcome};
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -272,4 +273,43 @@ pub async fn wait_for_reply(
         .wait_for_reply(auth.scope(), &id, q.after, q.timeout_ms)
         .await?;
     Ok(Json(outcome.into()))
+}
+
+/// Read one captured callback (accepted or rejected).
+#[utoipa::path(get, path = "/v1/callbacks/{id}", tag = "inbound",
+    params(("id" = String, Path)),
+    responses((status = 200, body = CallbackView), (status = 404, body = Problem)))]
+pub async fn get_callback(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<CallbackView>, ApiError> {
+    let c = s.herald.get_callback(auth.scope(), &id).await?;
+    Ok(Json((&c).into()))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayRequest {
+    /// Where to POST the captured body and headers again.
+    pub target_url: String,
+}
+
+/// Replay a captured callback to another URL (SSRF-guarded like deliveries) and report what
+/// the target answered.
+#[utoipa::path(post, path = "/v1/callbacks/{id}/replay", tag = "inbound",
+    params(("id" = String, Path)), request_body = ReplayRequest,
+    responses((status = 200, body = ReplayResult), (status = 404, body = Problem),
+              (status = 422, body = Problem)))]
+pub async fn replay(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<ReplayRequest>,
+) -> Result<Json<ReplayResult>, ApiError> {
+    Ok(Json(
+        s.herald
+            .replay_callback(auth.scope(), &id, &req.target_url)
+            .await?,
+    ))
 }

@@ -81,6 +81,8 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/callback-endpoints/{id}/stream", get(callbacks::stream))
         .route("/v1/callbacks", get(callbacks::poll))
         .route("/v1/callbacks/{id}/ack", post(callbacks::ack))
+        .route("/v1/callbacks/{id}", get(callbacks::get_callback))
+        .route("/v1/callbacks/{id}/replay", post(callbacks::replay))
 }
 
 #[derive(OpenApi)]
@@ -99,7 +101,8 @@ pub fn routes() -> Router<AppState> {
         deliveries::recover, deliveries::get_recovery,
         callbacks::create, callbacks::list, callbacks::get, callbacks::delete, callbacks::wait,
         callbacks::events, callbacks::stream, callbacks::poll, callbacks::ack,
-        callbacks::wait_for_reply, crate::http::ingest::ingest,
+        callbacks::wait_for_reply, callbacks::get_callback, callbacks::replay,
+        crate::http::ingest::ingest,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = []))
