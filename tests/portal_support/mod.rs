@@ -1,6 +1,8 @@
 //! Helpers shared by the portal tests: sign-in links and a cookie-carrying portal client.
 #![allow(dead_code)]
 
+pub mod webdriver;
+
 use reqwest::StatusCode;
 use serde_json::Value;
 
