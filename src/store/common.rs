@@ -837,14 +837,17 @@ macro_rules! impl_store {
                     return Err(StoreError::NotFound("destination"));
                 }
                 let since = $crate::domain::ids::time_bound($crate::domain::ids::Kind::Delivery, since);
-                // Both walk only the `deliveries_health` index (destination_id, id, status),
-                // except for the one row of the latest outcome.
+                // Both walk the (destination_id, id) index backwards from the newest delivery,
+                // and stop after the sample (see migration 0009).
                 let (succeeded, failed): (i64, i64) = sqlx::query_as(
                     "SELECT COALESCE(SUM(CASE WHEN status = 'succeeded' THEN 1 ELSE 0 END), 0), \
                             COALESCE(SUM(CASE WHEN status = 'succeeded' THEN 0 ELSE 1 END), 0) \
-                     FROM deliveries WHERE destination_id = $1 AND id >= $2 \
-                     AND status IN ('succeeded', 'failed', 'retrying')")
-                    .bind(destination_id).bind(&since).fetch_one(&self.read).await?;
+                     FROM (SELECT status FROM deliveries WHERE destination_id = $1 AND id >= $2 \
+                           AND status IN ('succeeded', 'failed', 'retrying') \
+                           ORDER BY id DESC LIMIT $3) AS sample")
+                    .bind(destination_id).bind(&since)
+                    .bind($crate::domain::health::HEALTH_SAMPLE as i64)
+                    .fetch_one(&self.read).await?;
                 let last: Option<(String, Option<i32>, Option<String>, i64)> = sqlx::query_as(
                     "SELECT status, last_status_code, last_error, updated_at FROM deliveries \
                      WHERE destination_id = $1 AND status IN ('succeeded', 'failed', 'retrying') \

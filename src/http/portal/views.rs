@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::domain::health::DestinationHealth;
+use crate::domain::health::{DestinationHealth, HEALTH_SAMPLE};
 use crate::domain::model::{Attempt, Delivery, Destination};
 use crate::domain::time::{Millis, rfc3339};
 
@@ -81,6 +81,14 @@ pub fn notice(code: &str) -> Option<&'static str> {
     })
 }
 
+/// The error text worth showing beside a status code: not when it only repeats `HTTP 500`.
+fn error_beside(code: Option<u16>, error: Option<&str>) -> String {
+    match (code, error) {
+        (Some(c), Some(e)) if e == format!("HTTP {c}") => String::new(),
+        (_, e) => e.unwrap_or_default().to_string(),
+    }
+}
+
 pub fn pretty_json(raw: &str) -> String {
     serde_json::from_str::<serde_json::Value>(raw)
         .and_then(|v| serde_json::to_string_pretty(&v))
@@ -128,15 +136,17 @@ impl DestinationRow {
                 .success_rate()
                 .map(|r| format!("{r:.1}%"))
                 .unwrap_or_default(),
-            rate_detail: if total == 0 {
-                "no deliveries in the last 24 h".into()
-            } else {
-                format!("{} of {total} deliveries succeeded in 24 h", h.succeeded)
+            rate_detail: match total {
+                0 => "no deliveries in the last 24 h".into(),
+                n if n >= HEALTH_SAMPLE as u64 => {
+                    format!("of the latest {n} deliveries in 24 h")
+                }
+                n => format!("{} of {n} deliveries succeeded in 24 h", h.succeeded),
             },
             last: h.last.as_ref().map(|l| LastView {
                 status: l.status.as_str().to_string(),
                 code: l.status_code.map(|c| c.to_string()).unwrap_or_default(),
-                error: l.error.clone().unwrap_or_default(),
+                error: error_beside(l.status_code, l.error.as_deref()),
                 at: Time::new(l.at, now),
             }),
         }
@@ -183,7 +193,7 @@ impl DeliveryRow {
                 .last_status_code
                 .map(|c| c.to_string())
                 .unwrap_or_default(),
-            last_error: d.last_error.clone().unwrap_or_default(),
+            last_error: error_beside(d.last_status_code, d.last_error.as_deref()),
             created: Time::new(d.created_at, now),
             next_attempt: d.next_attempt_at.map(|t| Time::new(t, now)),
         }
@@ -253,6 +263,19 @@ mod tests {
         assert_eq!(rfc3339(t), "2026-12-01T18:40:00.000Z");
         assert_eq!(local_time_value(t), "2026-12-01T18:40");
         assert_eq!(parse_local_time("yesterday"), None);
+    }
+
+    #[test]
+    fn an_error_that_only_repeats_the_status_code_is_not_shown_twice() {
+        assert_eq!(error_beside(Some(500), Some("HTTP 500")), "");
+        assert_eq!(
+            error_beside(Some(500), Some("HTTP 500: busy")),
+            "HTTP 500: busy"
+        );
+        assert_eq!(
+            error_beside(None, Some("connection refused")),
+            "connection refused"
+        );
     }
 
     #[test]
