@@ -661,6 +661,42 @@ async fn bulk_recovery_from_the_destination_page_schedules_failed_deliveries_aga
     assert!(page.contains("100.0%"));
 }
 
+async fn the_portal_link_command_prints_a_link_that_signs_in(kind: StoreKind) {
+    let app = TestApp::spawn(kind).await;
+    app.tenant("acme").await;
+    let run = |tenant: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args([
+                "--config",
+                "/nonexistent/herald.toml",
+                "portal-link",
+                "--tenant",
+                tenant,
+            ])
+            .env("HERALD_DATABASE_URL", &app.db.url)
+            .env("HERALD_PUBLIC_URL", &app.base)
+            .output()
+            .unwrap()
+    };
+    let out = run("acme");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let url = v["url"].as_str().unwrap();
+    let prefix = format!("{}/portal/login?token=hpl_", app.base);
+    assert!(url.starts_with(&prefix), "{url}");
+    assert!(v["expires_at"].is_string());
+    let opened = open_link(&app, &url[app.base.len()..]).await;
+    assert_eq!(opened.status, StatusCode::SEE_OTHER);
+
+    let unknown = run("nobody");
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("tenant not found"));
+}
+
 for_each_store!(
     a_login_link_sets_an_httponly_lax_cookie_scoped_to_the_portal_and_works_once,
     an_expired_link_shows_a_clear_page_with_the_return_url,
@@ -675,4 +711,5 @@ for_each_store!(
     a_failed_delivery_is_found_by_status_and_replayed_from_its_page,
     the_deliveries_list_pages_with_a_cursor_and_explains_bad_filters,
     bulk_recovery_from_the_destination_page_schedules_failed_deliveries_again,
+    the_portal_link_command_prints_a_link_that_signs_in,
 );

@@ -411,6 +411,16 @@ struct FormPage {
 }
 
 impl FormPage {
+    fn new(session: &Session, id: Option<String>, f: DestinationFields) -> Self {
+        FormPage {
+            chrome: Chrome::new(session, "overview"),
+            id,
+            f,
+            errors: BTreeMap::new(),
+            general: String::new(),
+        }
+    }
+
     fn error(&self, field: &str) -> Option<&str> {
         self.errors.get(field).map(String::as_str)
     }
@@ -442,13 +452,7 @@ fn rejected(
     field: &str,
     message: String,
 ) -> Result<Response, PortalError> {
-    let mut page = FormPage {
-        chrome: Chrome::new(session, "overview"),
-        id,
-        f,
-        errors: BTreeMap::new(),
-        general: String::new(),
-    };
+    let mut page = FormPage::new(session, id, f);
     match form_field(field) {
         Some(name) => {
             page.errors.insert(name, message);
@@ -468,16 +472,11 @@ fn field_error(e: ServiceError) -> Result<(String, String), PortalError> {
 }
 
 pub async fn new_form(session: Session) -> Result<Response, PortalError> {
-    let page = FormPage {
-        chrome: Chrome::new(&session, "overview"),
-        id: None,
-        f: DestinationFields {
-            topics: "*".into(),
-            ..DestinationFields::default()
-        },
-        errors: BTreeMap::new(),
-        general: String::new(),
+    let f = DestinationFields {
+        topics: "*".into(),
+        ..DestinationFields::default()
     };
+    let page = FormPage::new(&session, None, f);
     render(StatusCode::OK, &page)
 }
 
@@ -490,13 +489,11 @@ pub async fn edit_form(
         .herald
         .get_destination(session.scope(), &session.tenant_id, &id)
         .await?;
-    let page = FormPage {
-        chrome: Chrome::new(&session, "overview"),
-        id: Some(d.id.clone()),
-        f: DestinationFields::from_destination(&d),
-        errors: BTreeMap::new(),
-        general: String::new(),
-    };
+    let page = FormPage::new(
+        &session,
+        Some(d.id.clone()),
+        DestinationFields::from_destination(&d),
+    );
     render(StatusCode::OK, &page)
 }
 
