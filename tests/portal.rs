@@ -661,6 +661,47 @@ async fn bulk_recovery_from_the_destination_page_schedules_failed_deliveries_aga
     assert!(page.contains("100.0%"));
 }
 
+async fn an_endpoints_captured_requests_are_shown_newest_first_a_page_at_a_time(kind: StoreKind) {
+    let app = TestApp::spawn(kind).await;
+    app.tenant("acme").await;
+    let e: Value = app
+        .post("/v1/callback-endpoints", json!({"tenant_id": "acme"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let (id, slug) = (e["id"].as_str().unwrap(), e["slug"].as_str().unwrap());
+    for n in 1..=30 {
+        let r = app
+            .client
+            .post(app.url(&format!("/in/{slug}")))
+            .json(&json!({"n": n}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+    let portal = Portal::sign_in(&app, "acme").await;
+    let shown = |body: &str| -> Vec<u32> {
+        body.split("<strong>#")
+            .skip(1)
+            .map(|s| s.split('<').next().unwrap().parse().unwrap())
+            .collect()
+    };
+    let first = portal.get(&format!("/portal/callbacks/{id}")).await.body;
+    assert_eq!(shown(&first), (6..=30).rev().collect::<Vec<_>>());
+    let older = first
+        .split(r#"">Older requests"#)
+        .next()
+        .and_then(|s| s.rsplit("href=\"").next())
+        .unwrap()
+        .to_string();
+    assert_eq!(older, format!("/portal/callbacks/{id}?before=6"));
+    let second = portal.get(&older).await.body;
+    assert_eq!(shown(&second), vec![5, 4, 3, 2, 1]);
+    assert!(!second.contains("Older requests"));
+}
+
 async fn the_portal_link_command_prints_a_link_that_signs_in(kind: StoreKind) {
     let app = TestApp::spawn(kind).await;
     app.tenant("acme").await;
@@ -712,4 +753,5 @@ for_each_store!(
     the_deliveries_list_pages_with_a_cursor_and_explains_bad_filters,
     bulk_recovery_from_the_destination_page_schedules_failed_deliveries_again,
     the_portal_link_command_prints_a_link_that_signs_in,
+    an_endpoints_captured_requests_are_shown_newest_first_a_page_at_a_time,
 );

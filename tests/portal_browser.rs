@@ -183,8 +183,29 @@ async fn a_tenant_replays_a_failed_delivery_rotates_a_secret_and_toggles_a_desti
     let err = b.text(&b.find("#url-error").await).await;
     assert!(!err.is_empty());
     b.screenshot("destination-form-error-desktop").await;
+    // An inbound endpoint with a captured request.
+    let e: Value = app
+        .post(
+            "/v1/callback-endpoints",
+            json!({"tenant_id": "acme", "label": "Render job r-981", "ttl_seconds": 3600}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let r = app
+        .client
+        .post(app.url(&format!("/in/{}?job=r-981", e["slug"].as_str().unwrap())))
+        .json(&json!({"status": "rendered", "frames": 240}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
     b.goto(&app.url("/portal/callbacks")).await;
     b.screenshot("callbacks-desktop").await;
+    b.click(&b.find_text("a", "Render job r-981").await).await;
+    assert!(b.source().await.contains(r#""frames": 240"#));
+    b.screenshot("callback-endpoint-desktop").await;
     b.quit().await;
 
     // The same pages on a 375 px phone: nothing wider than the screen.
