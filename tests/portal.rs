@@ -700,6 +700,11 @@ async fn an_endpoints_captured_requests_are_shown_newest_first_a_page_at_a_time(
     let second = portal.get(&older).await.body;
     assert_eq!(shown(&second), vec![5, 4, 3, 2, 1]);
     assert!(!second.contains("Older requests"));
+    let bad = portal
+        .get(&format!("/portal/callbacks/{id}?before=soon"))
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("The address is malformed") && bad.body.contains("before"));
 }
 
 async fn the_portal_link_command_prints_a_link_that_signs_in(kind: StoreKind) {

@@ -1,11 +1,13 @@
 //! Signing in with a login link, and signing out.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::{COOKIE, MessagePage, NoFields, PortalError, PortalForm, render, see_other};
+use super::{
+    COOKIE, MessagePage, NoFields, PortalError, PortalForm, PortalQuery, render, see_other,
+};
 use crate::http::AppState;
 use crate::service::portal::LinkError;
 
@@ -32,7 +34,7 @@ fn cookie(s: &AppState, value: &str, max_age_secs: u64) -> HeaderValue {
 /// browser on to the overview (so the token leaves the address bar and the history).
 pub async fn login(
     State(s): State<AppState>,
-    Query(p): Query<LoginParams>,
+    PortalQuery(p): PortalQuery<LoginParams>,
 ) -> Result<Response, PortalError> {
     let return_url = s.herald.portal.return_url.clone();
     let token = p

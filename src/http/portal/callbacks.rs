@@ -1,13 +1,13 @@
 //! Inbound callback endpoints and the requests they captured, newest first.
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 
 use super::views::Time;
-use super::{Chrome, PortalError, Session, render};
+use super::{Chrome, PortalError, PortalQuery, Session, render};
 use crate::http::AppState;
 use crate::inbound::model::{CallbackView, EndpointView};
 use crate::service::callbacks::ListStatus;
@@ -50,7 +50,7 @@ pub struct ListParams {
 pub async fn list(
     State(s): State<AppState>,
     session: Session,
-    Query(p): Query<ListParams>,
+    PortalQuery(p): PortalQuery<ListParams>,
 ) -> Result<Response, PortalError> {
     let page = s
         .herald
@@ -100,7 +100,7 @@ pub async fn show(
     State(s): State<AppState>,
     session: Session,
     Path(id): Path<String>,
-    Query(p): Query<ShowParams>,
+    PortalQuery(p): PortalQuery<ShowParams>,
 ) -> Result<Response, PortalError> {
     let h = &s.herald;
     let e = h.get_callback_endpoint(session.scope(), &id).await?;

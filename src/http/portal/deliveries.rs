@@ -4,13 +4,13 @@
 use std::collections::BTreeMap;
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 
 use super::views::{AttemptView, DeliveryRow, DestinationRow, parse_local_time, pretty_json};
-use super::{Chrome, NoFields, PortalError, PortalForm, Session, render, see_other};
+use super::{Chrome, NoFields, PortalError, PortalForm, PortalQuery, Session, render, see_other};
 use crate::domain::ids::{Kind, is_valid};
 use crate::domain::state::DeliveryStatus;
 use crate::http::AppState;
@@ -149,7 +149,7 @@ async fn destination_labels(
 pub async fn list(
     State(s): State<AppState>,
     session: Session,
-    Query(f): Query<Filters>,
+    PortalQuery(f): PortalQuery<Filters>,
 ) -> Result<Response, PortalError> {
     let h = &s.herald;
     let labels = destination_labels(h, session.scope(), &session.tenant_id).await?;
@@ -202,7 +202,7 @@ pub async fn show(
     State(s): State<AppState>,
     session: Session,
     Path(id): Path<String>,
-    Query(p): Query<DoneParam>,
+    PortalQuery(p): PortalQuery<DoneParam>,
 ) -> Result<Response, PortalError> {
     let h = &s.herald;
     let d = h.get_delivery(session.scope(), &id).await?;

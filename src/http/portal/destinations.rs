@@ -3,13 +3,13 @@
 use std::collections::BTreeMap;
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 
 use super::views::{DeliveryRow, DestinationRow, Time, local_time_value, parse_local_time};
-use super::{Chrome, NoFields, PortalError, PortalForm, Session, render, see_other};
+use super::{Chrome, NoFields, PortalError, PortalForm, PortalQuery, Session, render, see_other};
 use crate::domain::model::{Destination, DestinationKind, Recovery};
 use crate::domain::time::rfc3339;
 use crate::http::AppState;
@@ -39,7 +39,7 @@ struct OverviewPage {
 pub async fn overview(
     State(s): State<AppState>,
     session: Session,
-    Query(p): Query<PageParams>,
+    PortalQuery(p): PortalQuery<PageParams>,
 ) -> Result<Response, PortalError> {
     let h = &s.herald;
     let page = h
@@ -178,7 +178,7 @@ pub async fn show(
     State(s): State<AppState>,
     session: Session,
     Path(id): Path<String>,
-    Query(p): Query<PageParams>,
+    PortalQuery(p): PortalQuery<PageParams>,
 ) -> Result<Response, PortalError> {
     destination_page(
         &s,

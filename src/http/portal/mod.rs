@@ -198,6 +198,27 @@ impl<T: DeserializeOwned> FromRequest<AppState> for PortalForm<T> {
     }
 }
 
+/// A page's query string parsed into `T`; a malformed one gets the portal's 400 page.
+pub struct PortalQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for PortalQuery<T> {
+    type Rejection = PortalError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, PortalError> {
+        let query = parts.uri.query().unwrap_or_default().as_bytes();
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query));
+        serde_path_to_error::deserialize(de)
+            .map(PortalQuery)
+            .map_err(|e| {
+                PortalError::BadForm(format!(
+                    "The address is malformed: `{}` {}",
+                    e.path(),
+                    e.inner()
+                ))
+            })
+    }
+}
+
 /// A form whose only field is the CSRF token (a button).
 #[derive(Debug, serde::Deserialize)]
 pub struct NoFields {}
