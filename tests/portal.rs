@@ -53,6 +53,39 @@ async fn a_login_link_sets_an_httponly_lax_cookie_scoped_to_the_portal_and_works
     assert!(again.headers.get("set-cookie").is_none());
 }
 
+async fn a_session_ends_after_its_lifetime(kind: StoreKind) {
+    let app = TestApp::spawn(kind).await;
+    app.tenant("acme").await;
+    let portal = Portal::sign_in(&app, "acme").await;
+    app.clock.advance(Duration::from_secs(8 * 3600 - 60));
+    assert_eq!(portal.get("/portal").await.status, StatusCode::OK);
+    app.clock.advance(Duration::from_secs(61));
+    let ended = portal.get("/portal").await;
+    assert_eq!(ended.status, StatusCode::UNAUTHORIZED);
+    assert!(ended.body.contains("session has ended"));
+}
+
+async fn the_overview_pages_through_many_destinations(kind: StoreKind) {
+    let app = TestApp::spawn(kind).await;
+    app.tenant("acme").await;
+    for i in 0..51 {
+        app.destination("acme", &format!("https://example.com/hook/{i:02}"), &["*"])
+            .await;
+    }
+    let portal = Portal::sign_in(&app, "acme").await;
+    let first = portal.get("/portal").await.body;
+    assert_eq!(first.matches(r#"class="dest-url""#).count(), 50);
+    let more = first
+        .split(r#"">More destinations"#)
+        .next()
+        .and_then(|s| s.rsplit("href=\"").next())
+        .unwrap()
+        .to_string();
+    let second = portal.get(&more).await.body;
+    assert_eq!(second.matches(r#"class="dest-url""#).count(), 1);
+    assert!(second.contains("https://example.com/hook/50"));
+}
+
 async fn an_expired_link_shows_a_clear_page_with_the_return_url(kind: StoreKind) {
     let app = TestApp::spawn_with(kind, |c| {
         c.portal_return_url = Some("https://platform.example/settings/webhooks".into())
@@ -227,7 +260,8 @@ async fn every_page_renders_for_the_signed_in_tenant_with_security_headers(kind:
 async fn forms_without_the_sessions_csrf_token_are_refused_and_change_nothing(kind: StoreKind) {
     let app = TestApp::spawn(kind).await;
     let rx = Receiver::start().await;
-    let (dst, _, _) = seeded(&app, "acme", &rx).await;
+    let (dst, secret, evt) = seeded(&app, "acme", &rx).await;
+    let dlv = delivery_id(&app, "acme", &evt).await;
     let portal = Portal::sign_in(&app, "acme").await;
     let other = Portal::sign_in(&app, "acme").await;
     assert_ne!(portal.csrf, other.csrf, "each session has its own token");
@@ -241,18 +275,31 @@ async fn forms_without_the_sessions_csrf_token_are_refused_and_change_nothing(ki
         .await;
     assert_eq!(foreign.status, StatusCode::FORBIDDEN);
     let forms = [
+        format!("/portal/destinations/{dst}/enable"),
+        format!("/portal/destinations/{dst}/reveal-secret"),
         format!("/portal/destinations/{dst}/rotate-secret"),
         format!("/portal/destinations/{dst}/test"),
+        format!("/portal/destinations/{dst}/recover"),
+        format!("/portal/deliveries/{dlv}/retry"),
         format!("/portal/destinations/{dst}"),
         "/portal/destinations".to_string(),
         "/portal/logout".to_string(),
     ];
     for path in forms {
-        let r = portal
-            .post_raw(&path, &[("url", "https://evil.example")])
-            .await;
+        let fields = [
+            ("url", "https://evil.example"),
+            ("since", "2020-01-01T00:00"),
+        ];
+        let r = portal.post_raw(&path, &fields).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{path}");
+        assert!(!r.body.contains(&secret), "{path} revealed the secret");
     }
+    let delivery = app.delivery(&dlv).await;
+    assert_eq!(
+        delivery["attempts"].as_array().unwrap().len(),
+        1,
+        "no replay"
+    );
     let d = app
         .get_json(&format!("/v1/tenants/acme/destinations/{dst}"))
         .await;
@@ -745,6 +792,8 @@ async fn the_portal_link_command_prints_a_link_that_signs_in(kind: StoreKind) {
 
 for_each_store!(
     a_login_link_sets_an_httponly_lax_cookie_scoped_to_the_portal_and_works_once,
+    a_session_ends_after_its_lifetime,
+    the_overview_pages_through_many_destinations,
     an_expired_link_shows_a_clear_page_with_the_return_url,
     the_cookie_is_secure_when_the_public_url_is_https,
     portal_sessions_are_issued_to_the_admin_only,

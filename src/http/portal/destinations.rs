@@ -51,13 +51,19 @@ pub async fn overview(
         )
         .await?;
     let now = h.clock.now();
-    let mut destinations = Vec::with_capacity(page.data.len());
-    for d in &page.data {
-        let health = h
-            .destination_health(session.scope(), &session.tenant_id, &d.id)
-            .await?;
-        destinations.push(DestinationRow::new(d, &health, now));
-    }
+    // One bounded health query per destination, run side by side on the read pool.
+    let healths = futures_util::future::try_join_all(
+        page.data
+            .iter()
+            .map(|d| h.destination_health(session.scope(), &session.tenant_id, &d.id)),
+    )
+    .await?;
+    let destinations: Vec<DestinationRow> = page
+        .data
+        .iter()
+        .zip(&healths)
+        .map(|(d, health)| DestinationRow::new(d, health, now))
+        .collect();
     let failing = destinations
         .iter()
         .filter(|d| !d.enabled || d.grade == "failing")
