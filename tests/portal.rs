@@ -145,6 +145,11 @@ async fn portal_sessions_are_issued_to_the_admin_only(kind: StoreKind) {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    let doc = app.get_json("/openapi.json").await;
+    let op = &doc["paths"]["/v1/tenants/{tenant_id}/portal-sessions"]["post"];
+    assert!(op["responses"].get("201").is_some(), "documented: {op}");
+    assert!(doc["components"]["schemas"].get("PortalLink").is_some());
 }
 
 async fn pages_without_a_session_answer_401_and_sign_out_ends_it(kind: StoreKind) {
