@@ -256,10 +256,13 @@ async fn every_page_renders_for_the_signed_in_tenant_with_security_headers(kind:
             .starts_with("text/css")
     );
     assert!(css.body.contains("@media (max-width: 720px)"));
-    assert_eq!(
-        portal.get("/portal/nothing-here").await.status,
-        StatusCode::NOT_FOUND
-    );
+    let missing = portal.get("/portal/nothing-here").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(missing.body.contains("Page not found"));
+    // Only the portal's own paths get its HTML pages.
+    let api = app.get("/v1/nothing-here").await;
+    assert_eq!(api.status(), StatusCode::NOT_FOUND);
+    assert!(!api.text().await.unwrap().contains("<html"));
 }
 
 async fn forms_without_the_sessions_csrf_token_are_refused_and_change_nothing(kind: StoreKind) {

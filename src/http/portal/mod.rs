@@ -81,7 +81,12 @@ pub fn routes() -> Router<AppState> {
         .route("/portal/deliveries/{id}/retry", post(deliveries::retry))
         .route("/portal/callbacks", get(callbacks::list))
         .route("/portal/callbacks/{id}", get(callbacks::show))
-        .fallback(|| async { PortalError::NotFound("page") })
+        // Unknown portal pages get the portal's 404 page (a fallback would take over the
+        // whole application's unknown paths once this router is merged).
+        .route(
+            "/portal/{*rest}",
+            get(|| async { PortalError::NotFound("page") }),
+        )
         .layer(axum::middleware::map_response(security_headers))
 }
 
