@@ -6,20 +6,23 @@ use super::time::Millis;
 
 /// The window the success rate covers.
 pub const HEALTH_WINDOW_MS: Millis = 24 * 3_600_000;
-/// At most this many of the window's newest deliveries are counted: enough for a rate that
+/// At most this many of a destination's newest deliveries are read: enough for a rate that
 /// means something, and a bounded index walk however busy the destination is (counting a
 /// day of 100,000 deliveries would cost the overview tens of milliseconds per destination).
 pub const HEALTH_SAMPLE: u32 = 1000;
 
-/// Counts over the newest deliveries (up to [`HEALTH_SAMPLE`]) created in the window that
-/// have an outcome: `succeeded`, or `failed`/`retrying` (at least one attempt failed and none
-/// succeeded). Deliveries still waiting for their first attempt, skipped or cancelled ones
-/// say nothing about the receiver.
+/// Read from the destination's newest deliveries created in the window (at most
+/// [`HEALTH_SAMPLE`]), counting those that have an outcome: `succeeded`, or
+/// `failed`/`retrying` (at least one attempt failed and none succeeded). Deliveries still
+/// waiting for their first attempt, skipped or cancelled ones say nothing about the receiver.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DestinationHealth {
+    /// How many deliveries were read (all the window's, unless it is [`HEALTH_SAMPLE`]).
+    pub sampled: u64,
     pub succeeded: u64,
     pub failed: u64,
-    /// The newest delivery with an outcome.
+    /// The newest outcome among the destination's latest [`HEALTH_SAMPLE`] deliveries, of
+    /// any age.
     pub last: Option<LastOutcome>,
 }
 
@@ -55,6 +58,7 @@ mod tests {
 
     fn health(succeeded: u64, failed: u64) -> DestinationHealth {
         DestinationHealth {
+            sampled: succeeded + failed,
             succeeded,
             failed,
             last: None,

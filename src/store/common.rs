@@ -839,26 +839,29 @@ macro_rules! impl_store {
                 let since = $crate::domain::ids::time_bound($crate::domain::ids::Kind::Delivery, since);
                 // Both walk the (destination_id, id) index backwards from the newest delivery,
                 // and stop after the sample (see migration 0009).
-                let (succeeded, failed): (i64, i64) = sqlx::query_as(
-                    "SELECT COALESCE(SUM(CASE WHEN status = 'succeeded' THEN 1 ELSE 0 END), 0), \
-                            COALESCE(SUM(CASE WHEN status = 'succeeded' THEN 0 ELSE 1 END), 0) \
+                // The sample is cut before filtering on status, so a destination with a day of
+                // skipped deliveries still costs at most HEALTH_SAMPLE rows.
+                let sample = $crate::domain::health::HEALTH_SAMPLE as i64;
+                let (sampled, succeeded, failed): (i64, i64, i64) = sqlx::query_as(
+                    "SELECT COUNT(*), \
+                            COALESCE(SUM(CASE WHEN status = 'succeeded' THEN 1 ELSE 0 END), 0), \
+                            COALESCE(SUM(CASE WHEN status IN ('failed', 'retrying') THEN 1 ELSE 0 END), 0) \
                      FROM (SELECT status FROM deliveries WHERE destination_id = $1 AND id >= $2 \
-                           AND status IN ('succeeded', 'failed', 'retrying') \
                            ORDER BY id DESC LIMIT $3) AS sample")
-                    .bind(destination_id).bind(&since)
-                    .bind($crate::domain::health::HEALTH_SAMPLE as i64)
+                    .bind(destination_id).bind(&since).bind(sample)
                     .fetch_one(&self.read).await?;
                 let last: Option<(String, Option<i32>, Option<String>, i64)> = sqlx::query_as(
-                    "SELECT status, last_status_code, last_error, updated_at FROM deliveries \
-                     WHERE destination_id = $1 AND status IN ('succeeded', 'failed', 'retrying') \
-                     ORDER BY id DESC LIMIT 1")
-                    .bind(destination_id).fetch_optional(&self.read).await?;
+                    "SELECT status, last_status_code, last_error, updated_at FROM \
+                       (SELECT id, status, last_status_code, last_error, updated_at FROM deliveries \
+                        WHERE destination_id = $1 ORDER BY id DESC LIMIT $2) AS recent \
+                     WHERE status IN ('succeeded', 'failed', 'retrying') ORDER BY id DESC LIMIT 1")
+                    .bind(destination_id).bind(sample).fetch_optional(&self.read).await?;
                 let last = last
                     .map(|(status, code, error, at)| -> Result<LastOutcome> {
                         Ok(LastOutcome { status: rows::status(&status)?, status_code: code.map(|c| c as u16), error, at })
                     })
                     .transpose()?;
-                Ok(DestinationHealth { succeeded: succeeded as u64, failed: failed as u64, last })
+                Ok(DestinationHealth { sampled: sampled as u64, succeeded: succeeded as u64, failed: failed as u64, last })
             }
         }
 

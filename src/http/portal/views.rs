@@ -137,9 +137,9 @@ impl DestinationRow {
                 .map(|r| format!("{r:.1}%"))
                 .unwrap_or_default(),
             rate_detail: match total {
-                0 => "no deliveries in the last 24 h".into(),
-                n if n >= HEALTH_SAMPLE as u64 => {
-                    format!("of the latest {n} deliveries in 24 h")
+                0 => "no delivery attempted in the last 24 h".into(),
+                _ if h.sampled >= HEALTH_SAMPLE as u64 => {
+                    format!("of the latest {HEALTH_SAMPLE} deliveries in 24 h")
                 }
                 n => format!("{} of {n} deliveries succeeded in 24 h", h.succeeded),
             },
