@@ -107,7 +107,9 @@ impl Application {
             inbound.public_url = format!("http://{addr}");
         }
         let public_url = inbound.public_url.clone();
-        let herald = herald.with_inbound(inbound);
+        let herald = herald
+            .with_inbound(inbound)
+            .with_portal(config.portal_settings());
 
         let schedule = config.retry_schedule().expect("validated");
         let generated_operator_secret = match &config.operator_webhook_url {

@@ -91,6 +91,11 @@ pub enum Command {
         #[arg(long = "topic")]
         topics: Vec<String>,
     },
+    /// Print a single-use sign-in link to a tenant's portal (`{url, expires_at}`).
+    PortalLink {
+        #[arg(long)]
+        tenant: String,
+    },
     /// Publish an event.
     Publish {
         #[arg(long)]
@@ -202,6 +207,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&created)?);
             Ok(())
         }
+        Command::PortalLink { tenant } => {
+            let herald = local(&config).await?;
+            let link = herald.create_portal_link(&tenant).await?;
+            println!("{}", serde_json::to_string_pretty(&link)?);
+            Ok(())
+        }
         Command::Publish {
             tenant,
             topic,
@@ -233,7 +244,8 @@ async fn local(config: &Config) -> anyhow::Result<Herald> {
     let store = crate::store::connect(&config.database_url()).await?;
     store.migrate().await?;
     Ok(Herald::new(store, Clock::system(), config.ssrf_policy())
-        .with_inbound(config.inbound_settings()))
+        .with_inbound(config.inbound_settings())
+        .with_portal(config.portal_settings()))
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

@@ -82,6 +82,12 @@ pub struct Config {
     pub wait_progress_interval_ms: u64,
     /// `pretty` or `json`.
     pub log_format: String,
+    /// How long a tenant portal login link stays valid (it also works only once).
+    pub portal_link_ttl_secs: u64,
+    /// How long a portal session lasts after signing in.
+    pub portal_session_ttl_secs: u64,
+    /// The platform's page the portal sends people back to (e.g. from an expired link).
+    pub portal_return_url: Option<String>,
 }
 
 impl Default for Config {
@@ -120,6 +126,9 @@ impl Default for Config {
             wait_max_timeout_ms: 55_000,
             wait_progress_interval_ms: 10_000,
             log_format: "pretty".into(),
+            portal_link_ttl_secs: 15 * 60,
+            portal_session_ttl_secs: 8 * 3600,
+            portal_return_url: None,
         }
     }
 }
@@ -249,6 +258,20 @@ impl Config {
                 "must be at least 100 (milliseconds)".into(),
             );
         }
+        if self.portal_link_ttl_secs == 0 || self.portal_session_ttl_secs == 0 {
+            return invalid(
+                "portal_link_ttl_secs",
+                "and portal_session_ttl_secs must be at least 1".into(),
+            );
+        }
+        if let Some(u) = &self.portal_return_url
+            && !url::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+        {
+            return invalid(
+                "portal_return_url",
+                format!("must be an http(s) URL, not `{u}`"),
+            );
+        }
         if !matches!(self.log_format.as_str(), "pretty" | "json") {
             return invalid("log_format", "must be `pretty` or `json`".into());
         }
@@ -282,6 +305,14 @@ impl Config {
             default_wait: Duration::from_millis(self.wait_default_timeout_ms),
             max_wait: Duration::from_millis(self.wait_max_timeout_ms),
             progress_every: Duration::from_millis(self.wait_progress_interval_ms),
+        }
+    }
+
+    pub fn portal_settings(&self) -> crate::service::portal::PortalSettings {
+        crate::service::portal::PortalSettings {
+            link_ttl: Duration::from_secs(self.portal_link_ttl_secs),
+            session_ttl: Duration::from_secs(self.portal_session_ttl_secs),
+            return_url: self.portal_return_url.clone(),
         }
     }
 

@@ -4,16 +4,18 @@
 //!
 //! - [`domain`]: the rules, as pure functions and types — ids, the delivery state machine, the
 //!   retry schedule, Standard Webhooks signatures, topic patterns, filters, fan-out, input
-//!   validation. No I/O; callers pass the time in.
+//!   validation, destination health. No I/O; callers pass the time in.
 //! - [`store`]: the only place with SQL. A [`store::Store`] trait with a SQLite implementation
 //!   (embedded default) and a Postgres one (production, many nodes), sharing most queries.
 //! - [`service`]: the use cases (publish, manage destinations, list and retry deliveries),
-//!   shared by the HTTP API and the CLI.
+//!   shared by the HTTP API, the CLI and the portal.
 //! - [`worker`]: the scheduler — claim due deliveries, send them, record attempts, retry.
 //! - [`outbound`]: the HTTP client that sends webhooks, and its SSRF guard.
 //! - [`inbound`]: capture for agents — verification schemes, callback shapes, the waiter
 //!   registry that wakes long-polls and SSE streams, the ingest rate limit.
-//! - [`http`]: the axum router, problem+json errors, extractors and the REST handlers.
+//! - [`http`]: the axum router, problem+json errors, extractors and the REST handlers; the
+//!   tenant portal in [`http::portal`] (askama pages from `templates/portal/`, sessions from
+//!   single-use links in [`service::portal`], CSRF on every form).
 //! - [`mcp`]: the MCP server — agent and platform tools over Streamable HTTP (`/mcp`) and
 //!   stdio (`herald mcp`), each tool a call to the REST API (in-process or remote).
 //! - [`metrics`]: Prometheus counters and gauges for `/metrics`.

@@ -54,6 +54,16 @@ pub fn is_valid(kind: Kind, id: &str) -> bool {
         .is_some_and(|rest| rest.len() == 32 && rest.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// The smallest id of this kind that can be created at or after `ms`. Ids begin with their
+/// creation time, so `id >= time_bound(kind, t)` selects what was created from `t` on, and
+/// `id < time_bound(kind, t)` what came before — time ranges on the indexes that already
+/// lead with the id, with no index on `created_at`.
+pub fn time_bound(kind: Kind, ms: crate::domain::time::Millis) -> String {
+    // UUIDv7 keeps 48 bits of milliseconds; the 80 bits after them are at their minimum.
+    let ms = (ms.max(0) as u64) & 0xffff_ffff_ffff;
+    format!("{}{ms:012x}{}", kind.prefix(), "0".repeat(20))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +90,19 @@ mod tests {
     fn an_id_of_another_kind_is_not_valid() {
         assert!(!is_valid(Kind::Delivery, &new_id(Kind::Event)));
         assert!(!is_valid(Kind::Event, "evt_xyz"));
+    }
+
+    #[test]
+    fn a_time_bound_sorts_between_ids_created_before_and_after_it() {
+        let before = new_id(Kind::Delivery);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let bound = time_bound(Kind::Delivery, chrono::Utc::now().timestamp_millis());
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let after = new_id(Kind::Delivery);
+        assert!(
+            before < bound && bound <= after,
+            "{before} < {bound} <= {after}"
+        );
+        assert!(is_valid(Kind::Delivery, &bound));
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod fanout;
 pub mod filter;
+pub mod health;
 pub mod ids;
 pub mod model;
 pub mod retry;

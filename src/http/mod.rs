@@ -1,10 +1,11 @@
 //! The HTTP server: the REST API under `/v1`, inbound capture at `/in/{slug}`, MCP at `/mcp`,
-//! health checks, metrics and the OpenAPI document.
+//! the tenant portal under `/portal`, health checks, metrics and the OpenAPI document.
 
 pub mod api;
 pub mod error;
 pub mod extract;
 pub mod ingest;
+pub mod portal;
 pub mod server;
 
 use std::sync::Arc;
@@ -45,6 +46,7 @@ pub fn router(state: AppState, max_body_bytes: usize, serve_api: bool) -> Router
             )
             .route("/openapi.json", get(api::openapi_json))
             .merge(crate::mcp::http::routes(&state))
+            .merge(portal::routes())
     } else {
         Router::new()
     };

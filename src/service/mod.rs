@@ -1,4 +1,4 @@
-//! Use cases, shared by the REST API, the CLI, the MCP tools (and later the portal).
+//! Use cases, shared by the REST API, the CLI, the tenant portal and the MCP tools.
 //!
 //! A service call validates its input (naming the offending field), applies tenant scope, and
 //! talks to the [`Store`]. Nothing here knows about HTTP.
@@ -9,6 +9,7 @@ mod deliveries;
 mod destinations;
 mod events;
 pub mod operator;
+pub mod portal;
 pub mod replay;
 mod tenants;
 pub mod tokens;
@@ -83,6 +84,8 @@ pub struct Herald {
     /// Flips to `true` at shutdown: long-polls answer `pending` and SSE streams end, so a
     /// graceful shutdown is not held up by clients that would otherwise wait for minutes.
     pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Tenant portal: link and session lifetimes.
+    pub portal: Arc<portal::PortalSettings>,
 }
 
 impl Herald {
@@ -101,6 +104,7 @@ impl Herald {
             inbound: Arc::new(inbound),
             waiters: Arc::new(Waiters::new()),
             stopping: Arc::new(tokio::sync::watch::channel(false).0),
+            portal: Arc::default(),
         }
     }
 

@@ -325,9 +325,13 @@ macro_rules! impl_store {
                     "SELECT ", delivery_cols!(), " FROM deliveries WHERE tenant_id = $1 \
                      AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR destination_id = $3) \
                      AND ($4 IS NULL OR topic = $4) AND ($5 IS NULL OR event_id = $5) \
-                     AND ($6 IS NULL OR id < $6) ORDER BY id DESC LIMIT $7"))
+                     AND ($6 IS NULL OR id < $6) AND ($8 IS NULL OR id >= $8) \
+                     AND ($9 IS NULL OR id < $9) ORDER BY id DESC LIMIT $7"))
                     .bind(&q.tenant_id).bind(q.status.map(|s| s.as_str())).bind(&q.destination_id)
                     .bind(&q.topic).bind(&q.event_id).bind(&q.after).bind(q.limit as i64)
+                    // Time ranges as id ranges: ids are time-sortable (see `ids::time_bound`).
+                    .bind(q.since.map(|t| $crate::domain::ids::time_bound($crate::domain::ids::Kind::Delivery, t)))
+                    .bind(q.until.map(|t| $crate::domain::ids::time_bound($crate::domain::ids::Kind::Delivery, t)))
                     .fetch_all(&self.read).await?
                     .into_iter().map(Delivery::try_from).collect()
             }
@@ -771,6 +775,102 @@ macro_rules! impl_store {
                     .bind(id).bind(scope.tenant()).bind(now)
                     .fetch_optional(&self.write).await?
                     .map(Callback::try_from).transpose()
+            }
+
+            async fn insert_portal_link(&self, hash: &str, tenant_id: &str, expires_at: Millis, now: Millis) -> Result<()> {
+                let mut tx = self.write.begin().await?;
+                // Links that ended a day ago no longer need explaining (see migration 0009).
+                sqlx::query("DELETE FROM portal_links WHERE expires_at < $1")
+                    .bind(now - 86_400_000).execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM portal_sessions WHERE expires_at < $1")
+                    .bind(now).execute(&mut *tx).await?;
+                let inserted = sqlx::query(
+                    "INSERT INTO portal_links (token_hash, tenant_id, expires_at, created_at) \
+                     SELECT $1, id, $3, $4 FROM tenants WHERE id = $2")
+                    .bind(hash).bind(tenant_id).bind(expires_at).bind(now)
+                    .execute(&mut *tx).await?.rows_affected();
+                if inserted == 0 {
+                    return Err(StoreError::NotFound("tenant"));
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn redeem_portal_link(&self, link_hash: &str, session_hash: &str, session_expires_at: Millis, now: Millis) -> Result<$crate::store::LinkRedemption> {
+                use $crate::store::LinkRedemption;
+                let mut tx = self.write.begin().await?;
+                // Checked and spent in one statement: of two racing redeemers only one updates.
+                let tenant: Option<String> = sqlx::query_scalar(
+                    "UPDATE portal_links SET used_at = $2 \
+                     WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING tenant_id")
+                    .bind(link_hash).bind(now).fetch_optional(&mut *tx).await?;
+                let Some(tenant_id) = tenant else {
+                    let found: Option<(Option<i64>, i64)> = sqlx::query_as(
+                        "SELECT used_at, expires_at FROM portal_links WHERE token_hash = $1")
+                        .bind(link_hash).fetch_optional(&mut *tx).await?;
+                    return Ok(match found {
+                        None => LinkRedemption::Unknown,
+                        Some((Some(_), _)) => LinkRedemption::AlreadyUsed,
+                        Some((None, _)) => LinkRedemption::Expired,
+                    });
+                };
+                sqlx::query(
+                    "INSERT INTO portal_sessions (token_hash, tenant_id, expires_at, created_at) \
+                     VALUES ($1, $2, $3, $4)")
+                    .bind(session_hash).bind(&tenant_id).bind(session_expires_at).bind(now)
+                    .execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(LinkRedemption::Redeemed { tenant_id })
+            }
+
+            async fn find_portal_session(&self, hash: &str, now: Millis) -> Result<Option<String>> {
+                Ok(sqlx::query_scalar(
+                    "SELECT tenant_id FROM portal_sessions WHERE token_hash = $1 AND expires_at > $2")
+                    .bind(hash).bind(now).fetch_optional(&self.read).await?)
+            }
+
+            async fn delete_portal_session(&self, hash: &str) -> Result<()> {
+                sqlx::query("DELETE FROM portal_sessions WHERE token_hash = $1")
+                    .bind(hash).execute(&self.write).await?;
+                Ok(())
+            }
+
+            async fn destination_health(&self, tenant_id: &str, destination_id: &str, since: Millis) -> Result<$crate::domain::health::DestinationHealth> {
+                use $crate::domain::health::{DestinationHealth, LastOutcome};
+                // Destination ids are unique across tenants and a destination's deliveries are
+                // its tenant's: checking the owner once scopes both queries below.
+                let owner: Option<String> = sqlx::query_scalar(
+                    "SELECT tenant_id FROM destinations WHERE id = $1")
+                    .bind(destination_id).fetch_optional(&self.read).await?;
+                if owner.as_deref() != Some(tenant_id) {
+                    return Err(StoreError::NotFound("destination"));
+                }
+                let since = $crate::domain::ids::time_bound($crate::domain::ids::Kind::Delivery, since);
+                // Both walk the (destination_id, id) index backwards from the newest delivery,
+                // and stop after the sample (see migration 0009).
+                // The sample is cut before filtering on status, so a destination with a day of
+                // skipped deliveries still costs at most HEALTH_SAMPLE rows.
+                let sample = $crate::domain::health::HEALTH_SAMPLE as i64;
+                let (sampled, succeeded, failed): (i64, i64, i64) = sqlx::query_as(
+                    "SELECT COUNT(*), \
+                            COALESCE(SUM(CASE WHEN status = 'succeeded' THEN 1 ELSE 0 END), 0), \
+                            COALESCE(SUM(CASE WHEN status IN ('failed', 'retrying') THEN 1 ELSE 0 END), 0) \
+                     FROM (SELECT status FROM deliveries WHERE destination_id = $1 AND id >= $2 \
+                           ORDER BY id DESC LIMIT $3) AS sample")
+                    .bind(destination_id).bind(&since).bind(sample)
+                    .fetch_one(&self.read).await?;
+                let last: Option<(String, Option<i32>, Option<String>, i64)> = sqlx::query_as(
+                    "SELECT status, last_status_code, last_error, updated_at FROM \
+                       (SELECT id, status, last_status_code, last_error, updated_at FROM deliveries \
+                        WHERE destination_id = $1 ORDER BY id DESC LIMIT $2) AS recent \
+                     WHERE status IN ('succeeded', 'failed', 'retrying') ORDER BY id DESC LIMIT 1")
+                    .bind(destination_id).bind(sample).fetch_optional(&self.read).await?;
+                let last = last
+                    .map(|(status, code, error, at)| -> Result<LastOutcome> {
+                        Ok(LastOutcome { status: rows::status(&status)?, status_code: code.map(|c| c as u16), error, at })
+                    })
+                    .transpose()?;
+                Ok(DestinationHealth { sampled: sampled as u64, succeeded: succeeded as u64, failed: failed as u64, last })
             }
         }
 

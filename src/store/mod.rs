@@ -115,6 +115,10 @@ pub struct DeliveryQuery {
     pub event_id: Option<String>,
     pub topic: Option<String>,
     pub after: Option<String>,
+    /// Created at or after this time.
+    pub since: Option<Millis>,
+    /// Created before this time.
+    pub until: Option<Millis>,
     pub limit: u32,
 }
 
@@ -363,6 +367,49 @@ pub trait Store: Send + Sync + 'static {
     fn watch_for_callbacks(&self, waiters: std::sync::Arc<Waiters>) {
         let _ = waiters;
     }
+
+    // --- Tenant portal (tokens stored as SHA-256 hashes only) -------------------------------
+    /// Stores a single-use login link (and purges links that ended more than a day ago).
+    /// `NotFound("tenant")` when the tenant does not exist.
+    async fn insert_portal_link(
+        &self,
+        hash: &str,
+        tenant_id: &str,
+        expires_at: Millis,
+        now: Millis,
+    ) -> Result<()>;
+    /// In one transaction: marks the link used if it is unused and unexpired, and opens a
+    /// session for its tenant. Otherwise says what was wrong with it and changes nothing.
+    async fn redeem_portal_link(
+        &self,
+        link_hash: &str,
+        session_hash: &str,
+        session_expires_at: Millis,
+        now: Millis,
+    ) -> Result<LinkRedemption>;
+    /// The tenant of an unexpired session.
+    async fn find_portal_session(&self, hash: &str, now: Millis) -> Result<Option<String>>;
+    async fn delete_portal_session(&self, hash: &str) -> Result<()>;
+    /// The health of one of the tenant's destinations over the deliveries created at or after
+    /// `since` (see [`crate::domain::health`]).
+    async fn destination_health(
+        &self,
+        tenant_id: &str,
+        destination_id: &str,
+        since: Millis,
+    ) -> Result<crate::domain::health::DestinationHealth>;
+}
+
+/// What redeeming a portal login link found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkRedemption {
+    /// The link was good: it is now used, and a session for this tenant exists.
+    Redeemed {
+        tenant_id: String,
+    },
+    Expired,
+    AlreadyUsed,
+    Unknown,
 }
 
 /// Opens the store a database URL names: `sqlite://…` or `postgres://…`.

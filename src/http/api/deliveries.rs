@@ -38,6 +38,7 @@ pub async fn list(
         topic: q.topic,
         after: q.after,
         limit: q.limit.unwrap_or(0),
+        ..DeliveryQuery::default()
     };
     Ok(Json(s.herald.list_deliveries(auth.scope(), query).await?))
 }

@@ -4,6 +4,7 @@ mod callbacks;
 mod deliveries;
 mod destinations;
 mod events;
+mod portal_sessions;
 mod tenants;
 
 use axum::Json;
@@ -26,6 +27,10 @@ pub fn routes() -> Router<AppState> {
                 .delete(tenants::delete),
         )
         .route("/v1/tenants/{tenant_id}/tokens", post(tenants::issue_token))
+        .route(
+            "/v1/tenants/{tenant_id}/portal-sessions",
+            post(portal_sessions::create),
+        )
         .route(
             "/v1/tenants/{tenant_id}/destinations",
             post(destinations::create).get(destinations::list),
@@ -102,7 +107,7 @@ pub fn routes() -> Router<AppState> {
         callbacks::create, callbacks::list, callbacks::get, callbacks::delete, callbacks::wait,
         callbacks::events, callbacks::stream, callbacks::poll, callbacks::ack,
         callbacks::wait_for_reply, callbacks::get_callback, callbacks::replay,
-        crate::http::ingest::ingest,
+        crate::http::ingest::ingest, portal_sessions::create,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = []))

@@ -1,0 +1,570 @@
+//! The overview (destinations and their health) and everything done to one destination.
+
+use std::collections::BTreeMap;
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+
+use super::views::{DeliveryRow, DestinationRow, Time, local_time_value, parse_local_time};
+use super::{Chrome, NoFields, PortalError, PortalForm, PortalQuery, Session, render, see_other};
+use crate::domain::model::{Destination, DestinationKind, Recovery};
+use crate::domain::time::rfc3339;
+use crate::http::AppState;
+use crate::service::{CreateDestination, RotateSecret, ServiceError, UpdateDestination};
+use crate::store::DeliveryQuery;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct PageParams {
+    #[serde(default)]
+    after: Option<String>,
+    #[serde(default)]
+    done: Option<String>,
+    #[serde(default)]
+    recovery: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "portal/overview.html")]
+struct OverviewPage {
+    chrome: Chrome,
+    destinations: Vec<DestinationRow>,
+    next: Option<String>,
+    failing: usize,
+}
+
+/// `GET /portal`: every destination with its health, the failing ones first in the eye.
+pub async fn overview(
+    State(s): State<AppState>,
+    session: Session,
+    PortalQuery(p): PortalQuery<PageParams>,
+) -> Result<Response, PortalError> {
+    let h = &s.herald;
+    let page = h
+        .list_destinations(
+            session.scope(),
+            &session.tenant_id,
+            p.after.as_deref(),
+            None,
+        )
+        .await?;
+    let now = h.clock.now();
+    // One bounded health query per destination, run side by side on the read pool.
+    let healths = futures_util::future::try_join_all(
+        page.data
+            .iter()
+            .map(|d| h.destination_health(session.scope(), &session.tenant_id, &d.id)),
+    )
+    .await?;
+    let destinations: Vec<DestinationRow> = page
+        .data
+        .iter()
+        .zip(&healths)
+        .map(|(d, health)| DestinationRow::new(d, health, now))
+        .collect();
+    let failing = destinations
+        .iter()
+        .filter(|d| !d.enabled || d.grade == "failing")
+        .count();
+    render(
+        StatusCode::OK,
+        &OverviewPage {
+            chrome: Chrome::new(&session, "overview").with_done(p.done.as_deref()),
+            destinations,
+            next: page.next_cursor,
+            failing,
+        },
+    )
+}
+
+/// A secret shown on the destination page right after "reveal" or "rotate".
+struct SecretView {
+    secret: String,
+    /// After a rotation: until when the previous secret keeps signing.
+    previous_until: Option<Time>,
+}
+
+#[derive(Template)]
+#[template(path = "portal/destination.html")]
+struct DestinationPage {
+    chrome: Chrome,
+    d: DestinationRow,
+    kind: &'static str,
+    filter: String,
+    header_names: Vec<String>,
+    options: String,
+    created: Time,
+    secret: Option<SecretView>,
+    recent: Vec<DeliveryRow>,
+    recovery: Option<RecoveryView>,
+    recover_since: String,
+}
+
+struct RecoveryView {
+    id: String,
+    count: u64,
+    since: Time,
+    done: bool,
+    progress: Vec<(String, u64)>,
+}
+
+impl RecoveryView {
+    fn new(r: Recovery, now: i64) -> Self {
+        RecoveryView {
+            id: r.id,
+            count: r.count,
+            since: Time::new(r.since, now),
+            done: r.done,
+            progress: r.progress.into_iter().collect(),
+        }
+    }
+}
+
+/// Renders the destination page, optionally with a secret on show or a recovery's progress.
+async fn destination_page(
+    s: &AppState,
+    session: &Session,
+    id: &str,
+    notice: Option<&str>,
+    secret: Option<SecretView>,
+    recovery_id: Option<&str>,
+) -> Result<Response, PortalError> {
+    let h = &s.herald;
+    let (scope, tenant) = (session.scope(), session.tenant_id.as_str());
+    let d = h.get_destination(scope, tenant, id).await?;
+    let health = h.destination_health(scope, tenant, id).await?;
+    let now = h.clock.now();
+    let recent = h
+        .list_deliveries(
+            scope,
+            DeliveryQuery {
+                tenant_id: tenant.to_string(),
+                destination_id: Some(d.id.clone()),
+                limit: 10,
+                ..DeliveryQuery::default()
+            },
+        )
+        .await?;
+    let labels = BTreeMap::from([(d.id.clone(), DestinationRow::label(&d))]);
+    let recovery = match recovery_id {
+        Some(r) => Some(RecoveryView::new(
+            h.get_recovery(scope, tenant, r).await?,
+            now,
+        )),
+        None => None,
+    };
+    let page = DestinationPage {
+        chrome: Chrome::new(session, "overview").with_done(notice),
+        kind: d.kind.as_str(),
+        filter: d
+            .filter
+            .as_ref()
+            .map(|f| serde_json::to_string_pretty(f).unwrap_or_default())
+            .unwrap_or_default(),
+        // Header values often carry credentials: names only.
+        header_names: d.headers.keys().cloned().collect(),
+        options: serde_json::to_string_pretty(&d.options).unwrap_or_default(),
+        created: Time::new(d.created_at, now),
+        recent: recent
+            .data
+            .iter()
+            .map(|r| DeliveryRow::new(r, &labels, now))
+            .collect(),
+        d: DestinationRow::new(&d, &health, now),
+        secret,
+        recovery,
+        recover_since: local_time_value(now - 24 * 3_600_000),
+    };
+    render(StatusCode::OK, &page)
+}
+
+pub async fn show(
+    State(s): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    PortalQuery(p): PortalQuery<PageParams>,
+) -> Result<Response, PortalError> {
+    destination_page(
+        &s,
+        &session,
+        &id,
+        p.done.as_deref(),
+        None,
+        p.recovery.as_deref(),
+    )
+    .await
+}
+
+pub async fn reveal_secret(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    PortalForm(session, NoFields {}): PortalForm<NoFields>,
+) -> Result<Response, PortalError> {
+    let d = s
+        .herald
+        .get_destination(session.scope(), &session.tenant_id, &id)
+        .await?;
+    let now = s.herald.clock.now();
+    let secret = d.active_secrets(now).next().unwrap_or_default().to_string();
+    let shown = SecretView {
+        secret,
+        previous_until: None,
+    };
+    destination_page(&s, &session, &id, None, Some(shown), None).await
+}
+
+pub async fn rotate_secret(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    PortalForm(session, NoFields {}): PortalForm<NoFields>,
+) -> Result<Response, PortalError> {
+    let rotated = s
+        .herald
+        .rotate_secret(
+            session.scope(),
+            &session.tenant_id,
+            &id,
+            RotateSecret::default(),
+        )
+        .await?;
+    let now = s.herald.clock.now();
+    let shown = SecretView {
+        secret: rotated.secret,
+        previous_until: Some(Time::new(rotated.previous_expires_at, now)),
+    };
+    destination_page(&s, &session, &id, None, Some(shown), None).await
+}
+
+pub async fn enable(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    PortalForm(session, NoFields {}): PortalForm<NoFields>,
+) -> Result<Response, PortalError> {
+    s.herald
+        .set_destination_enabled(session.scope(), &session.tenant_id, &id, true, None)
+        .await?;
+    Ok(see_other(&format!(
+        "/portal/destinations/{id}?done=enabled"
+    )))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DisableFields {
+    #[serde(default)]
+    reason: String,
+}
+
+pub async fn disable(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    PortalForm(session, f): PortalForm<DisableFields>,
+) -> Result<Response, PortalError> {
+    let reason = f.reason.trim();
+    if reason.chars().count() > 512 {
+        return Err(PortalError::Invalid(
+            "Reason: must be at most 512 characters".into(),
+        ));
+    }
+    let reason = (!reason.is_empty()).then(|| format!("disabled in the portal: {reason}"));
+    s.herald
+        .set_destination_enabled(session.scope(), &session.tenant_id, &id, false, reason)
+        .await?;
+    Ok(see_other(&format!(
+        "/portal/destinations/{id}?done=disabled"
+    )))
+}
+
+pub async fn send_test(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    PortalForm(session, NoFields {}): PortalForm<NoFields>,
+) -> Result<Response, PortalError> {
+    let p = s
+        .herald
+        .send_test_event(session.scope(), &session.tenant_id, &id)
+        .await?;
+    Ok(see_other(&format!(
+        "/portal/deliveries?event_id={}&done=test_sent",
+        p.id
+    )))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RecoverFields {
+    since: String,
+}
+
+/// Bulk recovery: every failed or skipped delivery since a time, scheduled again.
+pub async fn recover(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    PortalForm(session, f): PortalForm<RecoverFields>,
+) -> Result<Response, PortalError> {
+    let since = parse_local_time(&f.since).ok_or_else(|| {
+        PortalError::Invalid("Since: must be a date and time, e.g. 2026-12-01T08:00".into())
+    })?;
+    let r = s
+        .herald
+        .recover_destination(
+            session.scope(),
+            &session.tenant_id,
+            &id,
+            &rfc3339(since),
+            false,
+        )
+        .await?;
+    Ok(see_other(&format!(
+        "/portal/destinations/{id}?done=recovered&recovery={}",
+        r.id
+    )))
+}
+
+/// The create and edit form's fields, as typed (so a rejected form comes back as it was).
+#[derive(Debug, Default, Deserialize)]
+pub struct DestinationFields {
+    #[serde(default)]
+    url: String,
+    #[serde(default)]
+    description: String,
+    /// Comma- or line-separated patterns.
+    #[serde(default)]
+    topics: String,
+    /// JSON, or empty for none.
+    #[serde(default)]
+    filter: String,
+    /// `Name: value` lines.
+    #[serde(default)]
+    headers: String,
+}
+
+/// The fields parsed for the services; an error names the form field it belongs to.
+struct Parsed {
+    description: Option<String>,
+    topics: Vec<String>,
+    filter: Option<serde_json::Value>,
+    headers: BTreeMap<String, String>,
+}
+
+impl DestinationFields {
+    fn from_destination(d: &Destination) -> Self {
+        DestinationFields {
+            url: d.url.clone().unwrap_or_default(),
+            description: d.description.clone().unwrap_or_default(),
+            topics: d.topics.join("\n"),
+            filter: d
+                .filter
+                .as_ref()
+                .map(|f| serde_json::to_string_pretty(f).unwrap_or_default())
+                .unwrap_or_default(),
+            headers: d
+                .headers
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+
+    fn parse(&self) -> Result<Parsed, (&'static str, String)> {
+        let topics = self
+            .topics
+            .split([',', '\n'])
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+            .collect();
+        let filter = match self.filter.trim() {
+            "" => None,
+            f => Some(
+                serde_json::from_str(f)
+                    .map_err(|e| ("filter", format!("is not valid JSON: {e}")))?,
+            ),
+        };
+        let mut headers = BTreeMap::new();
+        for line in self
+            .headers
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+        {
+            let (k, v) = line
+                .split_once(':')
+                .ok_or(("headers", format!("`{line}` is not a `Name: value` line")))?;
+            headers.insert(k.trim().to_string(), v.trim().to_string());
+        }
+        let description = Some(self.description.trim().to_string()).filter(|d| !d.is_empty());
+        Ok(Parsed {
+            description,
+            topics,
+            filter,
+            headers,
+        })
+    }
+}
+
+#[derive(Template)]
+#[template(path = "portal/destination_form.html")]
+struct FormPage {
+    chrome: Chrome,
+    /// `None` for a new destination.
+    id: Option<String>,
+    f: DestinationFields,
+    errors: BTreeMap<&'static str, String>,
+    /// An error that belongs to no one field.
+    general: String,
+}
+
+impl FormPage {
+    fn new(session: &Session, id: Option<String>, f: DestinationFields) -> Self {
+        FormPage {
+            chrome: Chrome::new(session, "overview"),
+            id,
+            f,
+            errors: BTreeMap::new(),
+            general: String::new(),
+        }
+    }
+
+    fn error(&self, field: &str) -> Option<&str> {
+        self.errors.get(field).map(String::as_str)
+    }
+
+    fn action(&self) -> String {
+        match &self.id {
+            Some(id) => format!("/portal/destinations/{id}"),
+            None => "/portal/destinations".into(),
+        }
+    }
+}
+
+/// Which form field a service validation error belongs to (`topics[2]` → `topics`).
+fn form_field(field: &str) -> Option<&'static str> {
+    ["url", "description", "topics", "filter", "headers"]
+        .into_iter()
+        .find(|f| {
+            field == *f
+                || field.starts_with(&format!("{f}."))
+                || field.starts_with(&format!("{f}["))
+        })
+}
+
+/// The form again, with the error next to its field: 422, nothing saved.
+fn rejected(
+    session: &Session,
+    id: Option<String>,
+    f: DestinationFields,
+    field: &str,
+    message: String,
+) -> Result<Response, PortalError> {
+    let mut page = FormPage::new(session, id, f);
+    match form_field(field) {
+        Some(name) => {
+            page.errors.insert(name, message);
+        }
+        None => page.general = format!("{field}: {message}"),
+    }
+    render(StatusCode::UNPROCESSABLE_ENTITY, &page)
+}
+
+/// Splits a service error into the form's field and message, or passes it on.
+fn field_error(e: ServiceError) -> Result<(String, String), PortalError> {
+    match e {
+        ServiceError::Invalid(i) => Ok((i.field, i.message)),
+        ServiceError::TooLarge { field, message } => Ok((field, message)),
+        other => Err(other.into()),
+    }
+}
+
+pub async fn new_form(session: Session) -> Result<Response, PortalError> {
+    let f = DestinationFields {
+        topics: "*".into(),
+        ..DestinationFields::default()
+    };
+    let page = FormPage::new(&session, None, f);
+    render(StatusCode::OK, &page)
+}
+
+pub async fn edit_form(
+    State(s): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> Result<Response, PortalError> {
+    let d = s
+        .herald
+        .get_destination(session.scope(), &session.tenant_id, &id)
+        .await?;
+    let page = FormPage::new(
+        &session,
+        Some(d.id.clone()),
+        DestinationFields::from_destination(&d),
+    );
+    render(StatusCode::OK, &page)
+}
+
+pub async fn create(
+    State(s): State<AppState>,
+    PortalForm(session, f): PortalForm<DestinationFields>,
+) -> Result<Response, PortalError> {
+    let p = match f.parse() {
+        Ok(p) => p,
+        Err((field, msg)) => return rejected(&session, None, f, field, msg),
+    };
+    let req = CreateDestination {
+        kind: DestinationKind::Webhook,
+        url: f.url.trim().to_string(),
+        description: p.description,
+        topics: p.topics,
+        filter: p.filter,
+        headers: p.headers,
+        options: Default::default(),
+        secret: None,
+    };
+    match s
+        .herald
+        .create_destination(session.scope(), &session.tenant_id, req)
+        .await
+    {
+        Ok(c) => Ok(see_other(&format!(
+            "/portal/destinations/{}?done=created",
+            c.destination.id
+        ))),
+        Err(e) => {
+            let (field, msg) = field_error(e)?;
+            rejected(&session, None, f, &field, msg)
+        }
+    }
+}
+
+pub async fn update(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    PortalForm(session, f): PortalForm<DestinationFields>,
+) -> Result<Response, PortalError> {
+    let p = match f.parse() {
+        Ok(p) => p,
+        Err((field, msg)) => return rejected(&session, Some(id), f, field, msg),
+    };
+    let req = UpdateDestination {
+        url: Some(f.url.trim().to_string()),
+        description: Some(p.description.map_or(serde_json::Value::Null, Into::into)),
+        topics: Some(p.topics),
+        filter: Some(p.filter.unwrap_or(serde_json::Value::Null)),
+        headers: Some(p.headers),
+        options: None,
+    };
+    match s
+        .herald
+        .update_destination(session.scope(), &session.tenant_id, &id, req)
+        .await
+    {
+        Ok(_) => Ok(see_other(&format!(
+            "/portal/destinations/{id}?done=updated"
+        ))),
+        Err(e) => {
+            let (field, msg) = field_error(e)?;
+            rejected(&session, Some(id), f, &field, msg)
+        }
+    }
+}
