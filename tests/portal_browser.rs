@@ -160,19 +160,19 @@ async fn a_tenant_replays_a_failed_delivery_rotates_a_secret_and_toggles_a_desti
     b.click(&b.find_text("button", "Rotate secret").await).await;
     let new_secret = b.value(&b.find("#secret-value").await).await;
     assert!(new_secret.starts_with("whsec_") && new_secret != old_secret);
-    assert!(b.source().await.contains("previous secret too until"));
+    assert!(b.shows("previous secret too until").await);
     b.screenshot("destination-rotated-desktop").await;
 
     // Disable with a reason, then enable again.
     b.type_into(&b.find("#reason").await, "receiver maintenance")
         .await;
     b.click(&b.find_text("button", "Disable").await).await;
-    assert!(b.source().await.contains("receiver maintenance"));
+    assert!(b.shows("receiver maintenance").await);
     let d = destination(&app, &flaky_id).await;
     assert_eq!(d["enabled"], false);
     b.screenshot("destination-disabled-desktop").await;
     b.click(&b.find_text("button", "Enable").await).await;
-    assert!(b.source().await.contains("Destination enabled"));
+    assert!(b.shows("Destination enabled").await);
     assert_eq!(destination(&app, &flaky_id).await["enabled"], true);
 
     // The create form's validation, next to the field.
@@ -204,7 +204,7 @@ async fn a_tenant_replays_a_failed_delivery_rotates_a_secret_and_toggles_a_desti
     b.goto(&app.url("/portal/callbacks")).await;
     b.screenshot("callbacks-desktop").await;
     b.click(&b.find_text("a", "Render job r-981").await).await;
-    assert!(b.source().await.contains(r#""frames": 240"#));
+    assert!(b.shows(r#""frames": 240"#).await);
     b.screenshot("callback-endpoint-desktop").await;
     b.quit().await;
 

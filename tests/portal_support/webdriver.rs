@@ -86,6 +86,10 @@ impl Driver {
             json!({"width": width, "height": height}),
         )
         .await;
+        // Element look-ups wait (up to 10 s) for the element to appear: a click on a link or a
+        // form's button returns before the next page has loaded.
+        b.cmd("POST", "/timeouts", json!({"implicit": 10_000}))
+            .await;
         b
     }
 }
@@ -146,6 +150,21 @@ impl Browser {
             .as_str()
             .unwrap()
             .to_string()
+    }
+
+    /// Whether the page shows `text` within 10 s. A click on a form's button returns before
+    /// the browser has loaded the answer, so a check right after it must wait for the page.
+    pub async fn shows(&self, text: &str) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if self.source().await.contains(text) {
+                return true;
+            }
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     pub async fn find(&self, css: &str) -> Element {
