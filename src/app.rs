@@ -75,8 +75,15 @@ impl Application {
     /// As [`Application::build`], with a clock the caller controls (tests).
     pub async fn build_with_clock(config: Config, clock: Clock) -> Result<Self, AppError> {
         config.validate()?;
-        let store = store::connect(&config.database_url()).await?;
+        let store = store::connect(&config.database_url(), Arc::new(config.keyring()?)).await?;
         store.migrate().await?;
+        let sealed = store.seal_at_rest(clock.now()).await?;
+        if sealed > 0 {
+            tracing::info!(
+                values = sealed,
+                "sealed credentials at rest with the current encryption key"
+            );
+        }
         let herald = Herald::new(store.clone(), clock.clone(), config.ssrf_policy());
 
         let (admin_token_hash, generated_admin_token) = match &config.admin_token {

@@ -14,6 +14,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::domain::retry::{DEFAULT_DELAYS_SECS, RetrySchedule};
 use crate::outbound::ssrf::{Cidr, Policy};
+use crate::store::seal::{Keyring, load_or_create_key_file};
 use crate::worker::WorkerConfig;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -30,6 +31,14 @@ pub struct Config {
     /// The platform's admin bearer token. When unset, one is generated on first start, printed
     /// once, and stored hashed.
     pub admin_token: Option<String>,
+    /// The key that seals credentials at rest (signing secrets, destination headers, inbound
+    /// verification secrets): 32 bytes in base64. When unset, one is generated on first start
+    /// into `{data_dir}/encryption.key` (mode 0600). Every node sharing a Postgres database
+    /// needs the same key: set it explicitly there.
+    pub encryption_key: Option<String>,
+    /// Previous keys, still used to open values sealed before a rotation (values are
+    /// re-sealed with `encryption_key` at start; then these can be removed). SECURITY.md.
+    pub encryption_old_keys: Vec<String>,
     /// Let destinations resolve to loopback/private addresses (development and tests only).
     pub allow_private_destinations: bool,
     /// CIDRs allowed despite being private, e.g. `["10.1.0.0/16"]`.
@@ -90,6 +99,8 @@ impl Default for Config {
             database_url: None,
             data_dir: PathBuf::from("./herald-data"),
             admin_token: None,
+            encryption_key: None,
+            encryption_old_keys: vec![],
             allow_private_destinations: false,
             allowed_cidrs: vec![],
             https_only: false,
@@ -195,6 +206,16 @@ impl Config {
         if !(0.0..1.0).contains(&self.retry_jitter) {
             return invalid("retry_jitter", "must be in [0, 1)".into());
         }
+        if let Some(k) = &self.encryption_key
+            && let Err(e) = crate::store::seal::decode_key(k)
+        {
+            return invalid("encryption_key", e.to_string());
+        }
+        for k in &self.encryption_old_keys {
+            if let Err(e) = crate::store::seal::decode_key(k) {
+                return invalid("encryption_old_keys", e.to_string());
+            }
+        }
         for c in &self.allowed_cidrs {
             if c.parse::<Cidr>().is_err() {
                 return invalid("allowed_cidrs", format!("`{c}` is not a CIDR"));
@@ -273,6 +294,34 @@ impl Config {
             default_wait: Duration::from_millis(self.wait_default_timeout_ms),
             max_wait: Duration::from_millis(self.wait_max_timeout_ms),
         }
+    }
+
+    /// Where the generated encryption key lives when `encryption_key` is unset.
+    pub fn encryption_key_file(&self) -> PathBuf {
+        self.data_dir.join("encryption.key")
+    }
+
+    /// The keys credentials are sealed with: `encryption_key`, or the key file in `data_dir`
+    /// (created on first start), plus `encryption_old_keys`.
+    pub fn keyring(&self) -> Result<Keyring, ConfigError> {
+        let current = match &self.encryption_key {
+            Some(k) => k.clone(),
+            None => {
+                let path = self.encryption_key_file();
+                load_or_create_key_file(&path).map_err(|e| ConfigError::Invalid {
+                    setting: "encryption_key",
+                    message: format!("is unset and {} cannot be used: {e}", path.display()),
+                })?
+            }
+        };
+        Keyring::parse(&current, &self.encryption_old_keys).map_err(|e| ConfigError::Invalid {
+            setting: if self.encryption_key.is_some() {
+                "encryption_key"
+            } else {
+                "encryption_key (file)"
+            },
+            message: e.to_string(),
+        })
     }
 
     pub fn ssrf_policy(&self) -> Policy {

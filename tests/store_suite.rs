@@ -12,7 +12,7 @@ use herald::domain::model::{
     Attempt, Destination, DestinationKind, DestinationOptions, SigningSecret,
 };
 use herald::domain::state::{DeliveryStatus, Trigger};
-use herald::store::{self, DeliveryQuery, Finish, NewEvent, Scope, Store, StoreError};
+use herald::store::{DeliveryQuery, Finish, NewEvent, Scope, Store, StoreError};
 use serde_json::json;
 use serde_json::value::RawValue;
 
@@ -34,9 +34,7 @@ for_each_store!(
 
 async fn store(kind: StoreKind) -> (Arc<dyn Store>, TestDb) {
     let db = TestDb::new(kind).await;
-    let s = store::connect(&db.url).await.unwrap();
-    s.migrate().await.unwrap();
-    (s, db)
+    (db.store().await, db)
 }
 
 fn destination(tenant: &str, enabled: bool) -> Destination {

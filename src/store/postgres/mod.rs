@@ -16,6 +16,7 @@ use crate::inbound::waiters::Waiters;
 
 use super::common::*;
 use super::rows;
+use super::seal::Keyring;
 use super::{
     CallbackQuery, Claimed, DeliveryQuery, Finish, Finished, NewEvent, Published, Result, Scope,
     StoreError, TokenRecord,
@@ -43,10 +44,13 @@ pub struct PostgresStore {
     read: PgPool,
     /// The same pool as `read`: Postgres handles concurrent writers itself.
     write: PgPool,
+    /// Seals and opens the credential columns (see [`super::seal`]). Every node sharing the
+    /// database needs the same keys.
+    keys: Arc<Keyring>,
 }
 
 impl PostgresStore {
-    pub async fn connect(url: &str) -> Result<Self> {
+    pub async fn connect(url: &str, keys: Arc<Keyring>) -> Result<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
@@ -55,6 +59,7 @@ impl PostgresStore {
         Ok(Self {
             read: pool.clone(),
             write: pool,
+            keys,
         })
     }
 
@@ -179,7 +184,7 @@ impl_store!(PostgresStore, {
                     .await?,
             );
         }
-        claimed.into_iter().map(Claimed::try_from).collect()
+        claimed.into_iter().map(|r| r.open(&self.keys)).collect()
     }
 
     fn watch_for_callbacks(&self, waiters: Arc<Waiters>) {

@@ -6,6 +6,7 @@
 //! `SKIP LOCKED`: with one writer, claims are serialized by construction.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -13,6 +14,7 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::common::*;
 use super::rows;
+use super::seal::Keyring;
 use super::{
     CallbackQuery, Claimed, DeliveryQuery, Finish, Finished, NewEvent, Published, Result, Scope,
     StoreError, TokenRecord,
@@ -28,11 +30,14 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 pub struct SqliteStore {
     read: SqlitePool,
     write: SqlitePool,
+    /// Seals and opens the credential columns (see [`super::seal`]).
+    keys: Arc<Keyring>,
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database file a `sqlite://path` URL names.
-    pub async fn connect(url: &str) -> Result<Self> {
+    /// Opens (creating if needed) the database file a `sqlite://path` URL names; credentials
+    /// are sealed with `keys`.
+    pub async fn connect(url: &str, keys: Arc<Keyring>) -> Result<Self> {
         let opts = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -53,7 +58,7 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(opts.read_only(true))
             .await?;
-        Ok(Self { read, write })
+        Ok(Self { read, write, keys })
     }
 
     /// The single writer already serializes claims of limited destinations.
@@ -132,6 +137,6 @@ impl_store!(SqliteStore, {
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
-        claimed.into_iter().map(Claimed::try_from).collect()
+        claimed.into_iter().map(|r| r.open(&self.keys)).collect()
     }
 });
