@@ -71,14 +71,19 @@ macro_rules! impl_store {
             async fn seal_at_rest(&self, now: Millis) -> Result<u64> {
                 use $crate::store::seal::{SealError, SEALED_COLUMNS};
                 let current = self.keys.current_id();
-                sqlx::query("INSERT INTO encryption_keys (key_id, first_used_at) VALUES ($1, $2) \
-                    ON CONFLICT (key_id) DO NOTHING")
-                    .bind(current).bind(now).execute(&self.write).await?;
+                // Check and record under one lock: of two nodes with different keys starting
+                // at once, the second sees the first's key and refuses, having written nothing.
+                let mut tx = self.write.begin().await?;
+                Self::keys_lock(&mut tx).await?;
                 let recorded: Vec<String> = sqlx::query_scalar("SELECT key_id FROM encryption_keys ORDER BY key_id")
-                    .fetch_all(&self.write).await?;
+                    .fetch_all(&mut *tx).await?;
                 if let Some(unknown) = recorded.into_iter().find(|k| !self.keys.knows(k)) {
                     return Err(SealError::UnknownKey { column: "this database".into(), key_id: unknown }.into());
                 }
+                sqlx::query("INSERT INTO encryption_keys (key_id, first_used_at) VALUES ($1, $2) \
+                    ON CONFLICT (key_id) DO NOTHING")
+                    .bind(current).bind(now).execute(&mut *tx).await?;
+                tx.commit().await?;
                 let mut sealed = 0;
                 for column in SEALED_COLUMNS {
                     sealed += self.reseal_column(*column).await?;
@@ -87,6 +92,9 @@ macro_rules! impl_store {
                 // others, and a node that has only the current key may start.
                 sqlx::query("DELETE FROM encryption_keys WHERE key_id <> $1")
                     .bind(current).execute(&self.write).await?;
+                if sealed > 0 {
+                    self.scrub_replaced_values().await?;
+                }
                 Ok(sealed)
             }
 

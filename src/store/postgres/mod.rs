@@ -34,6 +34,9 @@ const MAINTENANCE_LOCK: i64 = 0x4845_5241_4c44_3031;
 /// The advisory lock key serializing claims of limited destinations ("HERALD02").
 const LIMITS_LOCK: i64 = 0x4845_5241_4c44_3032;
 
+/// The advisory lock key serializing the start-up encryption key check ("HERALD03").
+const KEYS_LOCK: i64 = 0x4845_5241_4c44_3033;
+
 /// The channel publishers notify and workers listen on.
 const WORK_CHANNEL: &str = "herald_work";
 /// The channel ingest notifies (payload: the endpoint id) and every process's waiters listen on.
@@ -81,6 +84,22 @@ impl PostgresStore {
     async fn limits_lock(tx: &mut Transaction<'_, Postgres>) -> Result<()> {
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(LIMITS_LOCK)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Replaced row versions stay in the table files until vacuumed, and rewriting tables
+    /// (`VACUUM FULL`) takes locks a node should not take on its own at start: SECURITY.md
+    /// tells the operator to run it once after upgrading an existing database.
+    async fn scrub_replaced_values(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Serializes the start-up encryption key check of every node, for this transaction.
+    async fn keys_lock(tx: &mut Transaction<'_, Postgres>) -> Result<()> {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(KEYS_LOCK)
             .execute(&mut **tx)
             .await?;
         Ok(())

@@ -66,6 +66,22 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// The single writer already serializes the start-up key check.
+    async fn keys_lock(_tx: &mut Transaction<'_, Sqlite>) -> Result<()> {
+        Ok(())
+    }
+
+    /// After values were sealed, their clear (or old-key) versions still sit in the WAL and
+    /// in freed pages of the file: rewrite the file and empty the WAL so they are gone from
+    /// disk. Rare (an upgrade or a key rotation) and quick for a database of this size.
+    async fn scrub_replaced_values(&self) -> Result<()> {
+        sqlx::query("VACUUM").execute(&self.write).await?;
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
     /// One process owns an SQLite file: maintenance needs no lock between nodes.
     async fn maintenance_lock(_tx: &mut Transaction<'_, Sqlite>) -> Result<bool> {
         Ok(true)
