@@ -84,7 +84,8 @@ impl Application {
                 "sealed credentials at rest with the current encryption key"
             );
         }
-        let herald = Herald::new(store.clone(), clock.clone(), config.ssrf_policy());
+        let herald = Herald::new(store.clone(), clock.clone(), config.ssrf_policy())
+            .with_limits(config.limits());
 
         let (admin_token_hash, generated_admin_token) = match &config.admin_token {
             Some(t) => (Some(Arc::from(hash_token(t))), None),
@@ -217,8 +218,7 @@ impl Application {
         let mut rx = shutdown.subscribe();
         let herald = state.herald.clone();
         let app = router(state, config.max_body_bytes, config.api);
-        let header_timeout = Duration::from_secs(config.header_read_timeout_secs);
-        crate::http::server::serve(listener, app, header_timeout, async move {
+        crate::http::server::serve(listener, app, config.server_limits(), async move {
             let _ = rx.wait_for(|stop| *stop).await;
             // Waiting clients would hold the graceful shutdown open: answer them now.
             herald.stop_waiting();

@@ -232,7 +232,8 @@ async fn local(config: &Config) -> anyhow::Result<Herald> {
     store.migrate().await?;
     store.seal_at_rest(Clock::system().now()).await?;
     Ok(Herald::new(store, Clock::system(), config.ssrf_policy())
-        .with_inbound(config.inbound_settings()))
+        .with_inbound(config.inbound_settings())
+        .with_limits(config.limits()))
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

@@ -13,6 +13,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::domain::retry::{DEFAULT_DELAYS_SECS, RetrySchedule};
+use crate::domain::validate::{self, Limits};
 use crate::outbound::ssrf::{Cidr, Policy};
 use crate::store::seal::{Keyring, load_or_create_key_file};
 use crate::worker::WorkerConfig;
@@ -77,6 +78,20 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// How long a client may take to send its request headers (cuts off slowloris clients).
     pub header_read_timeout_secs: u64,
+    /// Most request headers a client may send (more: 431), and their largest total size in
+    /// bytes (at least 8192; more: 431).
+    pub max_request_headers: usize,
+    pub max_request_header_bytes: usize,
+    /// Events in one batch publish.
+    pub max_batch_size: usize,
+    /// `data` plus `metadata` of one event, serialized.
+    pub max_event_bytes: usize,
+    /// Topic patterns per destination.
+    pub max_topics_per_destination: usize,
+    /// Custom headers per destination.
+    pub max_destination_headers: usize,
+    /// Destinations per tenant (0: no limit).
+    pub max_destinations_per_tenant: u32,
     /// Largest body captured at `/in/{slug}`; above it the sender gets 413.
     pub inbound_max_body_bytes: usize,
     /// Requests per second one callback endpoint accepts (0: unlimited), per process...
@@ -122,6 +137,13 @@ impl Default for Config {
             retention_days: 30,
             max_body_bytes: 4 * 1024 * 1024,
             header_read_timeout_secs: 10,
+            max_request_headers: 100,
+            max_request_header_bytes: 64 * 1024,
+            max_batch_size: validate::MAX_BATCH,
+            max_event_bytes: validate::MAX_EVENT_BYTES,
+            max_topics_per_destination: validate::MAX_TOPICS,
+            max_destination_headers: validate::MAX_HEADERS,
+            max_destinations_per_tenant: validate::MAX_DESTINATIONS_PER_TENANT,
             inbound_max_body_bytes: 1024 * 1024,
             inbound_rate_limit_per_s: 50,
             inbound_rate_limit_burst: 100,
@@ -242,6 +264,24 @@ impl Config {
         if self.header_read_timeout_secs == 0 {
             return invalid("header_read_timeout_secs", "must be at least 1".into());
         }
+        if self.max_request_headers == 0 || self.max_request_header_bytes < 8192 {
+            return invalid(
+                "max_request_headers",
+                "must be at least 1, and max_request_header_bytes at least 8192".into(),
+            );
+        }
+        for (setting, v) in [
+            ("max_batch_size", self.max_batch_size),
+            ("max_event_bytes", self.max_event_bytes),
+            (
+                "max_topics_per_destination",
+                self.max_topics_per_destination,
+            ),
+        ] {
+            if v == 0 {
+                return invalid(setting, "must be at least 1".into());
+            }
+        }
         if self.retention_days == 0 {
             return invalid("retention_days", "must be at least 1".into());
         }
@@ -322,6 +362,24 @@ impl Config {
             },
             message: e.to_string(),
         })
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_batch: self.max_batch_size,
+            max_event_bytes: self.max_event_bytes,
+            max_topics: self.max_topics_per_destination,
+            max_headers: self.max_destination_headers,
+            max_destinations_per_tenant: self.max_destinations_per_tenant,
+        }
+    }
+
+    pub fn server_limits(&self) -> crate::http::server::ServerLimits {
+        crate::http::server::ServerLimits {
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
+            max_headers: self.max_request_headers,
+            max_header_bytes: self.max_request_header_bytes,
+        }
     }
 
     pub fn ssrf_policy(&self) -> Policy {

@@ -79,7 +79,7 @@ async fn tenant(s: &dyn Store, id: &str, n: usize) -> Vec<Destination> {
     let mut ds = vec![];
     for _ in 0..n {
         let d = destination(id, true);
-        s.insert_destination(&d).await.unwrap();
+        s.insert_destination(&d, 0).await.unwrap();
         ds.push(d);
     }
     ds

@@ -22,11 +22,22 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
-/// Serves `app` until `stop`; a client gets `header_read_timeout` to send its request headers.
+/// What one connection may cost the server before it is cut off.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLimits {
+    /// How long a client has to send its request headers (slowloris).
+    pub header_read_timeout: Duration,
+    /// Most request headers; hyper answers 431 above it.
+    pub max_headers: usize,
+    /// Largest read buffer, which bounds the request head; hyper answers 431 above it.
+    pub max_header_bytes: usize,
+}
+
+/// Serves `app` until `stop`, each connection within `limits`.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
-    header_read_timeout: Duration,
+    limits: ServerLimits,
     stop: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
@@ -57,7 +68,9 @@ pub async fn serve(
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(header_read_timeout)
+            .header_read_timeout(limits.header_read_timeout)
+            .max_headers(limits.max_headers)
+            .max_buf_size(limits.max_header_bytes)
             .keep_alive(true);
         let conn = builder.serve_connection_with_upgrades(
             TokioIo::new(stream),

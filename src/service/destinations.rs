@@ -108,9 +108,9 @@ impl Herald {
         Self::check_tenant(scope, tenant_id)?;
         self.check_url("url", &req.url)?;
         validate::description("description", &req.description)?;
-        validate::topics("topics", &req.topics)?;
+        validate::topics("topics", &req.topics, self.limits.max_topics)?;
         Self::check_filter(&req.filter)?;
-        validate::headers("headers", &req.headers)?;
+        validate::headers("headers", &req.headers, self.limits.max_headers)?;
         validate::options("options", &req.options)?;
         let secret = match req.secret {
             Some(s) => {
@@ -140,7 +140,9 @@ impl Herald {
             created_at: now,
             updated_at: now,
         };
-        self.store.insert_destination(&d).await?;
+        self.store
+            .insert_destination(&d, self.limits.max_destinations_per_tenant)
+            .await?;
         Ok(CreatedDestination {
             destination: d,
             secret,
@@ -200,7 +202,7 @@ impl Herald {
             validate::description("description", &d.description)?;
         }
         if let Some(topics) = req.topics {
-            validate::topics("topics", &topics)?;
+            validate::topics("topics", &topics, self.limits.max_topics)?;
             d.topics = topics;
         }
         if let Some(filter) = req.filter {
@@ -209,7 +211,7 @@ impl Herald {
             d.filter = filter;
         }
         if let Some(headers) = req.headers {
-            validate::headers("headers", &headers)?;
+            validate::headers("headers", &headers, self.limits.max_headers)?;
             d.headers = headers;
         }
         if let Some(options) = req.options {

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use crate::domain::time::Clock;
-use crate::domain::validate::Invalid;
+use crate::domain::validate::{Invalid, Limits};
 use crate::inbound::ratelimit::RateLimiter;
 use crate::inbound::waiters::Waiters;
 use crate::outbound::ssrf::Policy;
@@ -82,6 +82,8 @@ pub struct Herald {
     /// Flips to `true` at shutdown: long-polls answer `pending` and SSE streams end, so a
     /// graceful shutdown is not held up by clients that would otherwise wait for minutes.
     pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
+    /// The input limits the operator configured.
+    pub limits: Limits,
 }
 
 impl Herald {
@@ -100,7 +102,14 @@ impl Herald {
             inbound: Arc::new(inbound),
             waiters: Arc::new(Waiters::new()),
             stopping: Arc::new(tokio::sync::watch::channel(false).0),
+            limits: Limits::default(),
         }
+    }
+
+    /// Replaces the input limits.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Ends every wait and stream in progress (shutdown).

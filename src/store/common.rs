@@ -153,12 +153,23 @@ macro_rules! impl_store {
                 Ok(r.rows_affected() > 0)
             }
 
-            async fn insert_destination(&self, d: &Destination) -> Result<()> {
+            async fn insert_destination(&self, d: &Destination, max_per_tenant: u32) -> Result<()> {
                 let mut tx = self.write.begin().await?;
-                let tenant: Option<String> = sqlx::query_scalar("SELECT id FROM tenants WHERE id = $1")
-                    .bind(&d.tenant_id).fetch_optional(&mut *tx).await?;
-                if tenant.is_none() {
+                // A no-op update: it finds the tenant and takes its row lock (Postgres; SQLite
+                // has one writer), which serializes this tenant's creates for the count below.
+                let tenant = sqlx::query("UPDATE tenants SET updated_at = updated_at WHERE id = $1")
+                    .bind(&d.tenant_id).execute(&mut *tx).await?;
+                if tenant.rows_affected() == 0 {
                     return Err(StoreError::NotFound("tenant"));
+                }
+                if max_per_tenant > 0 {
+                    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM destinations WHERE tenant_id = $1")
+                        .bind(&d.tenant_id).fetch_one(&mut *tx).await?;
+                    if n >= i64::from(max_per_tenant) {
+                        return Err(StoreError::Conflict(format!(
+                            "tenant `{}` already has {n} destinations, the most allowed \
+                             (max_destinations_per_tenant = {max_per_tenant})", d.tenant_id)));
+                    }
                 }
                 let (max_in_flight, rate_limit, fifo) = rows::limits(&d.options);
                 sqlx::query(concat!("INSERT INTO destinations (", destination_cols!(),

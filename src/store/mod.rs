@@ -221,8 +221,10 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_tenant(&self, id: &str) -> Result<bool>;
 
     // --- Destinations -----------------------------------------------------------------------
-    /// `NotFound("tenant")` when the tenant does not exist.
-    async fn insert_destination(&self, d: &Destination) -> Result<()>;
+    /// `NotFound("tenant")` when the tenant does not exist; `Conflict` when it already has
+    /// `max_per_tenant` destinations (0: no limit) — counted under the tenant's row lock, so
+    /// concurrent creates cannot overshoot.
+    async fn insert_destination(&self, d: &Destination, max_per_tenant: u32) -> Result<()>;
     async fn get_destination(&self, tenant_id: &str, id: &str) -> Result<Option<Destination>>;
     async fn list_destinations(
         &self,
