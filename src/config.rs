@@ -78,6 +78,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// How long a client may take to send its request headers (cuts off slowloris clients).
     pub header_read_timeout_secs: u64,
+    /// How long a client may take, after its headers, to send its request body.
+    pub body_read_timeout_secs: u64,
     /// Most request headers a client may send (more: 431), and their largest total size in
     /// bytes (at least 8192; more: 431).
     pub max_request_headers: usize,
@@ -137,6 +139,7 @@ impl Default for Config {
             retention_days: 30,
             max_body_bytes: 4 * 1024 * 1024,
             header_read_timeout_secs: 10,
+            body_read_timeout_secs: 30,
             max_request_headers: 100,
             max_request_header_bytes: 64 * 1024,
             max_batch_size: validate::MAX_BATCH,
@@ -264,6 +267,9 @@ impl Config {
         if self.header_read_timeout_secs == 0 {
             return invalid("header_read_timeout_secs", "must be at least 1".into());
         }
+        if self.body_read_timeout_secs == 0 {
+            return invalid("body_read_timeout_secs", "must be at least 1".into());
+        }
         if self.max_request_headers == 0 || self.max_request_header_bytes < 8192 {
             return invalid(
                 "max_request_headers",
@@ -379,6 +385,7 @@ impl Config {
             header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
             max_headers: self.max_request_headers,
             max_header_bytes: self.max_request_header_bytes,
+            body_read_timeout: Duration::from_secs(self.body_read_timeout_secs),
         }
     }
 

@@ -158,3 +158,45 @@ async fn a_request_with_too_many_headers_is_refused_with_431() {
     let r = app.client.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test]
+async fn a_client_that_trickles_its_body_is_answered_408_and_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn_with(StoreKind::Sqlite, |c| c.body_read_timeout_secs = 1).await;
+    let endpoint: Value = app
+        .post("/v1/callback-endpoints", json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let slug = endpoint["slug"].as_str().unwrap();
+    for path in ["/v1/events".to_string(), format!("/in/{slug}")] {
+        let mut conn = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"tenant",
+            common::ADMIN_TOKEN
+        );
+        conn.write_all(head.as_bytes()).await.unwrap();
+        let started = std::time::Instant::now();
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            conn.read_to_end(&mut answer),
+        )
+        .await;
+        assert!(read.is_ok(), "{path}: the server closed the connection");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{path}"
+        );
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{path}: {answer}");
+        assert!(answer.contains("application/problem+json"), "{answer}");
+        assert!(answer.contains("request_timeout"), "{answer}");
+    }
+    // Nothing was published by the cut-off request, and a prompt client is served.
+    app.tenant("acme").await;
+    let events = app.get_json("/v1/tenants/acme/events").await;
+    assert_eq!(events["data"], json!([]));
+}
