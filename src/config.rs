@@ -94,6 +94,9 @@ pub struct Config {
     pub max_destination_headers: usize,
     /// Destinations per tenant (0: no limit).
     pub max_destinations_per_tenant: u32,
+    /// Nesting levels and conditions of a destination's payload filter.
+    pub max_filter_depth: usize,
+    pub max_filter_conditions: usize,
     /// Largest body captured at `/in/{slug}`; above it the sender gets 413.
     pub inbound_max_body_bytes: usize,
     /// Requests per second one callback endpoint accepts (0: unlimited), per process...
@@ -147,6 +150,8 @@ impl Default for Config {
             max_topics_per_destination: validate::MAX_TOPICS,
             max_destination_headers: validate::MAX_HEADERS,
             max_destinations_per_tenant: validate::MAX_DESTINATIONS_PER_TENANT,
+            max_filter_depth: crate::domain::filter::MAX_DEPTH,
+            max_filter_conditions: crate::domain::filter::MAX_CONDITIONS,
             inbound_max_body_bytes: 1024 * 1024,
             inbound_rate_limit_per_s: 50,
             inbound_rate_limit_burst: 100,
@@ -288,6 +293,12 @@ impl Config {
                 return invalid(setting, "must be at least 1".into());
             }
         }
+        if self.max_filter_depth > 64 {
+            return invalid(
+                "max_filter_depth",
+                "must be at most 64: filters are evaluated recursively".into(),
+            );
+        }
         if self.retention_days == 0 {
             return invalid("retention_days", "must be at least 1".into());
         }
@@ -377,6 +388,10 @@ impl Config {
             max_topics: self.max_topics_per_destination,
             max_headers: self.max_destination_headers,
             max_destinations_per_tenant: self.max_destinations_per_tenant,
+            filter: crate::domain::filter::FilterLimits {
+                max_depth: self.max_filter_depth,
+                max_conditions: self.max_filter_conditions,
+            },
         }
     }
 

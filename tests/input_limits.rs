@@ -19,6 +19,7 @@ async fn tight(kind: StoreKind) -> TestApp {
         c.max_topics_per_destination = 2;
         c.max_destination_headers = 1;
         c.max_destinations_per_tenant = 2;
+        c.max_filter_depth = 3;
     })
     .await
 }
@@ -74,8 +75,9 @@ async fn each_configured_limit_is_a_problem_naming_the_field_and_writes_nothing(
         )
         .await;
     problem(r, 422, Some("headers")).await;
-    // Filter depth is bounded too (a fixed limit: it guards the evaluator's stack).
-    let deep = (0..20).fold(json!({"x": 1}), |acc, _| json!({"$not": acc}));
+    // `nested(n)` is n + 1 levels deep: three pass the configured depth, four do not.
+    let nested = |n: usize| (0..n).fold(json!({"x": 1}), |acc, _| json!({"$not": acc}));
+    let deep = nested(3);
     let r = app
         .post(
             "/v1/tenants/acme/destinations",
@@ -84,8 +86,27 @@ async fn each_configured_limit_is_a_problem_naming_the_field_and_writes_nothing(
         .await;
     let p = problem(r, 422, None).await;
     assert!(p["field"].as_str().unwrap().starts_with("filter"), "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("3 levels"), "{p}");
     let list = app.get_json("/v1/tenants/acme/destinations").await;
     assert_eq!(list["data"], json!([]), "no destination was written");
+    let r = app
+        .post(
+            "/v1/tenants/acme/destinations",
+            hook(json!({"filter": nested(2)})),
+        )
+        .await;
+    assert_eq!(r.status(), 201, "within the depth");
+    let r = app
+        .client
+        .delete(app.url(&format!(
+            "/v1/tenants/acme/destinations/{}",
+            r.json::<Value>().await.unwrap()["id"].as_str().unwrap()
+        )))
+        .bearer_auth(common::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
 
     for _ in 0..2 {
         let r = app

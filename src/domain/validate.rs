@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use super::filter::FilterLimits;
 use super::model::DestinationOptions;
 use super::{retry, topic};
 
@@ -52,6 +53,8 @@ pub struct Limits {
     /// Destinations one tenant may have (0: no limit). Every publish evaluates all of a
     /// tenant's destinations, so this also bounds the work one event can cause.
     pub max_destinations_per_tenant: u32,
+    /// Nesting and conditions of a destination's filter.
+    pub filter: FilterLimits,
 }
 
 impl Default for Limits {
@@ -62,6 +65,7 @@ impl Default for Limits {
             max_topics: MAX_TOPICS,
             max_headers: MAX_HEADERS,
             max_destinations_per_tenant: MAX_DESTINATIONS_PER_TENANT,
+            filter: FilterLimits::default(),
         }
     }
 }

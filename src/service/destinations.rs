@@ -90,11 +90,12 @@ impl Herald {
         Ok(())
     }
 
-    fn check_filter(filter: &Option<Value>) -> Result<()> {
+    fn check_filter(&self, filter: &Option<Value>) -> Result<()> {
         if let Some(f) = filter
             && !f.is_null()
         {
-            Filter::parse(f).map_err(|e| Invalid::new(format!("filter.{}", e.path), e.message))?;
+            Filter::parse_with(f, self.limits.filter)
+                .map_err(|e| Invalid::new(format!("filter.{}", e.path), e.message))?;
         }
         Ok(())
     }
@@ -109,7 +110,7 @@ impl Herald {
         self.check_url("url", &req.url)?;
         validate::description("description", &req.description)?;
         validate::topics("topics", &req.topics, self.limits.max_topics)?;
-        Self::check_filter(&req.filter)?;
+        self.check_filter(&req.filter)?;
         validate::headers("headers", &req.headers, self.limits.max_headers)?;
         validate::options("options", &req.options)?;
         let secret = match req.secret {
@@ -207,7 +208,7 @@ impl Herald {
         }
         if let Some(filter) = req.filter {
             let filter = Some(filter).filter(|f| !f.is_null());
-            Self::check_filter(&filter)?;
+            self.check_filter(&filter)?;
             d.filter = filter;
         }
         if let Some(headers) = req.headers {
