@@ -53,12 +53,9 @@ async fn fixture(kind: StoreKind) -> Fixture {
     let b_rec = rec["id"].as_str().unwrap().to_string();
     // B's inbound side: an endpoint with one captured callback, and an event with a reply
     // channel.
-    let ep: Value = app
-        .post("/v1/callback-endpoints", json!({"tenant_id": "b"}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let ep = app
+        .post_json("/v1/callback-endpoints", json!({"tenant_id": "b"}))
+        .await;
     let r = app
         .client
         .post(ep["url"].as_str().unwrap())
@@ -74,15 +71,12 @@ async fn fixture(kind: StoreKind) -> Fixture {
         .as_str()
         .unwrap()
         .to_string();
-    let reply: Value = app
-        .post(
+    let reply = app
+        .post_json(
             "/v1/events",
             json!({"tenant_id": "b", "topic": "job.ask", "data": {}, "reply": {}}),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     let b_ask = reply["id"].as_str().unwrap().to_string();
     let tok: Value = app
         .post("/v1/tenants/a/tokens", json!({}))

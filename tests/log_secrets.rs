@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use common::{ADMIN_TOKEN, ENCRYPTION_KEY, Receiver, Reply, StoreKind, TestApp};
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// Where the subscriber writes: a buffer the test reads.
 #[derive(Clone, Default)]
@@ -78,13 +78,7 @@ async fn no_secret_or_full_token_appears_in_the_logs_of_a_whole_workflow() {
                        "headers": {"Authorization": HEADER_SECRET}}),
             )
             .await;
-        let token: Value = app
-            .post("/v1/tenants/acme/tokens", json!({}))
-            .await
-            .json()
-            .await
-            .unwrap();
-        let tenant_token = token["token"].as_str().unwrap().to_string();
+        let tenant_token = app.tenant_token("acme").await;
         secrets.push(tenant_token.clone());
 
         // Publish as the tenant; a wrong token is refused (and its refusal logged, if at all,
@@ -114,29 +108,23 @@ async fn no_secret_or_full_token_appears_in_the_logs_of_a_whole_workflow() {
         app.worker.drain().await;
         rx.wait_for(2, Duration::from_secs(10)).await;
 
-        let rotated: Value = app
-            .post(
+        let rotated = app
+            .post_json(
                 &format!("/v1/tenants/acme/destinations/{dst}/rotate-secret"),
                 json!({}),
             )
-            .await
-            .json()
-            .await
-            .unwrap();
+            .await;
         let new_secret = rotated["secret"].as_str().unwrap().to_string();
         secrets.push(new_secret.clone());
         secrets.push(new_secret.trim_start_matches("whsec_").to_string());
 
         // Inbound: a signed GitHub callback, a forged one, a token in the query, an ack.
-        let gh: Value = app
-            .post(
+        let gh = app
+            .post_json(
                 "/v1/callback-endpoints",
                 json!({"verification": {"scheme": "github", "secret": GITHUB_SECRET}}),
             )
-            .await
-            .json()
-            .await
-            .unwrap();
+            .await;
         let body = br#"{"action":"completed"}"#;
         let sig = {
             use hmac::Mac;
@@ -158,15 +146,12 @@ async fn no_secret_or_full_token_appears_in_the_logs_of_a_whole_workflow() {
                 .unwrap();
             assert_eq!(r.status(), status);
         }
-        let tok: Value = app
-            .post(
+        let tok = app
+            .post_json(
                 "/v1/callback-endpoints",
                 json!({"verification": {"scheme": "token", "token": INBOUND_TOKEN}}),
             )
-            .await
-            .json()
-            .await
-            .unwrap();
+            .await;
         let r = app
             .client
             .post(format!(

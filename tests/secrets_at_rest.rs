@@ -141,13 +141,7 @@ async fn the_raw_database_holds_no_credential_in_clear_and_deliveries_still_sign
     let app = TestApp::spawn(kind).await;
     let rx = Receiver::start().await;
     secret_destination(&app, &rx).await;
-    let token: Value = app
-        .post("/v1/tenants/acme/tokens", json!({}))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let tenant_token = token["token"].as_str().unwrap().to_string();
+    let tenant_token = app.tenant_token("acme").await;
     let r = app
         .post(
             "/v1/callback-endpoints",

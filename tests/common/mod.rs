@@ -258,6 +258,19 @@ impl TestApp {
             .unwrap()
     }
 
+    /// POSTs as the admin and returns the JSON answer, whatever the status.
+    pub async fn post_json(&self, path: &str, body: Value) -> Value {
+        self.post(path, body).await.json().await.unwrap()
+    }
+
+    /// Issues a token scoped to `tenant`.
+    pub async fn tenant_token(&self, tenant: &str) -> String {
+        let v = self
+            .post_json(&format!("/v1/tenants/{tenant}/tokens"), json!({}))
+            .await;
+        v["token"].as_str().unwrap().to_string()
+    }
+
     pub async fn tenant(&self, id: &str) {
         let r = self.put(&format!("/v1/tenants/{id}"), json!({})).await;
         assert!(r.status().is_success(), "tenant: {}", r.status());

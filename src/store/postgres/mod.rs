@@ -82,11 +82,7 @@ impl PostgresStore {
 
     /// Serializes claims of limited destinations across every node, for this transaction.
     async fn limits_lock(tx: &mut Transaction<'_, Postgres>) -> Result<()> {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(LIMITS_LOCK)
-            .execute(&mut **tx)
-            .await?;
-        Ok(())
+        advisory_xact_lock(tx, LIMITS_LOCK).await
     }
 
     /// Replaced row versions stay in the table files until vacuumed, and rewriting tables
@@ -98,11 +94,7 @@ impl PostgresStore {
 
     /// Serializes the start-up encryption key check of every node, for this transaction.
     async fn keys_lock(tx: &mut Transaction<'_, Postgres>) -> Result<()> {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(KEYS_LOCK)
-            .execute(&mut **tx)
-            .await?;
-        Ok(())
+        advisory_xact_lock(tx, KEYS_LOCK).await
     }
 
     /// Tells every listening worker there is new due work (sent when the transaction commits).
@@ -239,6 +231,15 @@ impl_store!(PostgresStore, {
         });
     }
 });
+
+/// Waits for the advisory lock `key`, held until the transaction ends.
+async fn advisory_xact_lock(tx: &mut Transaction<'_, Postgres>, key: i64) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(key)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
 
 async fn listen(pool: &PgPool, wake: &Notify) -> std::result::Result<(), sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
