@@ -67,6 +67,15 @@ pub const ENDPOINT_VERIFICATION: Column = Column {
     name: "verification",
 };
 
+/// `destinations.amqp_url` (RabbitMQ destinations): the URL carries the broker's user and
+/// password. Not in [`SEALED_COLUMNS`] until the migration adding the column lands; then add
+/// it there, write it with [`Keyring::seal_opt`] and read it with [`Keyring::open_opt`].
+pub const DESTINATION_AMQP_URL: Column = Column {
+    table: "destinations",
+    id: "id",
+    name: "amqp_url",
+};
+
 /// Every sealed column: what [`crate::store::Store::seal_at_rest`] walks at start. A new
 /// column holding a credential (for example `destinations.amqp_url`) is added here, and its
 /// reads and writes go through [`Keyring::open`] and [`Keyring::seal`].
@@ -290,6 +299,21 @@ impl Keyring {
         String::from_utf8(plain).map_err(|_| malformed())
     }
 
+    /// [`Keyring::seal`] for a nullable column: `None` stays NULL.
+    pub fn seal_opt(&self, column: Column, row: &str, plain: Option<&str>) -> Option<String> {
+        plain.map(|p| self.seal(column, row, p))
+    }
+
+    /// [`Keyring::open`] for a nullable column.
+    pub fn open_opt(
+        &self,
+        column: Column,
+        row: &str,
+        stored: Option<&str>,
+    ) -> Result<Option<String>, SealError> {
+        stored.map(|s| self.open(column, row, s)).transpose()
+    }
+
     /// A stored value sealed under the current key needs nothing; a clear one, or one sealed
     /// under an old key, is returned sealed anew (the re-seal step at start).
     pub fn reseal(
@@ -400,6 +424,21 @@ mod tests {
         assert_eq!(r.open(DESTINATION_SECRETS, "d", "[]").unwrap(), "[]");
         let sealed = r.reseal(DESTINATION_SECRETS, "d", "[]").unwrap().unwrap();
         assert_eq!(r.open(DESTINATION_SECRETS, "d", &sealed).unwrap(), "[]");
+    }
+
+    #[test]
+    fn nullable_columns_keep_null_and_seal_values() {
+        let r = ring(1);
+        assert_eq!(r.seal_opt(DESTINATION_AMQP_URL, "d", None), None);
+        let url = "amqp://user:pw@broker:5672/%2f";
+        let sealed = r.seal_opt(DESTINATION_AMQP_URL, "d", Some(url)).unwrap();
+        assert!(!sealed.contains("pw@"));
+        assert_eq!(
+            r.open_opt(DESTINATION_AMQP_URL, "d", Some(&sealed))
+                .unwrap(),
+            Some(url.to_string())
+        );
+        assert_eq!(r.open_opt(DESTINATION_AMQP_URL, "d", None).unwrap(), None);
     }
 
     #[test]
