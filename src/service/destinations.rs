@@ -26,7 +26,9 @@ pub struct CreateDestination {
     pub url: String,
     #[serde(default)]
     pub description: Option<String>,
-    /// Topic patterns: exact (`job.completed`), `*`, or with `*` segments (`job.*`).
+    /// Topic patterns: exact (`job.completed`), `*`, or with `*` segments (`job.*`); 1 to
+    /// `max_topics_per_destination` (default 100).
+    #[schema(min_items = 1, max_items = 100)]
     pub topics: Vec<String>,
     /// A JSON-match filter over `{topic, metadata, data}`.
     #[serde(default)]
@@ -38,6 +40,7 @@ pub struct CreateDestination {
     pub options: DestinationOptions,
     /// A `whsec_` signing secret to use; generated when omitted.
     #[serde(default)]
+    #[schema(pattern = "^whsec_[A-Za-z0-9+/]+={0,2}$")]
     pub secret: Option<String>,
 }
 
@@ -280,6 +283,7 @@ pub const MAX_ROTATION_OVERLAP_SECS: u64 = 30 * 24 * 3600;
 pub struct RotateSecret {
     /// The new `whsec_` secret; generated when omitted.
     #[serde(default)]
+    #[schema(pattern = "^whsec_[A-Za-z0-9+/]+={0,2}$")]
     pub secret: Option<String>,
     /// How long the previous secret keeps signing (default 24 h, 0 = stop at once).
     #[serde(default)]

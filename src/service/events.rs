@@ -12,8 +12,10 @@ use crate::store::{NewEvent, NewReplyChannel, Published, Scope};
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct PublishRequest {
+    #[schema(pattern = r"^[A-Za-z0-9_.:-]{1,64}$")]
     pub tenant_id: String,
     /// Dot-separated, e.g. `job.completed`.
+    #[schema(pattern = r"^[A-Za-z0-9_:/-]+(\.[A-Za-z0-9_:/-]+)*$", max_length = 255)]
     pub topic: String,
     /// Any JSON; delivered byte for byte.
     #[schema(value_type = Object)]
@@ -44,6 +46,8 @@ pub struct ReplyRequest {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct PublishBatch {
+    /// 1 to `max_batch_size` (default 1000) events.
+    #[schema(min_items = 1, max_items = 1000)]
     pub events: Vec<PublishRequest>,
 }
 
