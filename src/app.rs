@@ -75,9 +75,17 @@ impl Application {
     /// As [`Application::build`], with a clock the caller controls (tests).
     pub async fn build_with_clock(config: Config, clock: Clock) -> Result<Self, AppError> {
         config.validate()?;
-        let store = store::connect(&config.database_url()).await?;
+        let store = store::connect(&config.database_url(), Arc::new(config.keyring()?)).await?;
         store.migrate().await?;
-        let herald = Herald::new(store.clone(), clock.clone(), config.ssrf_policy());
+        let sealed = store.seal_at_rest(clock.now()).await?;
+        if sealed > 0 {
+            tracing::info!(
+                values = sealed,
+                "sealed credentials at rest with the current encryption key"
+            );
+        }
+        let herald = Herald::new(store.clone(), clock.clone(), config.ssrf_policy())
+            .with_limits(config.limits());
 
         let (admin_token_hash, generated_admin_token) = match &config.admin_token {
             Some(t) => (Some(Arc::from(hash_token(t))), None),
@@ -212,8 +220,7 @@ impl Application {
         let mut rx = shutdown.subscribe();
         let herald = state.herald.clone();
         let app = router(state, config.max_body_bytes, config.api);
-        let header_timeout = Duration::from_secs(config.header_read_timeout_secs);
-        crate::http::server::serve(listener, app, header_timeout, async move {
+        crate::http::server::serve(listener, app, config.server_limits(), async move {
             let _ = rx.wait_for(|stop| *stop).await;
             // Waiting clients would hold the graceful shutdown open: answer them now.
             herald.stop_waiting();

@@ -2,6 +2,7 @@
 //! directly on the configured store, and print JSON.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -165,9 +166,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Migrate => {
-            let store = crate::store::connect(&config.database_url()).await?;
+            let store =
+                crate::store::connect(&config.database_url(), Arc::new(config.keyring()?)).await?;
             store.migrate().await?;
-            println!("migrations applied to the {} store", store.kind());
+            let sealed = store.seal_at_rest(Clock::system().now()).await?;
+            println!(
+                "migrations applied to the {} store; {sealed} credentials sealed",
+                store.kind()
+            );
             Ok(())
         }
         Command::Tenant { id, metadata } => {
@@ -241,11 +247,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn local(config: &Config) -> anyhow::Result<Herald> {
-    let store = crate::store::connect(&config.database_url()).await?;
+    let store = crate::store::connect(&config.database_url(), Arc::new(config.keyring()?)).await?;
     store.migrate().await?;
+    store.seal_at_rest(Clock::system().now()).await?;
     Ok(Herald::new(store, Clock::system(), config.ssrf_policy())
         .with_inbound(config.inbound_settings())
-        .with_portal(config.portal_settings()))
+        .with_portal(config.portal_settings())
+        .with_limits(config.limits()))
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

@@ -13,7 +13,9 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::domain::retry::{DEFAULT_DELAYS_SECS, RetrySchedule};
+use crate::domain::validate::{self, Limits};
 use crate::outbound::ssrf::{Cidr, Policy};
+use crate::store::seal::{Keyring, load_or_create_key_file};
 use crate::worker::WorkerConfig;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -30,6 +32,14 @@ pub struct Config {
     /// The platform's admin bearer token. When unset, one is generated on first start, printed
     /// once, and stored hashed.
     pub admin_token: Option<String>,
+    /// The key that seals credentials at rest (signing secrets, destination headers, inbound
+    /// verification secrets): 32 bytes in base64. When unset, one is generated on first start
+    /// into `{data_dir}/encryption.key` (mode 0600). Every node sharing a Postgres database
+    /// needs the same key: set it explicitly there.
+    pub encryption_key: Option<String>,
+    /// Previous keys, still used to open values sealed before a rotation (values are
+    /// re-sealed with `encryption_key` at start; then these can be removed). SECURITY.md.
+    pub encryption_old_keys: Vec<String>,
     /// Let destinations resolve to loopback/private addresses (development and tests only).
     pub allow_private_destinations: bool,
     /// CIDRs allowed despite being private, e.g. `["10.1.0.0/16"]`.
@@ -68,6 +78,25 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// How long a client may take to send its request headers (cuts off slowloris clients).
     pub header_read_timeout_secs: u64,
+    /// How long a client may take, after its headers, to send its request body.
+    pub body_read_timeout_secs: u64,
+    /// Most request headers a client may send (more: 431), and their largest total size in
+    /// bytes (at least 8192; more: 431).
+    pub max_request_headers: usize,
+    pub max_request_header_bytes: usize,
+    /// Events in one batch publish.
+    pub max_batch_size: usize,
+    /// `data` plus `metadata` of one event, serialized.
+    pub max_event_bytes: usize,
+    /// Topic patterns per destination.
+    pub max_topics_per_destination: usize,
+    /// Custom headers per destination.
+    pub max_destination_headers: usize,
+    /// Destinations per tenant (0: no limit).
+    pub max_destinations_per_tenant: u32,
+    /// Nesting levels and conditions of a destination's payload filter.
+    pub max_filter_depth: usize,
+    pub max_filter_conditions: usize,
     /// Largest body captured at `/in/{slug}`; above it the sender gets 413.
     pub inbound_max_body_bytes: usize,
     /// Requests per second one callback endpoint accepts (0: unlimited), per process...
@@ -98,6 +127,8 @@ impl Default for Config {
             database_url: None,
             data_dir: PathBuf::from("./herald-data"),
             admin_token: None,
+            encryption_key: None,
+            encryption_old_keys: vec![],
             allow_private_destinations: false,
             allowed_cidrs: vec![],
             https_only: false,
@@ -119,6 +150,16 @@ impl Default for Config {
             retention_days: 30,
             max_body_bytes: 4 * 1024 * 1024,
             header_read_timeout_secs: 10,
+            body_read_timeout_secs: 30,
+            max_request_headers: 100,
+            max_request_header_bytes: 64 * 1024,
+            max_batch_size: validate::MAX_BATCH,
+            max_event_bytes: validate::MAX_EVENT_BYTES,
+            max_topics_per_destination: validate::MAX_TOPICS,
+            max_destination_headers: validate::MAX_HEADERS,
+            max_destinations_per_tenant: validate::MAX_DESTINATIONS_PER_TENANT,
+            max_filter_depth: crate::domain::filter::MAX_DEPTH,
+            max_filter_conditions: crate::domain::filter::MAX_CONDITIONS,
             inbound_max_body_bytes: 1024 * 1024,
             inbound_rate_limit_per_s: 50,
             inbound_rate_limit_burst: 100,
@@ -207,6 +248,16 @@ impl Config {
         if !(0.0..1.0).contains(&self.retry_jitter) {
             return invalid("retry_jitter", "must be in [0, 1)".into());
         }
+        if let Some(k) = &self.encryption_key
+            && let Err(e) = crate::store::seal::decode_key(k)
+        {
+            return invalid("encryption_key", e.to_string());
+        }
+        for k in &self.encryption_old_keys {
+            if let Err(e) = crate::store::seal::decode_key(k) {
+                return invalid("encryption_old_keys", e.to_string());
+            }
+        }
         for c in &self.allowed_cidrs {
             if c.parse::<Cidr>().is_err() {
                 return invalid("allowed_cidrs", format!("`{c}` is not a CIDR"));
@@ -232,6 +283,33 @@ impl Config {
         }
         if self.header_read_timeout_secs == 0 {
             return invalid("header_read_timeout_secs", "must be at least 1".into());
+        }
+        if self.body_read_timeout_secs == 0 {
+            return invalid("body_read_timeout_secs", "must be at least 1".into());
+        }
+        if self.max_request_headers == 0 || self.max_request_header_bytes < 8192 {
+            return invalid(
+                "max_request_headers",
+                "must be at least 1, and max_request_header_bytes at least 8192".into(),
+            );
+        }
+        for (setting, v) in [
+            ("max_batch_size", self.max_batch_size),
+            ("max_event_bytes", self.max_event_bytes),
+            (
+                "max_topics_per_destination",
+                self.max_topics_per_destination,
+            ),
+        ] {
+            if v == 0 {
+                return invalid(setting, "must be at least 1".into());
+            }
+        }
+        if self.max_filter_depth > 64 {
+            return invalid(
+                "max_filter_depth",
+                "must be at most 64: filters are evaluated recursively".into(),
+            );
         }
         if self.retention_days == 0 {
             return invalid("retention_days", "must be at least 1".into());
@@ -313,6 +391,58 @@ impl Config {
             link_ttl: Duration::from_secs(self.portal_link_ttl_secs),
             session_ttl: Duration::from_secs(self.portal_session_ttl_secs),
             return_url: self.portal_return_url.clone(),
+        }
+    }
+
+    /// Where the generated encryption key lives when `encryption_key` is unset.
+    pub fn encryption_key_file(&self) -> PathBuf {
+        self.data_dir.join("encryption.key")
+    }
+
+    /// The keys credentials are sealed with: `encryption_key`, or the key file in `data_dir`
+    /// (created on first start), plus `encryption_old_keys`.
+    pub fn keyring(&self) -> Result<Keyring, ConfigError> {
+        let current = match &self.encryption_key {
+            Some(k) => k.clone(),
+            None => {
+                let path = self.encryption_key_file();
+                load_or_create_key_file(&path).map_err(|e| ConfigError::Invalid {
+                    setting: "encryption_key",
+                    message: format!("is unset and {} cannot be used: {e}", path.display()),
+                })?
+            }
+        };
+        Keyring::parse(&current, &self.encryption_old_keys).map_err(|e| ConfigError::Invalid {
+            setting: if self.encryption_key.is_some() {
+                "encryption_key"
+            } else {
+                "encryption_key (file)"
+            },
+            message: e.to_string(),
+        })
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_batch: self.max_batch_size,
+            max_event_bytes: self.max_event_bytes,
+            max_topics: self.max_topics_per_destination,
+            max_headers: self.max_destination_headers,
+            max_destinations_per_tenant: self.max_destinations_per_tenant,
+            filter: crate::domain::filter::FilterLimits {
+                max_depth: self.max_filter_depth,
+                max_conditions: self.max_filter_conditions,
+            },
+        }
+    }
+
+    pub fn server_limits(&self) -> crate::http::server::ServerLimits {
+        crate::http::server::ServerLimits {
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
+            max_headers: self.max_request_headers,
+            max_header_bytes: self.max_request_header_bytes,
+            body_read_timeout: Duration::from_secs(self.body_read_timeout_secs),
+            max_body_bytes: self.max_body_bytes.max(self.inbound_max_body_bytes),
         }
     }
 

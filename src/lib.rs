@@ -7,6 +7,7 @@
 //!   validation, destination health. No I/O; callers pass the time in.
 //! - [`store`]: the only place with SQL. A [`store::Store`] trait with a SQLite implementation
 //!   (embedded default) and a Postgres one (production, many nodes), sharing most queries.
+//!   [`store::seal`] encrypts the credential columns on their way in and out (SECURITY.md).
 //! - [`service`]: the use cases (publish, manage destinations, list and retry deliveries),
 //!   shared by the HTTP API, the CLI and the portal.
 //! - [`worker`]: the scheduler — claim due deliveries, send them, record attempts, retry.

@@ -19,6 +19,9 @@ struct Fixture {
     b_evt: String,
     b_dlv: String,
     b_rec: String,
+    b_ep: String,
+    b_cb: String,
+    b_ask: String,
 }
 
 async fn fixture(kind: StoreKind) -> Fixture {
@@ -48,6 +51,33 @@ async fn fixture(kind: StoreKind) -> Fixture {
         .await
         .unwrap();
     let b_rec = rec["id"].as_str().unwrap().to_string();
+    // B's inbound side: an endpoint with one captured callback, and an event with a reply
+    // channel.
+    let ep = app
+        .post_json("/v1/callback-endpoints", json!({"tenant_id": "b"}))
+        .await;
+    let r = app
+        .client
+        .post(ep["url"].as_str().unwrap())
+        .json(&json!({"done": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let b_ep = ep["id"].as_str().unwrap().to_string();
+    let b_cb = app
+        .get_json(&format!("/v1/callback-endpoints/{b_ep}/events"))
+        .await["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let reply = app
+        .post_json(
+            "/v1/events",
+            json!({"tenant_id": "b", "topic": "job.ask", "data": {}, "reply": {}}),
+        )
+        .await;
+    let b_ask = reply["id"].as_str().unwrap().to_string();
     let tok: Value = app
         .post("/v1/tenants/a/tokens", json!({}))
         .await
@@ -61,6 +91,9 @@ async fn fixture(kind: StoreKind) -> Fixture {
         b_evt,
         b_dlv,
         b_rec,
+        b_ep,
+        b_cb,
+        b_ask,
     }
 }
 
@@ -81,6 +114,7 @@ async fn a_tenant_token_gets_404_for_every_endpoint_naming_another_tenants_resou
 ) {
     let f = fixture(kind).await;
     let (d, e, l, r) = (&f.b_dst, &f.b_evt, &f.b_dlv, &f.b_rec);
+    let (ep, cb, ask) = (&f.b_ep, &f.b_cb, &f.b_ask);
     let hook = json!({"type": "webhook", "url": "http://127.0.0.1:9/", "topics": ["*"]});
     let ev = json!({"tenant_id": "b", "topic": "x", "data": {}});
     let cases: Vec<(Method, String, Option<Value>)> = vec![
@@ -138,6 +172,34 @@ async fn a_tenant_token_gets_404_for_every_endpoint_naming_another_tenants_resou
         (Method::GET, "/v1/tenants/b/deliveries".into(), None),
         (Method::GET, format!("/v1/deliveries/{l}"), None),
         (Method::POST, format!("/v1/deliveries/{l}/retry"), None),
+        (
+            Method::POST,
+            "/v1/callback-endpoints".into(),
+            Some(json!({"tenant_id": "b"})),
+        ),
+        (Method::GET, format!("/v1/callback-endpoints/{ep}"), None),
+        (Method::DELETE, format!("/v1/callback-endpoints/{ep}"), None),
+        (
+            Method::GET,
+            format!("/v1/callback-endpoints/{ep}/wait?timeout_ms=1"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/v1/callback-endpoints/{ep}/events"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/v1/callback-endpoints/{ep}/stream"),
+            None,
+        ),
+        (Method::POST, format!("/v1/callbacks/{cb}/ack"), None),
+        (
+            Method::GET,
+            format!("/v1/events/{ask}/replies/wait?timeout_ms=1"),
+            None,
+        ),
     ];
     for (method, path, body) in cases {
         let resp = call(&f, method.clone(), &path, body).await;
@@ -151,7 +213,22 @@ async fn a_tenant_token_gets_404_for_every_endpoint_naming_another_tenants_resou
     assert_eq!(dst["enabled"], true);
     assert_eq!(dst["topics"], json!(["*"]));
     let events = app.get_json("/v1/tenants/b/events").await;
-    assert_eq!(events["data"].as_array().unwrap().len(), 1);
+    assert_eq!(events["data"].as_array().unwrap().len(), 2);
+    let cb = app
+        .get_json(&format!("/v1/callback-endpoints/{ep}/events"))
+        .await;
+    assert_eq!(cb["data"][0]["acked_at"], Value::Null);
+    // A's listings do not show B's callbacks.
+    let polled = call(&f, Method::GET, "/v1/callbacks", None).await;
+    assert_eq!(polled.status(), 200);
+    let polled: Value = polled.json().await.unwrap();
+    assert_eq!(polled["data"], json!([]));
+    let listed: Value = call(&f, Method::GET, "/v1/callback-endpoints", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["data"], json!([]));
 }
 
 async fn a_tenant_token_works_on_its_own_tenant_only(kind: StoreKind) {

@@ -10,7 +10,7 @@ use common::{StoreKind, TestDb};
 use herald::domain::ids::{Kind, new_id};
 use herald::inbound::model::{Callback, CallbackEndpoint, CallbackStatus, Ingested};
 use herald::inbound::verify::Verification;
-use herald::store::{self, CallbackQuery, Scope, Store, StoreError};
+use herald::store::{CallbackQuery, Scope, Store, StoreError};
 use serde_json::json;
 
 for_each_store!(
@@ -25,9 +25,7 @@ for_each_store!(
 
 async fn store(kind: StoreKind) -> (Arc<dyn Store>, TestDb) {
     let db = TestDb::new(kind).await;
-    let s = store::connect(&db.url).await.unwrap();
-    s.migrate().await.unwrap();
-    (s, db)
+    (db.store().await, db)
 }
 
 async fn endpoint(s: &dyn Store, tenant: Option<&str>) -> CallbackEndpoint {

@@ -12,7 +12,7 @@ use herald::domain::model::{
     Attempt, Destination, DestinationKind, DestinationOptions, SigningSecret,
 };
 use herald::domain::state::{DeliveryStatus, Trigger};
-use herald::store::{self, DeliveryQuery, Finish, NewEvent, Scope, Store, StoreError};
+use herald::store::{DeliveryQuery, Finish, NewEvent, Scope, Store, StoreError};
 use serde_json::json;
 use serde_json::value::RawValue;
 
@@ -34,9 +34,7 @@ for_each_store!(
 
 async fn store(kind: StoreKind) -> (Arc<dyn Store>, TestDb) {
     let db = TestDb::new(kind).await;
-    let s = store::connect(&db.url).await.unwrap();
-    s.migrate().await.unwrap();
-    (s, db)
+    (db.store().await, db)
 }
 
 fn destination(tenant: &str, enabled: bool) -> Destination {
@@ -81,7 +79,7 @@ async fn tenant(s: &dyn Store, id: &str, n: usize) -> Vec<Destination> {
     let mut ds = vec![];
     for _ in 0..n {
         let d = destination(id, true);
-        s.insert_destination(&d).await.unwrap();
+        s.insert_destination(&d, 0).await.unwrap();
         ds.push(d);
     }
     ds

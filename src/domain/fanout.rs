@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::filter::Filter;
+use super::filter::{Filter, FilterLimits};
 use super::model::Destination;
 use super::state::DeliveryStatus;
 use super::topic;
@@ -29,7 +29,7 @@ pub fn plan<'a>(
                     && d.filter.as_ref().is_none_or(|f| {
                         // Filters are validated when a destination is saved, so a parse error
                         // here means the row was edited by hand: match nothing, loudly.
-                        Filter::parse(f)
+                        Filter::parse_with(f, FilterLimits::STORED)
                             .map(|f| f.matches_event(topic_name, metadata, data))
                             .unwrap_or_else(|e| {
                                 tracing::warn!(destination_id = %d.id, error = %e, "stored filter is invalid");

@@ -46,6 +46,32 @@ pub const MAX_DEPTH: usize = 8;
 /// are already bounded by the request body limit and cost linear time.
 pub const MAX_CONDITIONS: usize = 64;
 
+/// The bounds a filter is validated against: [`MAX_DEPTH`] and [`MAX_CONDITIONS`] unless the
+/// operator configured others (`max_filter_depth`, `max_filter_conditions`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FilterLimits {
+    pub max_depth: usize,
+    pub max_conditions: usize,
+}
+
+impl Default for FilterLimits {
+    fn default() -> Self {
+        FilterLimits {
+            max_depth: MAX_DEPTH,
+            max_conditions: MAX_CONDITIONS,
+        }
+    }
+}
+
+impl FilterLimits {
+    /// For filters already validated when their destination was saved (possibly under
+    /// limits configured higher than the defaults): no new bound applies on reading.
+    pub const STORED: FilterLimits = FilterLimits {
+        max_depth: usize::MAX,
+        max_conditions: usize::MAX,
+    };
+}
+
 /// A validated payload filter, compiled so matching does no re-validation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Filter {
@@ -110,7 +136,19 @@ impl Filter {
     /// Validates and compiles. `path` in errors is a JSON-pointer-ish location inside the filter,
     /// e.g. `$and[1].data.score.$gte`, so a 422 can name the offending operator or path.
     pub fn parse(value: &serde_json::Value) -> Result<Filter, FilterError> {
-        let root = Parser { conditions: 0 }.filter(value, "", 1)?;
+        Self::parse_with(value, FilterLimits::default())
+    }
+
+    /// As [`Filter::parse`], within `limits`.
+    pub fn parse_with(
+        value: &serde_json::Value,
+        limits: FilterLimits,
+    ) -> Result<Filter, FilterError> {
+        let root = Parser {
+            conditions: 0,
+            limits,
+        }
+        .filter(value, "", 1)?;
         Ok(Filter { root })
     }
 
@@ -169,15 +207,29 @@ const COMPARISON_OPERATORS: [&str; 10] = [
 
 struct Parser {
     conditions: usize,
+    limits: FilterLimits,
 }
 
 impl Parser {
+    fn too_deep(&self, path: &str) -> FilterError {
+        error(
+            path,
+            format!(
+                "filter is nested more than {} levels deep",
+                self.limits.max_depth
+            ),
+        )
+    }
+
     fn count(&mut self, path: &str) -> Result<(), FilterError> {
         self.conditions += 1;
-        if self.conditions > MAX_CONDITIONS {
+        if self.conditions > self.limits.max_conditions {
             return Err(error(
                 path,
-                format!("filter has more than {MAX_CONDITIONS} conditions"),
+                format!(
+                    "filter has more than {} conditions",
+                    self.limits.max_conditions
+                ),
             ));
         }
         Ok(())
@@ -186,8 +238,8 @@ impl Parser {
     /// Parses a filter object at nesting level `depth` (1 for the top level).
     fn filter(&mut self, value: &Value, path: &str, depth: usize) -> Result<Node, FilterError> {
         // Checked before looking inside, so absurdly deep input costs nothing.
-        if depth > MAX_DEPTH {
-            return Err(too_deep(path));
+        if depth > self.limits.max_depth {
+            return Err(self.too_deep(path));
         }
         let Value::Object(map) = value else {
             return Err(error(path, "a filter must be a JSON object"));
@@ -286,8 +338,8 @@ impl Parser {
                         "a condition object must contain only `$` operators (or none, to compare a literal object)",
                     ));
                 }
-                if depth + 1 > MAX_DEPTH {
-                    return Err(too_deep(path));
+                if depth + 1 > self.limits.max_depth {
+                    return Err(self.too_deep(path));
                 }
                 ops.iter()
                     .map(|(op, arg)| self.test(op, arg, &join(path, op)))
@@ -335,13 +387,6 @@ impl Parser {
         };
         Ok(test)
     }
-}
-
-fn too_deep(path: &str) -> FilterError {
-    error(
-        path,
-        format!("filter is nested more than {MAX_DEPTH} levels deep"),
-    )
 }
 
 fn bound(op: &str, arg: &Value, path: &str) -> Result<Bound, FilterError> {

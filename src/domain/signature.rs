@@ -145,4 +145,35 @@ mod tests {
         assert_eq!(parts[0], sign(&new, "msg_1", 42, b"{}").unwrap());
         assert_eq!(parts[1], sign(&old, "msg_1", 42, b"{}").unwrap());
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Secrets typed by users go through `secret_key` on save: it answers every
+            /// input, and accepts exactly `whsec_` + base64 of 24-64 bytes.
+            #[test]
+            fn secret_key_answers_every_input_and_accepts_only_well_formed_secrets(s in ".{0,120}") {
+                if let Ok(key) = secret_key(&s) {
+                    prop_assert!(s.starts_with(SECRET_PREFIX));
+                    prop_assert!((MIN_SECRET_BYTES..=MAX_SECRET_BYTES).contains(&key.len()));
+                }
+            }
+
+            #[test]
+            fn well_formed_secrets_round_trip_to_their_key(key in proptest::collection::vec(any::<u8>(), MIN_SECRET_BYTES..=MAX_SECRET_BYTES)) {
+                let s = format!("{SECRET_PREFIX}{}", B64.encode(&key));
+                prop_assert_eq!(secret_key(&s).unwrap(), key);
+            }
+
+            #[test]
+            fn the_header_carries_one_entry_per_valid_secret(n in 1usize..4, body in proptest::collection::vec(any::<u8>(), 0..64)) {
+                let secrets: Vec<String> = (0..n).map(|_| generate_secret()).collect();
+                let header = signature_header(secrets.iter().map(String::as_str), "msg", 1, &body);
+                prop_assert_eq!(header.split(' ').count(), n);
+                prop_assert!(header.split(' ').all(|e| e.starts_with("v1,")));
+            }
+        }
+    }
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use super::filter::FilterLimits;
 use super::model::DestinationOptions;
 use super::{retry, topic};
 
@@ -34,6 +35,40 @@ pub const MAX_IDEMPOTENCY_KEY: usize = 255;
 /// Serialized size of an event's `data` plus `metadata`.
 pub const MAX_EVENT_BYTES: usize = 512 * 1024;
 pub const MAX_BATCH: usize = 1000;
+pub const MAX_DESTINATIONS_PER_TENANT: u32 = 1000;
+
+/// The input limits an operator may change (the `max_*` settings in herald.toml.example).
+/// The defaults are the constants above; the string lengths stay fixed, as they bound what a
+/// database column and a log line hold rather than what a deployment needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Events in one `POST /v1/events/batch`.
+    pub max_batch: usize,
+    /// Serialized `data` plus `metadata` of one event.
+    pub max_event_bytes: usize,
+    /// Topic patterns of one destination.
+    pub max_topics: usize,
+    /// Custom headers of one destination.
+    pub max_headers: usize,
+    /// Destinations one tenant may have (0: no limit). Every publish evaluates all of a
+    /// tenant's destinations, so this also bounds the work one event can cause.
+    pub max_destinations_per_tenant: u32,
+    /// Nesting and conditions of a destination's filter.
+    pub filter: FilterLimits,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_batch: MAX_BATCH,
+            max_event_bytes: MAX_EVENT_BYTES,
+            max_topics: MAX_TOPICS,
+            max_headers: MAX_HEADERS,
+            max_destinations_per_tenant: MAX_DESTINATIONS_PER_TENANT,
+            filter: FilterLimits::default(),
+        }
+    }
+}
 
 /// Headers a destination may not set: Herald owns them, and letting a tenant override the
 /// signature headers would let it forge them.
@@ -75,12 +110,9 @@ pub fn topic(field: &str, t: &str) -> Check {
     }
 }
 
-pub fn topics(field: &str, patterns: &[String]) -> Check {
-    if patterns.is_empty() || patterns.len() > MAX_TOPICS {
-        return Err(Invalid::new(
-            field,
-            format!("must list 1-{MAX_TOPICS} patterns"),
-        ));
+pub fn topics(field: &str, patterns: &[String], max: usize) -> Check {
+    if patterns.is_empty() || patterns.len() > max {
+        return Err(Invalid::new(field, format!("must list 1-{max} patterns")));
     }
     for (i, p) in patterns.iter().enumerate() {
         if let Some(msg) = topic::pattern_error(p) {
@@ -128,12 +160,9 @@ pub fn description(field: &str, d: &Option<String>) -> Check {
     }
 }
 
-pub fn headers(field: &str, headers: &BTreeMap<String, String>) -> Check {
-    if headers.len() > MAX_HEADERS {
-        return Err(Invalid::new(
-            field,
-            format!("at most {MAX_HEADERS} headers"),
-        ));
+pub fn headers(field: &str, headers: &BTreeMap<String, String>, max: usize) -> Check {
+    if headers.len() > max {
+        return Err(Invalid::new(field, format!("at most {max} headers")));
     }
     for (name, value) in headers {
         let f = format!("{field}.{name}");
@@ -227,9 +256,9 @@ mod tests {
     fn reserved_headers_cannot_be_set() {
         let mut h = BTreeMap::new();
         h.insert("X-Team".to_string(), "a".to_string());
-        assert!(headers("headers", &h).is_ok());
+        assert!(headers("headers", &h, MAX_HEADERS).is_ok());
         h.insert("Webhook-Signature".to_string(), "forged".to_string());
-        let e = headers("headers", &h).unwrap_err();
+        let e = headers("headers", &h, MAX_HEADERS).unwrap_err();
         assert_eq!(e.field, "headers.Webhook-Signature");
     }
 
@@ -247,8 +276,8 @@ mod tests {
 
     #[test]
     fn topic_lists_name_the_bad_pattern() {
-        let e = topics("topics", &["ok".into(), "bad pattern".into()]).unwrap_err();
+        let e = topics("topics", &["ok".into(), "bad pattern".into()], MAX_TOPICS).unwrap_err();
         assert_eq!(e.field, "topics[1]");
-        assert!(topics("topics", &[]).is_err());
+        assert!(topics("topics", &[], MAX_TOPICS).is_err());
     }
 }

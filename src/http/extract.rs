@@ -74,11 +74,13 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 }
 
 /// For endpoints whose body is optional: an empty body means all defaults.
+/// An optional body: empty or JSON `null` (how the OpenAPI document's optional body reads to
+/// generated clients) mean the defaults.
 pub fn parse_optional_json<T: DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         Ok(T::default())
     } else {
-        parse_json(bytes)
+        parse_json::<Option<T>>(bytes).map(Option::unwrap_or_default)
     }
 }
 

@@ -3,18 +3,27 @@
 //! A client that opens a connection and sends its request headers one byte a minute
 //! (slowloris) would hold a connection forever under `axum::serve`. Here each connection gets a
 //! header-read timeout, and idle keep-alive connections are closed. Bodies are bounded by the
-//! body-size limits; long polls and streams (which are legitimately slow) are not cut off.
+//! body-size limits and must arrive within a body-read timeout (a client trickling its body is
+//! answered 408); long polls and streams (which are legitimately slow) are not cut off.
 //!
 //! Shutdown: when `stop` resolves, the listener is dropped (no new connections), every open
 //! connection is asked to finish its current request and close, and this returns once they have.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::ConnectInfo;
-use hyper::body::Incoming;
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Request};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -22,13 +31,125 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
-/// Serves `app` until `stop`; a client gets `header_read_timeout` to send its request headers.
+use crate::http::error::ApiError;
+
+/// What one connection may cost the server before it is cut off.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLimits {
+    /// How long a client has to send its request headers (slowloris).
+    pub header_read_timeout: Duration,
+    /// Most request headers; hyper answers 431 above it.
+    pub max_headers: usize,
+    /// Largest read buffer, which bounds the request head; hyper answers 431 above it.
+    pub max_header_bytes: usize,
+    /// The largest body any route accepts: a `Content-Length` above it is answered 413 at
+    /// once, before the body is waited for.
+    pub max_body_bytes: usize,
+    /// How long a client has, after its headers, to send the whole request body (the slow
+    /// body variant of slowloris). Responses are not bounded: long polls and streams may
+    /// legitimately last minutes.
+    pub body_read_timeout: Duration,
+}
+
+/// Puts a deadline on reading the request body: the body ends with an error once `timeout`
+/// has passed since the headers, and when that happened the handler's answer (whatever its
+/// extractor made of the error) is replaced by a 408 problem+json, and the connection closed.
+async fn body_deadline(limits: ServerLimits, req: Request, next: Next) -> Response {
+    if req.body().is_end_stream() {
+        return next.run(req).await;
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
+        return closing(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "the request body is larger than the server accepts",
+        ));
+    }
+    let timeout = limits.body_read_timeout;
+    let expired = Arc::new(AtomicBool::new(false));
+    let req = req.map(|inner| {
+        Body::new(DeadlineBody {
+            inner,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+            expired: expired.clone(),
+        })
+    });
+    let response = next.run(req).await;
+    if !expired.load(Ordering::SeqCst) {
+        return response;
+    }
+    closing(ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+        format!(
+            "the request body did not arrive within {} s",
+            timeout.as_secs_f64()
+        ),
+    ))
+}
+
+/// The problem, on a connection that closes after it: the rest of the body is never read.
+fn closing(problem: ApiError) -> Response {
+    let mut r = problem.into_response();
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+/// A request body that fails once its deadline passes. It keeps the inner body's size hint,
+/// so a `Content-Length` above the body limit is still refused before anything is read.
+struct DeadlineBody {
+    inner: Body,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    expired: Arc<AtomicBool>,
+}
+
+impl HttpBody for DeadlineBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = self.get_mut();
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        if this.deadline.as_mut().poll(cx).is_ready() {
+            this.expired.store(true, Ordering::SeqCst);
+            return Poll::Ready(Some(Err(axum::Error::new(SlowBody))));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive in time")]
+struct SlowBody;
+
+/// Serves `app` until `stop`, each connection within `limits`.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
-    header_read_timeout: Duration,
+    limits: ServerLimits,
     stop: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let app = app.layer(axum::middleware::from_fn(
+        move |req: Request, next: Next| body_deadline(limits, req, next),
+    ));
     let graceful = GracefulShutdown::new();
     let mut stop = std::pin::pin!(stop);
     loop {
@@ -57,7 +178,9 @@ pub async fn serve(
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(header_read_timeout)
+            .header_read_timeout(limits.header_read_timeout)
+            .max_headers(limits.max_headers)
+            .max_buf_size(limits.max_header_bytes)
             .keep_alive(true);
         let conn = builder.serve_connection_with_upgrades(
             TokioIo::new(stream),

@@ -1654,4 +1654,134 @@ mod tests {
             "timestamp is more than 300 s away from the current time"
         );
     }
+
+    /// The parsers behind every scheme take headers, queries and bodies from strangers on
+    /// the internet: whatever arrives, they answer (no panic), and they accept only what the
+    /// secret signed.
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+        /// Every scheme, with the headers its parser reads.
+        fn schemes() -> Vec<(Verification, &'static [&'static str])> {
+            vec![
+                (
+                    Verification::StandardWebhooks {
+                        secret: SECRET.into(),
+                    },
+                    &[
+                        "webhook-id",
+                        "webhook-timestamp",
+                        "webhook-signature",
+                        "svix-id",
+                        "svix-timestamp",
+                        "svix-signature",
+                    ],
+                ),
+                (
+                    Verification::Github {
+                        secret: "gh".into(),
+                    },
+                    &["x-hub-signature-256"],
+                ),
+                (
+                    Verification::Stripe {
+                        secret: "whsec_s".into(),
+                    },
+                    &["stripe-signature"],
+                ),
+                (
+                    Verification::Shopify {
+                        secret: "sh".into(),
+                    },
+                    &["x-shopify-hmac-sha256"],
+                ),
+                (
+                    Verification::Slack {
+                        secret: "sl".into(),
+                    },
+                    &["x-slack-signature", "x-slack-request-timestamp"],
+                ),
+                (generic_named("gen", "X-Sig"), &["x-sig"]),
+                (
+                    Verification::Token {
+                        token: "tok".into(),
+                    },
+                    &["authorization"],
+                ),
+                (
+                    Verification::A2a {
+                        token: "a2a".into(),
+                    },
+                    &["x-a2a-notification-token", "authorization"],
+                ),
+            ]
+        }
+
+        /// Header values as attackers write them: near-misses of real formats and noise.
+        fn header_value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                ".{0,80}",
+                "(v1|v0|sha256|t)[=,][A-Za-z0-9+/=]{0,64}",
+                "t=[0-9]{0,12},v1=[0-9a-f]{0,64}(,v1=[0-9a-f]{0,64})?",
+                "[0-9]{0,20}",
+                "Bearer .{0,20}",
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn arbitrary_requests_are_answered_and_never_accepted(
+                values in proptest::collection::vec(header_value(), 6),
+                query in proptest::option::of(".{0,40}"),
+                body in proptest::collection::vec(any::<u8>(), 0..200),
+                now in 0i64..4_000_000_000,
+            ) {
+                for (v, names) in schemes() {
+                    let h: Vec<(String, String)> = names
+                        .iter()
+                        .zip(&values)
+                        .map(|(n, val)| (n.to_string(), val.clone()))
+                        .collect();
+                    let r = verify(&v, &Request { headers: &h, query: query.as_deref(), body: &body, now_unix: now });
+                    prop_assert!(r.is_err(), "{v:?} accepted {h:?}");
+                }
+            }
+
+            #[test]
+            fn a_signed_standard_webhooks_request_is_accepted_and_any_change_refused(
+                id in "[a-z0-9_]{1,30}",
+                body in proptest::collection::vec(any::<u8>(), 1..200),
+                skew in -TOLERANCE_SECS..=TOLERANCE_SECS,
+                flip in any::<prop::sample::Index>(),
+            ) {
+                let ts = NOW + skew;
+                let sig = crate::domain::signature::sign(SECRET, &id, ts, &body).unwrap();
+                let v = Verification::StandardWebhooks { secret: SECRET.into() };
+                let h = headers(&[("webhook-id", &id), ("webhook-timestamp", &ts.to_string()),
+                                  ("webhook-signature", &sig)]);
+                prop_assert!(run(&v, &h, &body, NOW).is_ok());
+                let mut changed = body.clone();
+                changed[flip.index(body.len())] ^= 0x20;
+                prop_assert_eq!(run(&v, &h, &changed, NOW), Err(VerifyError::SignatureMismatch));
+            }
+
+            #[test]
+            fn a_signed_stripe_request_is_accepted_and_a_changed_body_refused(
+                body in proptest::collection::vec(any::<u8>(), 1..200),
+                flip in any::<prop::sample::Index>(),
+            ) {
+                let ts = NOW.to_string();
+                let sig = sign_hex("whsec_s", &[ts.as_bytes(), b".", &body]);
+                let v = Verification::Stripe { secret: "whsec_s".into() };
+                let h = headers(&[("stripe-signature", &format!("t={ts},v1={sig}"))]);
+                prop_assert!(run(&v, &h, &body, NOW).is_ok());
+                let mut changed = body.clone();
+                changed[flip.index(body.len())] ^= 0x01;
+                prop_assert_eq!(run(&v, &h, &changed, NOW), Err(VerifyError::SignatureMismatch));
+            }
+        }
+    }
 }

@@ -98,6 +98,7 @@ pub struct CreateCallbackEndpoint {
 #[serde(deny_unknown_fields)]
 pub struct VerificationRequest {
     /// `none`, `token`, `standard_webhooks`, `github`, `stripe`, `shopify`, `slack`, `hmac`, `a2a`.
+    #[schema(pattern = "^(none|token|standard_webhooks|github|stripe|shopify|slack|hmac|a2a)$")]
     pub scheme: String,
     pub secret: Option<String>,
     pub token: Option<String>,

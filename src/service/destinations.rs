@@ -26,7 +26,9 @@ pub struct CreateDestination {
     pub url: String,
     #[serde(default)]
     pub description: Option<String>,
-    /// Topic patterns: exact (`job.completed`), `*`, or with `*` segments (`job.*`).
+    /// Topic patterns: exact (`job.completed`), `*`, or with `*` segments (`job.*`); 1 to
+    /// `max_topics_per_destination` (default 100).
+    #[schema(min_items = 1, max_items = 100)]
     pub topics: Vec<String>,
     /// A JSON-match filter over `{topic, metadata, data}`.
     #[serde(default)]
@@ -38,6 +40,7 @@ pub struct CreateDestination {
     pub options: DestinationOptions,
     /// A `whsec_` signing secret to use; generated when omitted.
     #[serde(default)]
+    #[schema(pattern = "^whsec_[A-Za-z0-9+/]+={0,2}$")]
     pub secret: Option<String>,
 }
 
@@ -90,11 +93,12 @@ impl Herald {
         Ok(())
     }
 
-    fn check_filter(filter: &Option<Value>) -> Result<()> {
+    fn check_filter(&self, filter: &Option<Value>) -> Result<()> {
         if let Some(f) = filter
             && !f.is_null()
         {
-            Filter::parse(f).map_err(|e| Invalid::new(format!("filter.{}", e.path), e.message))?;
+            Filter::parse_with(f, self.limits.filter)
+                .map_err(|e| Invalid::new(format!("filter.{}", e.path), e.message))?;
         }
         Ok(())
     }
@@ -108,9 +112,9 @@ impl Herald {
         Self::check_tenant(scope, tenant_id)?;
         self.check_url("url", &req.url)?;
         validate::description("description", &req.description)?;
-        validate::topics("topics", &req.topics)?;
-        Self::check_filter(&req.filter)?;
-        validate::headers("headers", &req.headers)?;
+        validate::topics("topics", &req.topics, self.limits.max_topics)?;
+        self.check_filter(&req.filter)?;
+        validate::headers("headers", &req.headers, self.limits.max_headers)?;
         validate::options("options", &req.options)?;
         let secret = match req.secret {
             Some(s) => {
@@ -140,7 +144,9 @@ impl Herald {
             created_at: now,
             updated_at: now,
         };
-        self.store.insert_destination(&d).await?;
+        self.store
+            .insert_destination(&d, self.limits.max_destinations_per_tenant)
+            .await?;
         Ok(CreatedDestination {
             destination: d,
             secret,
@@ -200,16 +206,16 @@ impl Herald {
             validate::description("description", &d.description)?;
         }
         if let Some(topics) = req.topics {
-            validate::topics("topics", &topics)?;
+            validate::topics("topics", &topics, self.limits.max_topics)?;
             d.topics = topics;
         }
         if let Some(filter) = req.filter {
             let filter = Some(filter).filter(|f| !f.is_null());
-            Self::check_filter(&filter)?;
+            self.check_filter(&filter)?;
             d.filter = filter;
         }
         if let Some(headers) = req.headers {
-            validate::headers("headers", &headers)?;
+            validate::headers("headers", &headers, self.limits.max_headers)?;
             d.headers = headers;
         }
         if let Some(options) = req.options {
@@ -277,6 +283,7 @@ pub const MAX_ROTATION_OVERLAP_SECS: u64 = 30 * 24 * 3600;
 pub struct RotateSecret {
     /// The new `whsec_` secret; generated when omitted.
     #[serde(default)]
+    #[schema(pattern = "^whsec_[A-Za-z0-9+/]+={0,2}$")]
     pub secret: Option<String>,
     /// How long the previous secret keeps signing (default 24 h, 0 = stop at once).
     #[serde(default)]

@@ -7,13 +7,15 @@ use super::callbacks::{DEFAULT_REPLY_TTL_SECS, MAX_TTL_SECS, new_slug};
 use super::{Herald, Result, ServiceError, page_limit};
 use crate::domain::ids::{Kind, new_id};
 use crate::domain::model::{Event, Page};
-use crate::domain::validate::{self, Invalid, MAX_BATCH, MAX_EVENT_BYTES};
+use crate::domain::validate::{self, Invalid};
 use crate::store::{NewEvent, NewReplyChannel, Published, Scope};
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct PublishRequest {
+    #[schema(pattern = r"^[A-Za-z0-9_.:-]{1,64}$")]
     pub tenant_id: String,
     /// Dot-separated, e.g. `job.completed`.
+    #[schema(pattern = r"^[A-Za-z0-9_:/-]+(\.[A-Za-z0-9_:/-]+)*$", max_length = 255)]
     pub topic: String,
     /// Any JSON; delivered byte for byte.
     #[schema(value_type = Object)]
@@ -44,6 +46,8 @@ pub struct ReplyRequest {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct PublishBatch {
+    /// 1 to `max_batch_size` (default 1000) events.
+    #[schema(min_items = 1, max_items = 1000)]
     pub events: Vec<PublishRequest>,
 }
 
@@ -70,12 +74,11 @@ impl Herald {
             return Err(Invalid::new(f("metadata"), "must be an object").into());
         }
         let size = req.data.get().len() + metadata.to_string().len();
-        if size > MAX_EVENT_BYTES {
+        let max = self.limits.max_event_bytes;
+        if size > max {
             return Err(ServiceError::TooLarge {
                 field: f("data"),
-                message: format!(
-                    "data and metadata must be at most {MAX_EVENT_BYTES} bytes together"
-                ),
+                message: format!("data and metadata must be at most {max} bytes together"),
             });
         }
         let key = match (key_header, req.id) {
@@ -140,8 +143,9 @@ impl Herald {
         scope: Scope<'_>,
         batch: PublishBatch,
     ) -> Result<Vec<Published>> {
-        if batch.events.is_empty() || batch.events.len() > MAX_BATCH {
-            return Err(Invalid::new("events", format!("must hold 1-{MAX_BATCH} events")).into());
+        let max = self.limits.max_batch;
+        if batch.events.is_empty() || batch.events.len() > max {
+            return Err(Invalid::new("events", format!("must hold 1-{max} events")).into());
         }
         let mut events = Vec::with_capacity(batch.events.len());
         for (i, req) in batch.events.into_iter().enumerate() {

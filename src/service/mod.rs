@@ -28,7 +28,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use crate::domain::time::Clock;
-use crate::domain::validate::Invalid;
+use crate::domain::validate::{Invalid, Limits};
 use crate::inbound::ratelimit::RateLimiter;
 use crate::inbound::waiters::Waiters;
 use crate::outbound::ssrf::Policy;
@@ -86,6 +86,8 @@ pub struct Herald {
     pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
     /// Tenant portal: link and session lifetimes.
     pub portal: Arc<portal::PortalSettings>,
+    /// The input limits the operator configured.
+    pub limits: Limits,
 }
 
 impl Herald {
@@ -105,7 +107,14 @@ impl Herald {
             waiters: Arc::new(Waiters::new()),
             stopping: Arc::new(tokio::sync::watch::channel(false).0),
             portal: Arc::default(),
+            limits: Limits::default(),
         }
+    }
+
+    /// Replaces the input limits.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Ends every wait and stream in progress (shutdown).

@@ -101,7 +101,7 @@ impl Herald {
                     created_at: now,
                     updated_at: now,
                 };
-                self.store.insert_destination(&d).await?;
+                self.store.insert_destination(&d, 0).await?;
             }
         }
         Ok(generated)

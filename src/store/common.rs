@@ -68,6 +68,36 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            async fn seal_at_rest(&self, now: Millis) -> Result<u64> {
+                use $crate::store::seal::{SealError, SEALED_COLUMNS};
+                let current = self.keys.current_id();
+                // Check and record under one lock: of two nodes with different keys starting
+                // at once, the second sees the first's key and refuses, having written nothing.
+                let mut tx = self.write.begin().await?;
+                Self::keys_lock(&mut tx).await?;
+                let recorded: Vec<String> = sqlx::query_scalar("SELECT key_id FROM encryption_keys ORDER BY key_id")
+                    .fetch_all(&mut *tx).await?;
+                if let Some(unknown) = recorded.into_iter().find(|k| !self.keys.knows(k)) {
+                    return Err(SealError::UnknownKey { column: "this database".into(), key_id: unknown }.into());
+                }
+                sqlx::query("INSERT INTO encryption_keys (key_id, first_used_at) VALUES ($1, $2) \
+                    ON CONFLICT (key_id) DO NOTHING")
+                    .bind(current).bind(now).execute(&mut *tx).await?;
+                tx.commit().await?;
+                let mut sealed = 0;
+                for column in SEALED_COLUMNS {
+                    sealed += self.reseal_column(*column).await?;
+                }
+                // Every value is now under the current key: the database no longer needs the
+                // others, and a node that has only the current key may start.
+                sqlx::query("DELETE FROM encryption_keys WHERE key_id <> $1")
+                    .bind(current).execute(&self.write).await?;
+                if sealed > 0 {
+                    self.scrub_replaced_values().await?;
+                }
+                Ok(sealed)
+            }
+
             async fn insert_token(&self, id: &str, hash: &str, tenant_id: Option<&str>, now: Millis) -> Result<()> {
                 sqlx::query("INSERT INTO api_tokens (id, token_hash, tenant_id, created_at) VALUES ($1, $2, $3, $4)")
                     .bind(id).bind(hash).bind(tenant_id).bind(now)
@@ -123,12 +153,23 @@ macro_rules! impl_store {
                 Ok(r.rows_affected() > 0)
             }
 
-            async fn insert_destination(&self, d: &Destination) -> Result<()> {
+            async fn insert_destination(&self, d: &Destination, max_per_tenant: u32) -> Result<()> {
                 let mut tx = self.write.begin().await?;
-                let tenant: Option<String> = sqlx::query_scalar("SELECT id FROM tenants WHERE id = $1")
-                    .bind(&d.tenant_id).fetch_optional(&mut *tx).await?;
-                if tenant.is_none() {
+                // A no-op update: it finds the tenant and takes its row lock (Postgres; SQLite
+                // has one writer), which serializes this tenant's creates for the count below.
+                let tenant = sqlx::query("UPDATE tenants SET updated_at = updated_at WHERE id = $1")
+                    .bind(&d.tenant_id).execute(&mut *tx).await?;
+                if tenant.rows_affected() == 0 {
                     return Err(StoreError::NotFound("tenant"));
+                }
+                if max_per_tenant > 0 {
+                    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM destinations WHERE tenant_id = $1")
+                        .bind(&d.tenant_id).fetch_one(&mut *tx).await?;
+                    if n >= i64::from(max_per_tenant) {
+                        return Err(StoreError::Conflict(format!(
+                            "tenant `{}` already has {n} destinations, the most allowed \
+                             (max_destinations_per_tenant = {max_per_tenant})", d.tenant_id)));
+                    }
                 }
                 let (max_in_flight, rate_limit, fifo) = rows::limits(&d.options);
                 sqlx::query(concat!("INSERT INTO destinations (", destination_cols!(),
@@ -136,7 +177,7 @@ macro_rules! impl_store {
                     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"))
                     .bind(&d.id).bind(&d.tenant_id).bind(d.kind.as_str()).bind(&d.url).bind(&d.description)
                     .bind(rows::to_json(&d.topics)).bind(d.filter.as_ref().map(rows::to_json))
-                    .bind(rows::to_json(&d.headers)).bind(rows::to_json(&d.options)).bind(rows::to_json(&d.secrets))
+                    .bind(rows::sealed_json(&self.keys, $crate::store::seal::DESTINATION_HEADERS, &d.id, &d.headers)).bind(rows::to_json(&d.options)).bind(rows::sealed_json(&self.keys, $crate::store::seal::DESTINATION_SECRETS, &d.id, &d.secrets))
                     .bind(d.enabled).bind(&d.disabled_reason).bind(d.disabled_at).bind(d.created_at).bind(d.updated_at)
                     .bind(max_in_flight).bind(rate_limit).bind(fifo)
                     .execute(&mut *tx).await?;
@@ -148,7 +189,7 @@ macro_rules! impl_store {
                 sqlx::query_as::<_, rows::DestinationRow>(concat!(
                     "SELECT ", destination_cols!(), " FROM destinations WHERE id = $1 AND tenant_id = $2"))
                     .bind(id).bind(tenant_id).fetch_optional(&self.read).await?
-                    .map(Destination::try_from).transpose()
+                    .map(|r| r.open(&self.keys)).transpose()
             }
 
             async fn list_destinations(&self, tenant_id: &str, after: Option<&str>, limit: u32) -> Result<Vec<Destination>> {
@@ -157,7 +198,7 @@ macro_rules! impl_store {
                      WHERE tenant_id = $1 AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3"))
                     .bind(tenant_id).bind(after).bind(limit as i64)
                     .fetch_all(&self.read).await?
-                    .into_iter().map(Destination::try_from).collect()
+                    .into_iter().map(|r| r.open(&self.keys)).collect()
             }
 
             async fn update_destination(&self, d: &Destination) -> Result<bool> {
@@ -167,7 +208,7 @@ macro_rules! impl_store {
                     updated_at = $13, max_in_flight = $14, rate_limit = $15, fifo = $16 WHERE id = $1 AND tenant_id = $2")
                     .bind(&d.id).bind(&d.tenant_id).bind(&d.url).bind(&d.description)
                     .bind(rows::to_json(&d.topics)).bind(d.filter.as_ref().map(rows::to_json))
-                    .bind(rows::to_json(&d.headers)).bind(rows::to_json(&d.options)).bind(rows::to_json(&d.secrets))
+                    .bind(rows::sealed_json(&self.keys, $crate::store::seal::DESTINATION_HEADERS, &d.id, &d.headers)).bind(rows::to_json(&d.options)).bind(rows::sealed_json(&self.keys, $crate::store::seal::DESTINATION_SECRETS, &d.id, &d.secrets))
                     .bind(d.enabled).bind(&d.disabled_reason).bind(d.disabled_at).bind(d.updated_at)
                     .bind(max_in_flight).bind(rate_limit).bind(fifo)
                     .execute(&self.write).await?;
@@ -228,7 +269,7 @@ macro_rules! impl_store {
                         let ds = sqlx::query_as::<_, rows::DestinationRow>(concat!(
                             "SELECT ", destination_cols!(), " FROM destinations WHERE tenant_id = $1 ORDER BY id"))
                             .bind(&ev.tenant_id).fetch_all(&mut *tx).await?
-                            .into_iter().map(Destination::try_from).collect::<Result<Vec<_>>>()?;
+                            .into_iter().map(|r| r.open(&self.keys)).collect::<Result<Vec<_>>>()?;
                         destinations.insert(ev.tenant_id.as_str(), ds);
                     }
                     let ds = &destinations[ev.tenant_id.as_str()];
@@ -278,7 +319,7 @@ macro_rules! impl_store {
                             VALUES ($1, $2, $3, $4, $5, '{}', $6, 0, 0, 0, 0, $7, $8)"))
                             .bind(&r.endpoint_id).bind(&r.slug).bind(&ev.tenant_id)
                             .bind(format!("reply channel of {}", ev.id))
-                            .bind(rows::to_json(&$crate::inbound::verify::Verification::None))
+                            .bind(rows::sealed_json(&self.keys, $crate::store::seal::ENDPOINT_VERIFICATION, &r.endpoint_id, &$crate::inbound::verify::Verification::None))
                             .bind(&ev.id).bind(r.expires_at).bind(now)
                             .execute(&mut *tx).await?;
                     }
@@ -623,7 +664,7 @@ macro_rules! impl_store {
                 sqlx::query(concat!("INSERT INTO callback_endpoints (", callback_endpoint_cols!(), ") \
                     VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 0, 0, 0, $8, $9)"))
                     .bind(&e.id).bind(&e.slug).bind(&e.tenant_id).bind(&e.label)
-                    .bind(rows::to_json(&e.verification)).bind(rows::to_json(&e.metadata))
+                    .bind(rows::sealed_json(&self.keys, $crate::store::seal::ENDPOINT_VERIFICATION, &e.id, &e.verification)).bind(rows::to_json(&e.metadata))
                     .bind(&e.event_id).bind(e.expires_at).bind(e.created_at)
                     .execute(&mut *tx).await?;
                 tx.commit().await?;
@@ -635,14 +676,14 @@ macro_rules! impl_store {
                     "SELECT ", callback_endpoint_cols!(), " FROM callback_endpoints \
                      WHERE id = $1 AND ($2 IS NULL OR tenant_id = $2)"))
                     .bind(id).bind(scope.tenant()).fetch_optional(&self.read).await?
-                    .map(CallbackEndpoint::try_from).transpose()
+                    .map(|r| r.open(&self.keys)).transpose()
             }
 
             async fn find_callback_endpoint(&self, slug: &str) -> Result<Option<CallbackEndpoint>> {
                 sqlx::query_as::<_, rows::CallbackEndpointRow>(concat!(
                     "SELECT ", callback_endpoint_cols!(), " FROM callback_endpoints WHERE slug = $1"))
                     .bind(slug).fetch_optional(&self.read).await?
-                    .map(CallbackEndpoint::try_from).transpose()
+                    .map(|r| r.open(&self.keys)).transpose()
             }
 
             async fn reply_endpoint_of(&self, scope: Scope<'_>, event_id: &str) -> Result<Option<CallbackEndpoint>> {
@@ -650,7 +691,7 @@ macro_rules! impl_store {
                     "SELECT ", callback_endpoint_cols!(), " FROM callback_endpoints \
                      WHERE event_id = $1 AND ($2 IS NULL OR tenant_id = $2)"))
                     .bind(event_id).bind(scope.tenant()).fetch_optional(&self.read).await?
-                    .map(CallbackEndpoint::try_from).transpose()
+                    .map(|r| r.open(&self.keys)).transpose()
             }
 
             async fn list_callback_endpoints(&self, scope: Scope<'_>, after: Option<&str>, limit: u32) -> Result<Vec<CallbackEndpoint>> {
@@ -659,7 +700,7 @@ macro_rules! impl_store {
                      WHERE ($1 IS NULL OR tenant_id = $1) AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3"))
                     .bind(scope.tenant()).bind(after).bind(limit as i64)
                     .fetch_all(&self.read).await?
-                    .into_iter().map(CallbackEndpoint::try_from).collect()
+                    .into_iter().map(|r| r.open(&self.keys)).collect()
             }
 
             async fn delete_callback_endpoint(&self, scope: Scope<'_>, id: &str) -> Result<bool> {
@@ -875,6 +916,35 @@ macro_rules! impl_store {
         }
 
         impl $store {
+            /// Seals (or re-seals under the current key) every value of `column` that needs
+            /// it, a page at a time. Each update names the value it replaces, so a node doing
+            /// the same at the same moment, or a concurrent write, is never overwritten.
+            async fn reseal_column(&self, column: $crate::store::seal::Column) -> Result<u64> {
+                let current = format!("{}{}:%", $crate::store::seal::PREFIX, self.keys.current_id());
+                let select = format!(
+                    "SELECT {id}, {col} FROM {table} WHERE {col} IS NOT NULL AND {col} NOT LIKE $1 \
+                     AND {id} > $2 ORDER BY {id} LIMIT 500",
+                    id = column.id, col = column.name, table = column.table);
+                let update = format!("UPDATE {table} SET {col} = $1 WHERE {id} = $2 AND {col} = $3",
+                    id = column.id, col = column.name, table = column.table);
+                let mut after = String::new();
+                let mut sealed = 0;
+                loop {
+                    let page: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(select.clone()))
+                        .bind(&current).bind(&after).fetch_all(&self.write).await?;
+                    let Some((last, _)) = page.last() else { break };
+                    after = last.clone();
+                    for (id, stored) in &page {
+                        if let Some(value) = self.keys.reseal(column, id, stored)? {
+                            sealed += sqlx::query(sqlx::AssertSqlSafe(update.clone()))
+                                .bind(value).bind(id).bind(stored)
+                                .execute(&self.write).await?.rows_affected();
+                        }
+                    }
+                }
+                Ok(sealed)
+            }
+
             /// One outcome, inside the caller's transaction (see `Store::finish_batch`).
             async fn finish_in_tx(
                 tx: &mut sqlx::Transaction<'_, <$store as $crate::store::common::HasDb>::Db>,

@@ -10,6 +10,7 @@
 mod common;
 pub mod postgres;
 mod rows;
+pub mod seal;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -33,6 +34,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A sealed credential cannot be opened (unknown key, altered value).
+    #[error("encryption at rest: {0}")]
+    Sealed(#[from] seal::SealError),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -188,6 +192,14 @@ pub trait Store: Send + Sync + 'static {
     async fn migrate(&self) -> Result<()>;
     async fn ping(&self) -> Result<()>;
 
+    /// The start-up step of encryption at rest (after `migrate`): seals every clear value of
+    /// [`seal::SEALED_COLUMNS`] and re-seals those under an old key with the current one, so
+    /// a rotation completes and old keys can be retired. Records the current key's id and
+    /// refuses, with [`StoreError::Sealed`], when the database holds a key id this node does
+    /// not have — a second node started with its own generated key is stopped at once
+    /// instead of writing secrets the others cannot read. Returns how many values it sealed.
+    async fn seal_at_rest(&self, now: Millis) -> Result<u64>;
+
     // --- API tokens -------------------------------------------------------------------------
     async fn insert_token(
         &self,
@@ -213,8 +225,10 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_tenant(&self, id: &str) -> Result<bool>;
 
     // --- Destinations -----------------------------------------------------------------------
-    /// `NotFound("tenant")` when the tenant does not exist.
-    async fn insert_destination(&self, d: &Destination) -> Result<()>;
+    /// `NotFound("tenant")` when the tenant does not exist; `Conflict` when it already has
+    /// `max_per_tenant` destinations (0: no limit) — counted under the tenant's row lock, so
+    /// concurrent creates cannot overshoot.
+    async fn insert_destination(&self, d: &Destination, max_per_tenant: u32) -> Result<()>;
     async fn get_destination(&self, tenant_id: &str, id: &str) -> Result<Option<Destination>>;
     async fn list_destinations(
         &self,
@@ -412,15 +426,19 @@ pub enum LinkRedemption {
     Unknown,
 }
 
-/// Opens the store a database URL names: `sqlite://…` or `postgres://…`.
-pub async fn connect(url: &str) -> Result<std::sync::Arc<dyn Store>> {
+/// Opens the store a database URL names: `sqlite://…` or `postgres://…`. Credentials are
+/// sealed with `keys` on the way in and opened on the way out ([`seal`]).
+pub async fn connect(
+    url: &str,
+    keys: std::sync::Arc<seal::Keyring>,
+) -> Result<std::sync::Arc<dyn Store>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(std::sync::Arc::new(
-            postgres::PostgresStore::connect(url).await?,
+            postgres::PostgresStore::connect(url, keys).await?,
         ))
     } else {
         Ok(std::sync::Arc::new(
-            sqlite::SqliteStore::connect(url).await?,
+            sqlite::SqliteStore::connect(url, keys).await?,
         ))
     }
 }

@@ -3,6 +3,7 @@
 
 use serde_json::value::RawValue;
 
+use super::seal::{self, Keyring};
 use super::{Claimed, StoreError, TokenRecord};
 use crate::domain::model::{
     Attempt, Delivery, Destination, DestinationKind, DestinationOptions, Event, Tenant,
@@ -17,6 +18,16 @@ fn json<T: serde::de::DeserializeOwned>(col: &str, s: &str) -> Result<T, StoreEr
 
 pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("plain data serializes")
+}
+
+/// `v` as JSON, sealed for `column` of row `id` (see [`seal`]).
+pub(crate) fn sealed_json<T: serde::Serialize>(
+    keys: &Keyring,
+    column: seal::Column,
+    id: &str,
+    v: &T,
+) -> String {
+    keys.seal(column, id, &to_json(v))
 }
 
 /// A concurrent publish with the same idempotency key won the race: say so, so the caller can
@@ -97,9 +108,12 @@ pub(crate) struct DestinationRow {
     pub updated_at: i64,
 }
 
-impl TryFrom<DestinationRow> for Destination {
-    type Error = StoreError;
-    fn try_from(r: DestinationRow) -> Result<Self, StoreError> {
+impl DestinationRow {
+    /// The destination, its signing secrets opened with `keys`.
+    pub fn open(self, keys: &Keyring) -> Result<Destination, StoreError> {
+        let r = self;
+        let secrets = keys.open(seal::DESTINATION_SECRETS, &r.id, &r.secrets)?;
+        let headers = keys.open(seal::DESTINATION_HEADERS, &r.id, &r.headers)?;
         Ok(Destination {
             kind: DestinationKind::parse(&r.kind)
                 .ok_or_else(|| StoreError::Corrupt(format!("kind: {}", r.kind)))?,
@@ -109,9 +123,9 @@ impl TryFrom<DestinationRow> for Destination {
             description: r.description,
             topics: json("topics", &r.topics)?,
             filter: r.filter.as_deref().map(|f| json("filter", f)).transpose()?,
-            headers: json("headers", &r.headers)?,
+            headers: json("headers", &headers)?,
             options: json::<DestinationOptions>("options", &r.options)?,
-            secrets: json("secrets", &r.secrets)?,
+            secrets: json("secrets", &secrets)?,
             enabled: r.enabled,
             disabled_reason: r.disabled_reason,
             disabled_at: r.disabled_at,
@@ -286,29 +300,33 @@ macro_rules! claim_destination_cols {
 }
 pub(crate) use claim_destination_cols;
 
-impl TryFrom<ClaimRow> for Claimed {
-    type Error = StoreError;
-    fn try_from(r: ClaimRow) -> Result<Self, StoreError> {
+impl ClaimRow {
+    /// The claimed delivery, its destination's secrets opened with `keys`.
+    pub fn open(self, keys: &Keyring) -> Result<Claimed, StoreError> {
+        let r = self;
         let d = r.destination;
         let destination = match d.d_id {
             None => None,
-            Some(id) => Some(Destination::try_from(DestinationRow {
-                id,
-                tenant_id: r.tenant_id.clone(),
-                kind: d.d_kind.unwrap_or_default(),
-                url: d.d_url,
-                description: d.d_description,
-                topics: d.d_topics.unwrap_or_default(),
-                filter: d.d_filter,
-                headers: d.d_headers.unwrap_or_default(),
-                options: d.d_options.unwrap_or_default(),
-                secrets: d.d_secrets.unwrap_or_default(),
-                enabled: d.d_enabled.unwrap_or(false),
-                disabled_reason: d.d_disabled_reason,
-                disabled_at: d.d_disabled_at,
-                created_at: d.d_created_at.unwrap_or_default(),
-                updated_at: d.d_updated_at.unwrap_or_default(),
-            })?),
+            Some(id) => Some(
+                DestinationRow {
+                    id,
+                    tenant_id: r.tenant_id.clone(),
+                    kind: d.d_kind.unwrap_or_default(),
+                    url: d.d_url,
+                    description: d.d_description,
+                    topics: d.d_topics.unwrap_or_default(),
+                    filter: d.d_filter,
+                    headers: d.d_headers.unwrap_or_default(),
+                    options: d.d_options.unwrap_or_default(),
+                    secrets: d.d_secrets.unwrap_or_default(),
+                    enabled: d.d_enabled.unwrap_or(false),
+                    disabled_reason: d.d_disabled_reason,
+                    disabled_at: d.d_disabled_at,
+                    created_at: d.d_created_at.unwrap_or_default(),
+                    updated_at: d.d_updated_at.unwrap_or_default(),
+                }
+                .open(keys)?,
+            ),
         };
         Ok(Claimed {
             delivery_id: r.delivery_id,
@@ -347,15 +365,17 @@ pub(crate) struct CallbackEndpointRow {
     pub created_at: i64,
 }
 
-impl TryFrom<CallbackEndpointRow> for CallbackEndpoint {
-    type Error = StoreError;
-    fn try_from(r: CallbackEndpointRow) -> Result<Self, StoreError> {
+impl CallbackEndpointRow {
+    /// The endpoint, its verification secret opened with `keys`.
+    pub fn open(self, keys: &Keyring) -> Result<CallbackEndpoint, StoreError> {
+        let r = self;
+        let verification = keys.open(seal::ENDPOINT_VERIFICATION, &r.id, &r.verification)?;
         Ok(CallbackEndpoint {
             id: r.id,
             slug: r.slug,
             tenant_id: r.tenant_id,
             label: r.label,
-            verification: json("verification", &r.verification)?,
+            verification: json("verification", &verification)?,
             metadata: json("metadata", &r.metadata)?,
             event_id: r.event_id,
             last_cursor: r.last_cursor,

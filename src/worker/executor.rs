@@ -222,7 +222,7 @@ impl Executor {
             status_code: result.status_code,
             error_kind: result.error_kind,
             error: result.error.clone(),
-            request_headers: headers.into_iter().collect::<BTreeMap<_, _>>(),
+            request_headers: logged_headers(d, headers),
             response_headers: result.response_headers,
             response_body: result.response_body,
         };
@@ -269,6 +269,22 @@ pub fn build_body(c: &Claimed, format: PayloadFormat, reply_url: Option<&str>) -
 }
 
 /// The request headers: the destination's own, then Herald's (which they cannot override).
+/// The request headers as the attempt log keeps them: the destination's own headers (often a
+/// receiver's credentials, `Authorization: Bearer …`) by name only, Herald's in full. The
+/// attempt log is shown in the API and the portal and is not sealed at rest.
+fn logged_headers(d: &Destination, headers: Vec<(String, String)>) -> BTreeMap<String, String> {
+    headers
+        .into_iter()
+        .map(|(k, v)| {
+            if d.headers.keys().any(|own| own.eq_ignore_ascii_case(&k)) {
+                (k, "[redacted]".to_string())
+            } else {
+                (k, v)
+            }
+        })
+        .collect()
+}
+
 pub fn build_headers(
     c: &Claimed,
     d: &Destination,

@@ -20,6 +20,9 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
+/// The key every test app seals credentials with: fixed, so several nodes (and a restarted
+/// app) on one test database open each other's values.
+pub const ENCRYPTION_KEY: &str = "aGVyYWxkIHRlc3QgZW5jcnlwdGlvbiBrZXkgMzJieSE=";
 
 /// Runs one async test function against each store, as `sqlite::name` and `postgres::name`.
 #[macro_export]
@@ -120,6 +123,18 @@ impl Drop for TestDb {
     }
 }
 
+impl TestDb {
+    /// The store on this database, migrated, sealing with [`ENCRYPTION_KEY`].
+    pub async fn store(&self) -> Arc<dyn herald::store::Store> {
+        let keys = herald::store::seal::Keyring::parse(ENCRYPTION_KEY, &[]).unwrap();
+        let s = herald::store::connect(&self.url, Arc::new(keys))
+            .await
+            .unwrap();
+        s.migrate().await.unwrap();
+        s
+    }
+}
+
 /// The configuration tests start from: loopback destinations allowed, no background worker
 /// (tests drive it with `worker.tick()`), a known admin token.
 pub fn test_config(db: &TestDb) -> Config {
@@ -127,6 +142,7 @@ pub fn test_config(db: &TestDb) -> Config {
         listen: "127.0.0.1:0".into(),
         database_url: Some(db.url.clone()),
         admin_token: Some(ADMIN_TOKEN.into()),
+        encryption_key: Some(ENCRYPTION_KEY.into()),
         allow_private_destinations: true,
         worker: false,
         retry_jitter: 0.0,
@@ -240,6 +256,19 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+    }
+
+    /// POSTs as the admin and returns the JSON answer, whatever the status.
+    pub async fn post_json(&self, path: &str, body: Value) -> Value {
+        self.post(path, body).await.json().await.unwrap()
+    }
+
+    /// Issues a token scoped to `tenant`.
+    pub async fn tenant_token(&self, tenant: &str) -> String {
+        let v = self
+            .post_json(&format!("/v1/tenants/{tenant}/tokens"), json!({}))
+            .await;
+        v["token"].as_str().unwrap().to_string()
     }
 
     pub async fn tenant(&self, id: &str) {

@@ -73,6 +73,17 @@ pub struct EventsParams {
     pub status: Option<ListStatus>,
 }
 
+/// One event of `/stream` as the Server-Sent Events wire format carries it (the OpenAPI
+/// document describes a stream by its events). `event: callback` has the cursor as `id` and
+/// a `CallbackView` as JSON text in `data`; `event: error` has a message.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StreamEvent {
+    pub id: Option<String>,
+    #[schema(example = "callback")]
+    pub event: String,
+    pub data: String,
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct StreamParams {
     /// Start after this cursor; the `Last-Event-ID` header, when present, wins.
@@ -191,7 +202,7 @@ pub async fn events(
 /// exactly where it stopped.
 #[utoipa::path(get, path = "/v1/callback-endpoints/{id}/stream", tag = "inbound",
     params(("id" = String, Path), StreamParams, ("Last-Event-ID" = Option<String>, Header)),
-    responses((status = 200, content_type = "text/event-stream", body = String),
+    responses((status = 200, content_type = "text/event-stream", body = StreamEvent),
               (status = 404, body = Problem)))]
 pub async fn stream(
     State(s): State<AppState>,

@@ -22,7 +22,7 @@ pub struct DeliveryParams {
 
 /// List a tenant's deliveries, newest first, with optional filters.
 #[utoipa::path(get, path = "/v1/tenants/{tenant_id}/deliveries", tag = "deliveries",
-    params(("tenant_id" = String, Path), DeliveryParams),
+    params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$"), DeliveryParams),
     responses((status = 200, body = Page<Delivery>), (status = 422, body = Problem)))]
 pub async fn list(
     State(s): State<AppState>,
@@ -71,6 +71,7 @@ pub async fn retry(
 pub struct ReplayBody {
     /// Replay to these destinations only (default: every destination the event went to).
     #[serde(default)]
+    #[schema(min_items = 1, max_items = 100)]
     pub destination_ids: Option<Vec<String>>,
 }
 
@@ -105,6 +106,7 @@ pub async fn replay(
 #[serde(deny_unknown_fields)]
 pub struct RecoverBody {
     /// Recover deliveries created at or after this time (RFC 3339).
+    #[schema(format = DateTime)]
     pub since: String,
     /// Only count what would be recovered.
     #[serde(default)]
@@ -115,7 +117,7 @@ pub struct RecoverBody {
 /// manual attempt. `dry_run` answers the count first. Watch the job at
 /// `GET /v1/tenants/{tenant_id}/recoveries/{id}`.
 #[utoipa::path(post, path = "/v1/tenants/{tenant_id}/destinations/{id}/recover", tag = "destinations",
-    params(("tenant_id" = String, Path), ("id" = String, Path)), request_body = RecoverBody,
+    params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$"), ("id" = String, Path)), request_body = RecoverBody,
     responses((status = 202, body = Recovery), (status = 200, body = Recovery, description = "dry run"),
               (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn recover(
@@ -138,7 +140,7 @@ pub async fn recover(
 
 /// A recovery job and its progress.
 #[utoipa::path(get, path = "/v1/tenants/{tenant_id}/recoveries/{id}", tag = "destinations",
-    params(("tenant_id" = String, Path), ("id" = String, Path)),
+    params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$"), ("id" = String, Path)),
     responses((status = 200, body = Recovery), (status = 404, body = Problem)))]
 pub async fn get_recovery(
     State(s): State<AppState>,

@@ -15,7 +15,7 @@ use crate::service::{
 
 /// Create a destination; the answer carries its signing `secret` (shown only here).
 #[utoipa::path(post, path = "/v1/tenants/{tenant_id}/destinations", tag = "destinations",
-    params(("tenant_id" = String, Path)), request_body = CreateDestination,
+    params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$")), request_body = CreateDestination,
     responses((status = 201, body = CreatedDestination), (status = 404, body = Problem),
               (status = 422, body = Problem)))]
 pub async fn create(
@@ -33,7 +33,7 @@ pub async fn create(
 
 /// List a tenant's destinations.
 #[utoipa::path(get, path = "/v1/tenants/{tenant_id}/destinations", tag = "destinations",
-    params(("tenant_id" = String, Path), ListParams),
+    params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$"), ListParams),
     responses((status = 200, body = Page<Destination>), (status = 404, body = Problem)))]
 pub async fn list(
     State(s): State<AppState>,
@@ -50,7 +50,7 @@ pub async fn list(
 
 /// Read a destination.
 #[utoipa::path(get, path = "/v1/tenants/{tenant_id}/destinations/{id}", tag = "destinations",
-    params(("tenant_id" = String, Path), ("id" = String, Path)),
+    params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$"), ("id" = String, Path)),
     responses((status = 200, body = Destination), (status = 404, body = Problem)))]
 pub async fn get(
     State(s): State<AppState>,
@@ -66,7 +66,7 @@ pub async fn get(
 
 /// Update some fields of a destination.
 #[utoipa::path(patch, path = "/v1/tenants/{tenant_id}/destinations/{id}", tag = "destinations",
-    params(("tenant_id" = String, Path), ("id" = String, Path)), request_body = UpdateDestination,
+    params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$"), ("id" = String, Path)), request_body = UpdateDestination,
     responses((status = 200, body = Destination), (status = 404, body = Problem),
               (status = 422, body = Problem)))]
 pub async fn update(
@@ -84,7 +84,7 @@ pub async fn update(
 
 /// Delete a destination; its pending deliveries are cancelled.
 #[utoipa::path(delete, path = "/v1/tenants/{tenant_id}/destinations/{id}", tag = "destinations",
-    params(("tenant_id" = String, Path), ("id" = String, Path)),
+    params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$"), ("id" = String, Path)),
     responses((status = 204), (status = 404, body = Problem)))]
 pub async fn delete(
     State(s): State<AppState>,
@@ -99,7 +99,7 @@ pub async fn delete(
 
 /// Enable a destination.
 #[utoipa::path(post, path = "/v1/tenants/{tenant_id}/destinations/{id}/enable", tag = "destinations",
-    params(("tenant_id" = String, Path), ("id" = String, Path)),
+    params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$"), ("id" = String, Path)),
     responses((status = 200, body = Destination), (status = 404, body = Problem)))]
 pub async fn enable(
     State(s): State<AppState>,
@@ -122,7 +122,7 @@ pub struct DisableBody {
 
 /// Disable a destination: events published meanwhile are recorded as `skipped`.
 #[utoipa::path(post, path = "/v1/tenants/{tenant_id}/destinations/{id}/disable", tag = "destinations",
-    params(("tenant_id" = String, Path), ("id" = String, Path)), request_body = Option<DisableBody>,
+    params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$"), ("id" = String, Path)), request_body = Option<DisableBody>,
     responses((status = 200, body = Destination), (status = 404, body = Problem)))]
 pub async fn disable(
     State(s): State<AppState>,
@@ -147,7 +147,7 @@ pub async fn disable(
 /// Rotate the signing secret: the new one is returned once; the previous one keeps signing
 /// (a second `v1,` signature) until the overlap ends.
 #[utoipa::path(post, path = "/v1/tenants/{tenant_id}/destinations/{id}/rotate-secret", tag = "destinations",
-    params(("tenant_id" = String, Path), ("id" = String, Path)), request_body = Option<RotateSecret>,
+    params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$"), ("id" = String, Path)), request_body = Option<RotateSecret>,
     responses((status = 200, body = RotatedSecret), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn rotate_secret(
     State(s): State<AppState>,

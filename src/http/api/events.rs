@@ -98,7 +98,7 @@ pub async fn get(
 
 /// List a tenant's events, newest first.
 #[utoipa::path(get, path = "/v1/tenants/{tenant_id}/events", tag = "events",
-    params(("tenant_id" = String, Path), ListParams),
+    params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$"), ListParams),
     responses((status = 200, body = Page<Event>)))]
 pub async fn list(
     State(s): State<AppState>,

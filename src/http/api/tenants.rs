@@ -42,7 +42,7 @@ pub async fn list(
 
 /// Create or update a tenant (the id is the platform's own).
 #[utoipa::path(put, path = "/v1/tenants/{tenant_id}", tag = "tenants",
-    params(("tenant_id" = String, Path)), request_body = TenantBody,
+    params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$")), request_body = TenantBody,
     responses((status = 201, body = Tenant), (status = 200, body = Tenant), (status = 422, body = Problem)))]
 pub async fn upsert(
     State(s): State<AppState>,
@@ -64,7 +64,7 @@ pub async fn upsert(
 
 /// Read a tenant.
 #[utoipa::path(get, path = "/v1/tenants/{tenant_id}", tag = "tenants",
-    params(("tenant_id" = String, Path)),
+    params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$")),
     responses((status = 200, body = Tenant), (status = 404, body = Problem)))]
 pub async fn get(
     State(s): State<AppState>,
@@ -76,7 +76,7 @@ pub async fn get(
 
 /// Delete a tenant and everything it owns.
 #[utoipa::path(delete, path = "/v1/tenants/{tenant_id}", tag = "tenants",
-    params(("tenant_id" = String, Path)),
+    params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$")),
     responses((status = 204), (status = 404, body = Problem)))]
 pub async fn delete(
     State(s): State<AppState>,
@@ -90,7 +90,7 @@ pub async fn delete(
 
 /// Issue a tenant-scoped API token (shown once). It can act only on this tenant.
 #[utoipa::path(post, path = "/v1/tenants/{tenant_id}/tokens", tag = "tenants",
-    params(("tenant_id" = String, Path)),
+    params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$")),
     responses((status = 201, body = crate::service::tokens::IssuedToken), (status = 403, body = Problem),
               (status = 404, body = Problem)))]
 pub async fn issue_token(

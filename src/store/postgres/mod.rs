@@ -16,6 +16,7 @@ use crate::inbound::waiters::Waiters;
 
 use super::common::*;
 use super::rows;
+use super::seal::Keyring;
 use super::{
     CallbackQuery, Claimed, DeliveryQuery, Finish, Finished, NewEvent, Published, Result, Scope,
     StoreError, TokenRecord,
@@ -33,6 +34,9 @@ const MAINTENANCE_LOCK: i64 = 0x4845_5241_4c44_3031;
 /// The advisory lock key serializing claims of limited destinations ("HERALD02").
 const LIMITS_LOCK: i64 = 0x4845_5241_4c44_3032;
 
+/// The advisory lock key serializing the start-up encryption key check ("HERALD03").
+const KEYS_LOCK: i64 = 0x4845_5241_4c44_3033;
+
 /// The channel publishers notify and workers listen on.
 const WORK_CHANNEL: &str = "herald_work";
 /// The channel ingest notifies (payload: the endpoint id) and every process's waiters listen on.
@@ -43,10 +47,13 @@ pub struct PostgresStore {
     read: PgPool,
     /// The same pool as `read`: Postgres handles concurrent writers itself.
     write: PgPool,
+    /// Seals and opens the credential columns (see [`super::seal`]). Every node sharing the
+    /// database needs the same keys.
+    keys: Arc<Keyring>,
 }
 
 impl PostgresStore {
-    pub async fn connect(url: &str) -> Result<Self> {
+    pub async fn connect(url: &str, keys: Arc<Keyring>) -> Result<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
@@ -55,6 +62,7 @@ impl PostgresStore {
         Ok(Self {
             read: pool.clone(),
             write: pool,
+            keys,
         })
     }
 
@@ -74,11 +82,19 @@ impl PostgresStore {
 
     /// Serializes claims of limited destinations across every node, for this transaction.
     async fn limits_lock(tx: &mut Transaction<'_, Postgres>) -> Result<()> {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(LIMITS_LOCK)
-            .execute(&mut **tx)
-            .await?;
+        advisory_xact_lock(tx, LIMITS_LOCK).await
+    }
+
+    /// Replaced row versions stay in the table files until vacuumed, and rewriting tables
+    /// (`VACUUM FULL`) takes locks a node should not take on its own at start: SECURITY.md
+    /// tells the operator to run it once after upgrading an existing database.
+    async fn scrub_replaced_values(&self) -> Result<()> {
         Ok(())
+    }
+
+    /// Serializes the start-up encryption key check of every node, for this transaction.
+    async fn keys_lock(tx: &mut Transaction<'_, Postgres>) -> Result<()> {
+        advisory_xact_lock(tx, KEYS_LOCK).await
     }
 
     /// Tells every listening worker there is new due work (sent when the transaction commits).
@@ -179,7 +195,7 @@ impl_store!(PostgresStore, {
                     .await?,
             );
         }
-        claimed.into_iter().map(Claimed::try_from).collect()
+        claimed.into_iter().map(|r| r.open(&self.keys)).collect()
     }
 
     fn watch_for_callbacks(&self, waiters: Arc<Waiters>) {
@@ -215,6 +231,15 @@ impl_store!(PostgresStore, {
         });
     }
 });
+
+/// Waits for the advisory lock `key`, held until the transaction ends.
+async fn advisory_xact_lock(tx: &mut Transaction<'_, Postgres>, key: i64) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(key)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
 
 async fn listen(pool: &PgPool, wake: &Notify) -> std::result::Result<(), sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;

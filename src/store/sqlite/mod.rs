@@ -6,6 +6,7 @@
 //! `SKIP LOCKED`: with one writer, claims are serialized by construction.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -13,6 +14,7 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::common::*;
 use super::rows;
+use super::seal::Keyring;
 use super::{
     CallbackQuery, Claimed, DeliveryQuery, Finish, Finished, NewEvent, Published, Result, Scope,
     StoreError, TokenRecord,
@@ -28,11 +30,14 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 pub struct SqliteStore {
     read: SqlitePool,
     write: SqlitePool,
+    /// Seals and opens the credential columns (see [`super::seal`]).
+    keys: Arc<Keyring>,
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database file a `sqlite://path` URL names.
-    pub async fn connect(url: &str) -> Result<Self> {
+    /// Opens (creating if needed) the database file a `sqlite://path` URL names; credentials
+    /// are sealed with `keys`.
+    pub async fn connect(url: &str, keys: Arc<Keyring>) -> Result<Self> {
         let opts = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -53,11 +58,27 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(opts.read_only(true))
             .await?;
-        Ok(Self { read, write })
+        Ok(Self { read, write, keys })
     }
 
     /// The single writer already serializes claims of limited destinations.
     async fn limits_lock(_tx: &mut Transaction<'_, Sqlite>) -> Result<()> {
+        Ok(())
+    }
+
+    /// The single writer already serializes the start-up key check.
+    async fn keys_lock(_tx: &mut Transaction<'_, Sqlite>) -> Result<()> {
+        Ok(())
+    }
+
+    /// After values were sealed, their clear (or old-key) versions still sit in the WAL and
+    /// in freed pages of the file: rewrite the file and empty the WAL so they are gone from
+    /// disk. Rare (an upgrade or a key rotation) and quick for a database of this size.
+    async fn scrub_replaced_values(&self) -> Result<()> {
+        sqlx::query("VACUUM").execute(&self.write).await?;
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.write)
+            .await?;
         Ok(())
     }
 
@@ -132,6 +153,6 @@ impl_store!(SqliteStore, {
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
-        claimed.into_iter().map(Claimed::try_from).collect()
+        claimed.into_iter().map(|r| r.open(&self.keys)).collect()
     }
 });

@@ -1,0 +1,310 @@
+//! Secrets at rest on both stores (SPEC §7): what reaches the database file holds no
+//! credential in clear, deliveries still sign with the sealed secrets, clear rows from before
+//! sealing are sealed at start, a key rotation re-seals everything, and a node with the wrong
+//! key refuses to start.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use common::{ENCRYPTION_KEY, Receiver, StoreKind, TestApp, TestDb, test_config};
+use herald::app::Application;
+use herald::store::seal::{Keyring, PREFIX, generate_key};
+use serde_json::{Value, json};
+
+for_each_store!(
+    the_raw_database_holds_no_credential_in_clear_and_deliveries_still_sign,
+    clear_rows_from_before_sealing_are_sealed_at_the_next_start,
+    a_key_rotation_reseals_every_value_and_the_old_key_can_then_be_retired,
+    a_generated_key_is_kept_in_the_data_dir_and_a_node_with_another_key_refuses_to_start,
+);
+
+/// A signing secret the test knows: `whsec_` + base64 of 32 fixed bytes.
+fn known_secret() -> String {
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(*b"signing secret known to the test")
+    )
+}
+
+const HEADER_SECRET: &str = "Bearer hdr-s3cret-7f1c0d";
+const GITHUB_SECRET: &str = "gh-s3cret-2b9e44";
+const INBOUND_TOKEN: &str = "tok-s3cret-90aa1e";
+
+/// Everything the database holds, as text: the SQLite file and its WAL byte for byte, or
+/// every row of every Postgres table.
+async fn raw_dump(db: &TestDb, kind: StoreKind) -> String {
+    match kind {
+        StoreKind::Sqlite => {
+            let path = db.url.strip_prefix("sqlite://").unwrap();
+            let mut bytes = std::fs::read(path).unwrap();
+            if let Ok(wal) = std::fs::read(format!("{path}-wal")) {
+                bytes.extend(wal);
+            }
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
+        StoreKind::Postgres => {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            let tables: Vec<String> = sqlx::query_scalar(
+                "SELECT table_name::text FROM information_schema.tables \
+                 WHERE table_schema = 'public'",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            assert!(tables.iter().any(|t| t == "destinations"), "{tables:?}");
+            let mut dump = String::new();
+            for t in tables {
+                let rows: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT string_agg(t::text, E'\\n') FROM {t} t"
+                )))
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+                dump.push_str(&rows.unwrap_or_default());
+                dump.push('\n');
+            }
+            dump
+        }
+    }
+}
+
+/// Runs one statement (or a query returning one text value) on the test database, beside
+/// the app: how a test writes rows as an older Herald would have.
+async fn sql(db: &TestDb, kind: StoreKind, statement: &str) -> Option<String> {
+    let q = sqlx::AssertSqlSafe(statement.to_string());
+    match kind {
+        StoreKind::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+            sqlx::query_scalar(q).fetch_optional(&pool).await.unwrap()
+        }
+        StoreKind::Postgres => {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            sqlx::query_scalar(q).fetch_optional(&pool).await.unwrap()
+        }
+    }
+}
+
+/// Creates tenant `acme` and a destination to `rx` signing with [`known_secret`] and sending
+/// [`HEADER_SECRET`]; returns its id.
+async fn secret_destination(app: &TestApp, rx: &Receiver) -> String {
+    app.tenant("acme").await;
+    let (id, secret) = app
+        .destination_with(
+            "acme",
+            json!({"type": "webhook", "url": rx.url, "topics": ["*"], "secret": known_secret(),
+                   "headers": {"Authorization": HEADER_SECRET}}),
+        )
+        .await;
+    assert_eq!(secret, known_secret());
+    id
+}
+
+/// Publishes one event and checks the receiver got it signed with [`known_secret`] and
+/// carrying the destination's header: the sealed values were opened for the send.
+async fn assert_delivered_signed(app: &TestApp, rx: &Receiver) {
+    let before = rx.count();
+    app.publish("acme", "job.done", json!({"n": before})).await;
+    app.worker.drain().await;
+    let got = rx.wait_for(before + 1, Duration::from_secs(10)).await;
+    let r = &got[before];
+    assert_eq!(r.headers["authorization"], HEADER_SECRET);
+    let ts: i64 = r.headers["webhook-timestamp"].parse().unwrap();
+    let expected =
+        herald::domain::signature::sign(&known_secret(), &r.headers["webhook-id"], ts, &r.body)
+            .unwrap();
+    assert!(
+        r.headers["webhook-signature"]
+            .split(' ')
+            .any(|s| s == expected),
+        "signed with the known secret"
+    );
+}
+
+fn key_id(key: &str) -> String {
+    Keyring::parse(key, &[]).unwrap().current_id().to_string()
+}
+
+async fn stored_secrets(db: &TestDb, kind: StoreKind, id: &str) -> String {
+    sql(
+        db,
+        kind,
+        &format!("SELECT secrets FROM destinations WHERE id = '{id}'"),
+    )
+    .await
+    .unwrap()
+}
+
+async fn the_raw_database_holds_no_credential_in_clear_and_deliveries_still_sign(kind: StoreKind) {
+    let app = TestApp::spawn(kind).await;
+    let rx = Receiver::start().await;
+    secret_destination(&app, &rx).await;
+    let tenant_token = app.tenant_token("acme").await;
+    let r = app
+        .post(
+            "/v1/callback-endpoints",
+            json!({"verification": {"scheme": "github", "secret": GITHUB_SECRET}}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let r = app
+        .post(
+            "/v1/callback-endpoints",
+            json!({"verification": {"scheme": "token", "token": INBOUND_TOKEN}}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let tok_ep: Value = r.json().await.unwrap();
+    // A sender presents the token; the stored request must not keep it.
+    let r = app
+        .client
+        .post(tok_ep["url"].as_str().unwrap())
+        .bearer_auth(INBOUND_TOKEN)
+        .json(&json!({"done": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_delivered_signed(&app, &rx).await;
+
+    let dump = raw_dump(&app.db, kind).await;
+    assert!(dump.contains(PREFIX), "the dump holds sealed values");
+    let secret = known_secret();
+    for needle in [
+        secret.as_str(),
+        secret.trim_start_matches("whsec_"),
+        HEADER_SECRET,
+        "hdr-s3cret",
+        GITHUB_SECRET,
+        INBOUND_TOKEN,
+        tenant_token.as_str(),
+        common::ADMIN_TOKEN,
+        ENCRYPTION_KEY,
+    ] {
+        assert!(
+            !dump.contains(needle),
+            "`{needle}` is in the database in clear"
+        );
+    }
+    // The API still shows what it showed before: the header (to its owner), not the secret.
+    let d = app.get_json("/v1/tenants/acme/destinations").await;
+    assert_eq!(d["data"][0]["headers"]["Authorization"], HEADER_SECRET);
+}
+
+async fn clear_rows_from_before_sealing_are_sealed_at_the_next_start(kind: StoreKind) {
+    let app = TestApp::spawn(kind).await;
+    let rx = Receiver::start().await;
+    let id = secret_destination(&app, &rx).await;
+    app.stop().await;
+    // As a Herald without sealing left them: clear JSON and no key recorded.
+    let clear = json!([{"secret": known_secret()}]).to_string();
+    sql(
+        &app.db,
+        kind,
+        &format!(
+            "UPDATE destinations SET secrets = '{clear}', headers = '{}' WHERE id = '{id}'",
+            json!({"Authorization": HEADER_SECRET})
+        ),
+    )
+    .await;
+    sql(&app.db, kind, "DELETE FROM encryption_keys").await;
+    assert_eq!(stored_secrets(&app.db, kind, &id).await, clear);
+
+    let again = TestApp::spawn_on(app.db.clone(), |_| {}).await;
+    let stored = stored_secrets(&again.db, kind, &id).await;
+    assert!(
+        stored.starts_with(&format!("{PREFIX}{}:", key_id(ENCRYPTION_KEY))),
+        "{stored}"
+    );
+    assert!(!raw_dump(&again.db, kind).await.contains(HEADER_SECRET));
+    assert_delivered_signed(&again, &rx).await;
+}
+
+async fn a_key_rotation_reseals_every_value_and_the_old_key_can_then_be_retired(kind: StoreKind) {
+    let app = TestApp::spawn(kind).await;
+    let rx = Receiver::start().await;
+    let id = secret_destination(&app, &rx).await;
+    app.stop().await;
+    let db = app.db.clone();
+    let new_key = generate_key();
+
+    // Rotation: the new key current, the old one kept for opening.
+    let rotated = TestApp::spawn_on(db.clone(), |c| {
+        c.encryption_key = Some(new_key.clone());
+        c.encryption_old_keys = vec![ENCRYPTION_KEY.into()];
+    })
+    .await;
+    let stored = stored_secrets(&db, kind, &id).await;
+    assert!(stored.starts_with(&format!("{PREFIX}{}:", key_id(&new_key))));
+    assert_delivered_signed(&rotated, &rx).await;
+    rotated.stop().await;
+
+    // The old key retired: everything opens with the new one alone.
+    let retired = TestApp::spawn_on(db.clone(), |c| {
+        c.encryption_key = Some(new_key.clone());
+    })
+    .await;
+    assert_delivered_signed(&retired, &rx).await;
+    retired.stop().await;
+
+    // A node still on the old key alone cannot read this database and says why.
+    let mut stale = test_config(&db);
+    let err = Application::build(stale.clone())
+        .await
+        .err()
+        .expect("a node without the current key refuses to start");
+    assert!(err.to_string().contains(&key_id(&new_key)), "{err}");
+    assert!(err.to_string().contains("encryption_key"), "{err}");
+    // With the new key among its old keys it starts (the first phase of a rolling rotation).
+    stale.encryption_old_keys = vec![new_key];
+    assert!(Application::build(stale).await.is_ok());
+}
+
+async fn a_generated_key_is_kept_in_the_data_dir_and_a_node_with_another_key_refuses_to_start(
+    kind: StoreKind,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("node1");
+    let db = Arc::new(TestDb::new(kind).await);
+    let generated = |data_dir: std::path::PathBuf| {
+        move |c: &mut herald::config::Config| {
+            c.encryption_key = None;
+            c.data_dir = data_dir;
+        }
+    };
+    let app = TestApp::spawn_on(db.clone(), generated(data_dir.clone())).await;
+    let rx = Receiver::start().await;
+    let id = secret_destination(&app, &rx).await;
+    app.stop().await;
+    let key_file = data_dir.join("encryption.key");
+    let key = std::fs::read_to_string(&key_file).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the key file is the owner's only");
+    }
+    assert!(
+        stored_secrets(&db, kind, &id)
+            .await
+            .starts_with(&format!("{PREFIX}{}:", key_id(key.trim())))
+    );
+
+    // The same data dir on restart: the same key, the secrets still open.
+    let restarted = TestApp::spawn_on(db.clone(), generated(data_dir.clone())).await;
+    assert_delivered_signed(&restarted, &rx).await;
+    restarted.stop().await;
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap(), key);
+
+    // A second node that generated its own key (a forgotten `encryption_key` on a shared
+    // Postgres) stops at start instead of sealing with a key the others lack.
+    let mut other = test_config(&db);
+    generated(dir.path().join("node2"))(&mut other);
+    let err = Application::build(other)
+        .await
+        .err()
+        .expect("a node with another key refuses to start");
+    assert!(err.to_string().contains("encryption_key"), "{err}");
+}
