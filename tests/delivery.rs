@@ -22,6 +22,7 @@ for_each_store!(
     redirects_are_not_followed,
     a_receiver_slower_than_the_timeout_is_a_timeout_attempt,
     a_manual_retry_makes_a_new_attempt_marked_manual,
+    a_test_event_goes_to_that_destination_alone,
     keep_alive_connections_are_reused_across_deliveries,
     the_data_payload_option_sends_the_data_alone,
     custom_headers_are_sent_and_cannot_override_herald_headers,
@@ -403,4 +404,30 @@ async fn a_destination_deleted_before_sending_cancels_its_pending_deliveries(kin
     assert_eq!(app.worker.drain().await, 0);
     assert_eq!(rx.count(), 0);
     assert_eq!(app.only_delivery("acme", &id).await["status"], "cancelled");
+}
+
+async fn a_test_event_goes_to_that_destination_alone(kind: StoreKind) {
+    let (app, rx, _) = setup(kind).await;
+    let other = Receiver::start().await;
+    let (id, _) = app.destination("acme", &other.url, &["*"]).await;
+    let r = app
+        .post(
+            &format!("/v1/tenants/acme/destinations/{id}/test"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["deliveries"], 1);
+    app.worker.drain().await;
+    assert_eq!(other.received().len(), 1);
+    assert_eq!(other.received()[0].json()["type"], "herald.test");
+    assert!(
+        rx.received().is_empty(),
+        "the other destination gets nothing"
+    );
+    let r = app
+        .post("/v1/tenants/acme/destinations/dst_nope/test", json!({}))
+        .await;
+    assert_eq!(r.status(), 404);
 }

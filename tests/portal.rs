@@ -776,6 +776,8 @@ async fn the_portal_link_command_prints_a_link_that_signs_in(kind: StoreKind) {
             ])
             .env("HERALD_DATABASE_URL", &app.db.url)
             .env("HERALD_PUBLIC_URL", &app.base)
+            // The store's secrets are sealed with the test key: the CLI must hold it too.
+            .env("HERALD_ENCRYPTION_KEY", common::ENCRYPTION_KEY)
             .output()
             .unwrap()
     };

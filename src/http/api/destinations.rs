@@ -162,3 +162,23 @@ pub async fn rotate_secret(
             .await?,
     ))
 }
+
+/// Send a `herald.test` event to this destination alone (the portal's "send test event"):
+/// it is published like any event, so its delivery and attempts show what the receiver did.
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/destinations/{id}/test", tag = "destinations",
+    params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$"), ("id" = String, Path)),
+    responses((status = 202, body = super::events::PublishResponse), (status = 404, body = Problem)))]
+pub async fn send_test(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path((tenant_id, id)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<super::events::PublishResponse>), ApiError> {
+    let p = s
+        .herald
+        .send_test_event(auth.scope(), &tenant_id, &id)
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(super::events::PublishResponse::new(&p, &s.herald)),
+    ))
+}

@@ -23,7 +23,7 @@ pub struct PublishResponse {
 }
 
 impl PublishResponse {
-    fn new(p: &Published, herald: &crate::service::Herald) -> Self {
+    pub(super) fn new(p: &Published, herald: &crate::service::Herald) -> Self {
         PublishResponse {
             id: p.id.clone(),
             deliveries: p.deliveries,

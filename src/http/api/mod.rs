@@ -53,6 +53,10 @@ pub fn routes() -> Router<AppState> {
             "/v1/tenants/{tenant_id}/destinations/{id}/rotate-secret",
             post(destinations::rotate_secret),
         )
+        .route(
+            "/v1/tenants/{tenant_id}/destinations/{id}/test",
+            post(destinations::send_test),
+        )
         .route("/v1/events", post(events::publish))
         .route("/v1/events/batch", post(events::publish_batch))
         .route("/v1/events/{id}", get(events::get))
@@ -100,7 +104,7 @@ pub fn routes() -> Router<AppState> {
     paths(
         tenants::list, tenants::upsert, tenants::get, tenants::delete, tenants::issue_token,
         destinations::create, destinations::list, destinations::get, destinations::update,
-        destinations::delete, destinations::enable, destinations::disable, destinations::rotate_secret,
+        destinations::delete, destinations::enable, destinations::disable, destinations::rotate_secret, destinations::send_test,
         events::publish, events::publish_batch, events::get, events::list,
         deliveries::list, deliveries::get, deliveries::retry, deliveries::replay,
         deliveries::recover, deliveries::get_recovery,
