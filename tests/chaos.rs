@@ -117,8 +117,8 @@ async fn herald_reconnects_when_postgres_restarts_mid_delivery_and_loses_nothing
     let api = Api::new(&herald.base);
     api.tenant_with_destination("acme", &rx.url).await;
     let (_base_tx, base_rx) = watch::channel(herald.base.clone());
-    let mut ids = publish_through_failures("acme", N, base_rx.clone()).await;
-
+    // Restart while the storm is being published and delivered.
+    let publisher = tokio::spawn(publish_through_failures("acme", N, base_rx.clone()));
     rx.wait_distinct(N / 25, Duration::from_secs(60)).await;
     let at_restart = rx.distinct();
     let began = Instant::now();
@@ -133,6 +133,7 @@ async fn herald_reconnects_when_postgres_restarts_mid_delivery_and_loses_nothing
         "Postgres came back after the storm ({back_at} delivered): nothing to reconnect for"
     );
 
+    let mut ids = publisher.await.unwrap();
     // The API reconnects too: more events are accepted (retried while the pool recovers).
     let more = publish_through_failures("acme", N + AFTER, base_rx).await;
     ids.extend(more.into_iter().skip(N));

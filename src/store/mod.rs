@@ -37,6 +37,25 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// The waits between attempts to reach the database again after it failed (a restart, a
+/// failover, a network blip): 50 ms doubling to 2 s with jitter, for as long as it takes. A
+/// quick first retry matters: a `pg_ctl restart -m fast` is back in well under a second.
+/// Callers start a fresh one after each success.
+pub fn reconnect_backoff() -> backon::ExponentialBackoff {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(std::time::Duration::from_millis(50))
+        .with_max_delay(std::time::Duration::from_secs(2))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// The next wait of a [`reconnect_backoff`] (which never runs out; 2 s if it did).
+pub fn next_wait(backoff: &mut backon::ExponentialBackoff) -> std::time::Duration {
+    backoff.next().unwrap_or(std::time::Duration::from_secs(2))
+}
+
 /// Who may see a row: the platform (everything) or one tenant.
 #[derive(Debug, Clone, Copy)]
 pub enum Scope<'a> {

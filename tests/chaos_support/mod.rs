@@ -75,6 +75,7 @@ impl HeraldProcess {
     }
 
     pub async fn wait_ready(&mut self, timeout: Duration) {
+        herald::outbound::http::install_crypto();
         let client = reqwest::Client::new();
         let deadline = Instant::now() + timeout;
         loop {
@@ -125,9 +126,14 @@ pub struct Api {
 
 impl Api {
     pub fn new(base: &str) -> Self {
+        herald::outbound::http::install_crypto();
         Api {
             base: base.to_string(),
-            client: reqwest::Client::new(),
+            // Bounded, so a request Herald never answers fails the test instead of hanging it.
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
         }
     }
 
@@ -221,7 +227,7 @@ pub struct PrivatePostgres {
     data: PathBuf,
     pub port: u16,
     as_postgres: bool,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl PrivatePostgres {
@@ -234,11 +240,12 @@ impl PrivatePostgres {
         let dir = tempfile::tempdir().unwrap();
         let as_postgres = is_root();
         if as_postgres {
-            run(
-                "chown",
-                &["-R", "postgres:postgres", &dir.path().to_string_lossy()],
-                false,
-            );
+            let chown = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .expect("chown runs");
+            assert!(chown.success(), "chown of the cluster directory failed");
         }
         let data = dir.path().join("data");
         let port = free_port();
@@ -247,7 +254,7 @@ impl PrivatePostgres {
             data,
             port,
             as_postgres,
-            _dir: dir,
+            dir,
         };
         pg.ctl(
             "initdb",
@@ -262,9 +269,9 @@ impl PrivatePostgres {
         );
         let opts = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1",
-            pg._dir.path().display()
+            pg.dir.path().display()
         );
-        let log = pg._dir.path().join("postgres.log");
+        let log = pg.dir.path().join("postgres.log");
         pg.ctl(
             "pg_ctl",
             &[
@@ -285,9 +292,23 @@ impl PrivatePostgres {
         self.data.to_string_lossy().into_owned()
     }
 
+    /// Runs a server tool with its output in a file: a server it starts inherits that, never
+    /// a pipe of ours (which would keep the test waiting for as long as the server lives).
     fn ctl(&self, tool: &str, args: &[&str]) {
-        let path = self.bin.join(tool);
-        run(&path.to_string_lossy(), args, self.as_postgres);
+        let out_path = self.dir.path().join(format!("{tool}.out"));
+        let out = std::fs::File::create(&out_path).unwrap();
+        let status = command(&self.bin.join(tool).to_string_lossy(), self.as_postgres)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .status()
+            .unwrap_or_else(|e| panic!("{tool}: {e}"));
+        assert!(
+            status.success(),
+            "{tool} {args:?} failed: {}",
+            std::fs::read_to_string(&out_path).unwrap_or_default()
+        );
     }
 
     pub fn url(&self) -> String {
@@ -296,9 +317,19 @@ impl PrivatePostgres {
 
     /// `pg_ctl restart -m fast`: every connection is cut, the server is back once it returns.
     pub fn restart(&self) {
+        let log = self.dir.path().join("postgres.log");
         self.ctl(
             "pg_ctl",
-            &["-D", &self.data(), "-m", "fast", "-w", "restart"],
+            &[
+                "-D",
+                &self.data(),
+                "-l",
+                &log.to_string_lossy(),
+                "-m",
+                "fast",
+                "-w",
+                "restart",
+            ],
         );
     }
 }
@@ -331,19 +362,6 @@ fn command(program: &str, as_postgres: bool) -> Command {
     } else {
         Command::new(program)
     }
-}
-
-fn run(program: &str, args: &[&str], as_postgres: bool) {
-    let out = command(program, as_postgres)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 // --- The counting receiver --------------------------------------------------------------------

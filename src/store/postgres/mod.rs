@@ -185,13 +185,15 @@ impl_store!(PostgresStore, {
     fn watch_for_callbacks(&self, waiters: Arc<Waiters>) {
         let pool = self.write.clone();
         tokio::spawn(async move {
+            let mut backoff = super::reconnect_backoff();
             loop {
-                if let Err(e) = listen_for_callbacks(&pool, &waiters).await {
-                    tracing::warn!(error = %e, "LISTEN (callbacks) connection lost; reconnecting");
+                if let Err(e) = listen_for_callbacks(&pool, &waiters, &mut backoff).await {
+                    let wait = super::next_wait(&mut backoff);
+                    tracing::warn!(error = %e, ?wait, "LISTEN (callbacks) connection lost; reconnecting");
                     // Notifications sent while the listener was down are lost: wake everyone
                     // to re-read the store.
                     waiters.notify_all();
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tokio::time::sleep(wait).await;
                 }
             }
         });
@@ -200,15 +202,17 @@ impl_store!(PostgresStore, {
     fn watch_for_work(&self, wake: Arc<Notify>) {
         let pool = self.write.clone();
         tokio::spawn(async move {
+            let mut backoff = super::reconnect_backoff();
             loop {
-                match listen(&pool, &wake).await {
+                match listen(&pool, &wake, &mut backoff).await {
                     Ok(()) => return,
                     Err(e) => {
-                        tracing::warn!(error = %e, "LISTEN connection lost; reconnecting");
+                        let wait = super::next_wait(&mut backoff);
+                        tracing::warn!(error = %e, ?wait, "LISTEN connection lost; reconnecting");
                         // Work published while the listener was down is found by polling, and
                         // one wake now makes the worker look at once.
                         wake.notify_one();
-                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        tokio::time::sleep(wait).await;
                     }
                 }
             }
@@ -216,9 +220,14 @@ impl_store!(PostgresStore, {
     }
 });
 
-async fn listen(pool: &PgPool, wake: &Notify) -> std::result::Result<(), sqlx::Error> {
+async fn listen(
+    pool: &PgPool,
+    wake: &Notify,
+    backoff: &mut backon::ExponentialBackoff,
+) -> std::result::Result<(), sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
     listener.listen(WORK_CHANNEL).await?;
+    *backoff = super::reconnect_backoff();
     loop {
         listener.recv().await?;
         wake.notify_one();
@@ -228,9 +237,11 @@ async fn listen(pool: &PgPool, wake: &Notify) -> std::result::Result<(), sqlx::E
 async fn listen_for_callbacks(
     pool: &PgPool,
     waiters: &Waiters,
+    backoff: &mut backon::ExponentialBackoff,
 ) -> std::result::Result<(), sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
     listener.listen(CALLBACK_CHANNEL).await?;
+    *backoff = super::reconnect_backoff();
     // Anything stored before LISTEN took effect is found by the waiters' own store reads.
     waiters.notify_all();
     loop {
