@@ -352,6 +352,10 @@ pub trait Store: Send + Sync + 'static {
     /// rejected one is kept without a cursor. On Postgres, other processes are notified on
     /// commit. `NotFound` when the endpoint was deleted meanwhile.
     async fn ingest_callback(&self, c: &Callback) -> Result<Ingested>;
+    /// Several captures in one transaction (group commit), all or nothing; results in the
+    /// order given. Accepted callbacks without a dedupe key take their cursors in one
+    /// statement per endpoint.
+    async fn ingest_callbacks(&self, cs: &[Callback]) -> Result<Vec<Ingested>>;
     /// Accepted callbacks of an endpoint with a cursor greater than `after`, in cursor order.
     async fn callbacks_after(
         &self,

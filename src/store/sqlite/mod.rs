@@ -72,12 +72,7 @@ impl SqliteStore {
     }
 
     /// Nothing to announce: waiters in this process are woken by the service after commit.
-    async fn announce_callback(
-        _tx: &mut Transaction<'_, Sqlite>,
-        _endpoint_id: &str,
-    ) -> Result<()> {
-        Ok(())
-    }
+    fn announce_callback(&self, _endpoint_id: &str) {}
 }
 
 impl super::common::HasDb for SqliteStore {
