@@ -678,31 +678,33 @@ macro_rules! impl_store {
                 use $crate::inbound::model::CallbackStatus;
                 let mut tx = self.write.begin().await?;
                 let mut out = vec![Ingested::Rejected; cs.len()];
-                // Endpoint rows are locked in id order, so two batches never deadlock.
+                // Endpoint rows are locked in id order within each step, so nodes' batches
+                // rarely cross; when they do, Postgres aborts one and the batcher retries its
+                // callbacks one by one (`service::batch::IngestBatcher`).
                 let mut by_endpoint: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();
                 for (i, c) in cs.iter().enumerate() {
                     by_endpoint.entry(&c.endpoint_id).or_default().push(i);
                 }
-                let mut fast = Vec::with_capacity(cs.len());
+                // Rejected callbacks and ones to dedupe go one by one; plain accepted ones
+                // (the bulk) take their cursors in one step for the whole batch.
+                let mut plain: Vec<(&str, Vec<usize>)> = vec![];
                 for (endpoint_id, idx) in by_endpoint {
-                    // Plain accepted callbacks (the bulk) take their cursors in one statement
-                    // per endpoint; rejected ones and ones to dedupe go one by one.
-                    let (plain, other): (Vec<usize>, Vec<usize>) = idx.into_iter().partition(|&i| {
+                    let (fast, other): (Vec<usize>, Vec<usize>) = idx.into_iter().partition(|&i| {
                         cs[i].status == CallbackStatus::Accepted && cs[i].dedupe_key.is_none()
                     });
                     for i in other {
                         out[i] = Self::ingest_in_tx(&mut tx, &cs[i]).await?;
                     }
-                    if plain.is_empty() {
-                        continue;
+                    if !fast.is_empty() {
+                        plain.push((endpoint_id, fast));
                     }
-                    let last: Option<i64> = sqlx::query_scalar(
-                        "UPDATE callback_endpoints SET last_cursor = last_cursor + $2, \
-                         received_count = received_count + $2 WHERE id = $1 RETURNING last_cursor")
-                        .bind(endpoint_id).bind(plain.len() as i64).fetch_optional(&mut *tx).await?;
-                    let last = last.ok_or(StoreError::NotFound("callback endpoint"))?;
-                    let first = last - plain.len() as i64 + 1;
-                    for (k, i) in plain.into_iter().enumerate() {
+                }
+                let counts: Vec<(&str, i64)> = plain.iter().map(|(e, idx)| (*e, idx.len() as i64)).collect();
+                let lasts = Self::take_cursors(&mut tx, &counts).await?;
+                let mut fast = Vec::with_capacity(cs.len());
+                for ((_, idx), last) in plain.iter().zip(lasts) {
+                    let first = last - idx.len() as i64 + 1;
+                    for (k, &i) in idx.iter().enumerate() {
                         out[i] = Ingested::Stored { cursor: first + k as i64 };
                         fast.push((i, Some(first + k as i64)));
                     }
