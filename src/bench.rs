@@ -146,6 +146,37 @@ fn peak_rss_mb() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
+/// `n` POSTs in all, from one concurrent client per entry of `urls` (each keeps posting to
+/// its own URL), each request finished by `build`; returns requests per second.
+async fn concurrent_posts(
+    client: &reqwest::Client,
+    urls: Vec<String>,
+    n: usize,
+    pb: indicatif::ProgressBar,
+    what: &'static str,
+    build: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder + Clone + Send + 'static,
+) -> anyhow::Result<f64> {
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for url in urls {
+        let (client, next, pb, build) = (client.clone(), next.clone(), pb.clone(), build.clone());
+        tasks.spawn(async move {
+            while next.fetch_add(1, Ordering::Relaxed) < n as u64 {
+                let r = build(client.post(&url)).send().await?;
+                anyhow::ensure!(r.status().is_success(), "{what}: {}", r.status());
+                pb.inc(1);
+            }
+            Ok(())
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r??;
+    }
+    pb.finish();
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
 struct Bench {
     opts: BenchOptions,
     base: String,
@@ -192,36 +223,13 @@ impl Bench {
     /// Single-event publishes from 32 concurrent clients; returns events per second.
     async fn publish_single(&self, tenant: &str, n: usize) -> anyhow::Result<f64> {
         let pb = self.bar(n as u64, "publish (single)");
-        let next = Arc::new(AtomicU64::new(0));
-        let started = Instant::now();
-        let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..32 {
-            let (client, base, next, pb, tenant) = (
-                self.client.clone(),
-                self.base.clone(),
-                next.clone(),
-                pb.clone(),
-                tenant.to_string(),
-            );
-            tasks.spawn(async move {
-                while next.fetch_add(1, Ordering::Relaxed) < n as u64 {
-                    let r = client
-                        .post(format!("{base}/v1/events"))
-                        .bearer_auth(ADMIN)
-                        .json(&Bench::event(&tenant, "bench.single"))
-                        .send()
-                        .await?;
-                    anyhow::ensure!(r.status().is_success(), "publish: {}", r.status());
-                    pb.inc(1);
-                }
-                Ok(())
-            });
-        }
-        while let Some(r) = tasks.join_next().await {
-            r??;
-        }
-        pb.finish();
-        Ok(n as f64 / started.elapsed().as_secs_f64())
+        let urls = vec![format!("{}/v1/events", self.base); 32];
+        let tenant = tenant.to_string();
+        concurrent_posts(&self.client, urls, n, pb, "publish", move |r| {
+            r.bearer_auth(ADMIN)
+                .json(&Bench::event(&tenant, "bench.single"))
+        })
+        .await
     }
 
     /// Batches of 500 from 4 concurrent clients; returns events per second.
@@ -536,29 +544,10 @@ impl Bench {
             urls.push(self.callback_endpoint().await?.1);
         }
         let pb = self.bar(n as u64, "ingest (callbacks)");
-        let next = Arc::new(AtomicU64::new(0));
-        let started = Instant::now();
-        let mut tasks = tokio::task::JoinSet::new();
-        for url in urls {
-            let (client, next, pb) = (self.client.clone(), next.clone(), pb.clone());
-            tasks.spawn(async move {
-                while next.fetch_add(1, Ordering::Relaxed) < n as u64 {
-                    let r = client
-                        .post(&url)
-                        .json(&json!({"t": now_us(), "status": "done", "output": "x".repeat(200)}))
-                        .send()
-                        .await?;
-                    anyhow::ensure!(r.status().is_success(), "ingest: {}", r.status());
-                    pb.inc(1);
-                }
-                Ok(())
-            });
-        }
-        while let Some(r) = tasks.join_next().await {
-            r??;
-        }
-        pb.finish();
-        Ok(n as f64 / started.elapsed().as_secs_f64())
+        concurrent_posts(&self.client, urls, n, pb, "ingest", |r| {
+            r.json(&json!({"t": now_us(), "status": "done", "output": "x".repeat(200)}))
+        })
+        .await
     }
 
     /// Callback→wake-up latencies (µs, sorted) of an agent long-polling one endpoint.
