@@ -139,6 +139,7 @@ impl Application {
                 after_failures: config.auto_disable_after_failures,
                 after_ms: (config.auto_disable_after_hours * 3_600_000) as i64,
             })
+            .with_lease(Duration::from_secs(config.lease_secs))
             .with_operator_events(config.operator_webhook_url.is_some())
             .with_public_url(public_url),
         );

@@ -13,6 +13,12 @@
 //! 4. **idle latency** — one event at a time on an idle system: publish→receipt p50/p99.
 //! 5. **load latency** — a steady publish rate at half the measured delivery throughput:
 //!    publish→receipt p50/p99 under load.
+//! 6. **ingest** — 32 concurrent senders POST JSON callbacks to 32 callback endpoints
+//!    (`ANY /in/{slug}`, the per-endpoint rate limit off): `ingest_per_s`, each one stored
+//!    durably before its 200.
+//! 7. **wake-up** — an agent long-polls `GET /v1/callback-endpoints/{id}/wait`; one callback at
+//!    a time is sent to that endpoint, and the agent measures callback→wake-up against the send
+//!    time written into the callback's body: `wake_p50_ms`, `wake_p99_ms`.
 //!
 //! Latency is measured by the receiver against the publish time the publisher put in the event.
 //! Everything runs in this one process (Herald on its own runtime threads, the receiver on a
@@ -140,6 +146,37 @@ fn peak_rss_mb() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
+/// `n` POSTs in all, from one concurrent client per entry of `urls` (each keeps posting to
+/// its own URL), each request finished by `build`; returns requests per second.
+async fn concurrent_posts(
+    client: &reqwest::Client,
+    urls: Vec<String>,
+    n: usize,
+    pb: indicatif::ProgressBar,
+    what: &'static str,
+    build: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder + Clone + Send + 'static,
+) -> anyhow::Result<f64> {
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for url in urls {
+        let (client, next, pb, build) = (client.clone(), next.clone(), pb.clone(), build.clone());
+        tasks.spawn(async move {
+            while next.fetch_add(1, Ordering::Relaxed) < n as u64 {
+                let r = build(client.post(&url)).send().await?;
+                anyhow::ensure!(r.status().is_success(), "{what}: {}", r.status());
+                pb.inc(1);
+            }
+            Ok(())
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r??;
+    }
+    pb.finish();
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
 struct Bench {
     opts: BenchOptions,
     base: String,
@@ -186,36 +223,13 @@ impl Bench {
     /// Single-event publishes from 32 concurrent clients; returns events per second.
     async fn publish_single(&self, tenant: &str, n: usize) -> anyhow::Result<f64> {
         let pb = self.bar(n as u64, "publish (single)");
-        let next = Arc::new(AtomicU64::new(0));
-        let started = Instant::now();
-        let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..32 {
-            let (client, base, next, pb, tenant) = (
-                self.client.clone(),
-                self.base.clone(),
-                next.clone(),
-                pb.clone(),
-                tenant.to_string(),
-            );
-            tasks.spawn(async move {
-                while next.fetch_add(1, Ordering::Relaxed) < n as u64 {
-                    let r = client
-                        .post(format!("{base}/v1/events"))
-                        .bearer_auth(ADMIN)
-                        .json(&Bench::event(&tenant, "bench.single"))
-                        .send()
-                        .await?;
-                    anyhow::ensure!(r.status().is_success(), "publish: {}", r.status());
-                    pb.inc(1);
-                }
-                Ok(())
-            });
-        }
-        while let Some(r) = tasks.join_next().await {
-            r??;
-        }
-        pb.finish();
-        Ok(n as f64 / started.elapsed().as_secs_f64())
+        let urls = vec![format!("{}/v1/events", self.base); 32];
+        let tenant = tenant.to_string();
+        concurrent_posts(&self.client, urls, n, pb, "publish", move |r| {
+            r.bearer_auth(ADMIN)
+                .json(&Bench::event(&tenant, "bench.single"))
+        })
+        .await
     }
 
     /// Batches of 500 from 4 concurrent clients; returns events per second.
@@ -336,9 +350,12 @@ async fn run_on(opts: &BenchOptions, database_url: &str) -> anyhow::Result<Value
         admin_token: Some(ADMIN.into()),
         allow_private_destinations: true,
         worker: false,
+        // The benchmark measures capacity, not the per-endpoint abuse limit.
+        inbound_rate_limit_per_s: 0,
         log_format: "pretty".into(),
         ..Config::default()
     };
+    let (concurrency, batch_size) = (config.worker_concurrency, config.worker_batch_size);
     let app = Application::build(config).await?;
     let base = format!("http://{}", app.local_addr());
     let worker = app.worker();
@@ -465,6 +482,10 @@ async fn run_on(opts: &BenchOptions, database_url: &str) -> anyhow::Result<Value
     bench.wait_distinct_quiet(target).await?;
     let load = bench.take_latencies();
 
+    // 6-7: inbound capture, with the outbound worker idle.
+    let ingest_per_s = bench.ingest(n).await?;
+    let wake = bench.wake_latencies().await?;
+
     let _ = stop_worker.send(true);
     let _ = worker_task.await;
     stop.trigger();
@@ -482,10 +503,14 @@ async fn run_on(opts: &BenchOptions, database_url: &str) -> anyhow::Result<Value
         "latency_load_p50_ms": percentile(&load, 0.50),
         "latency_load_p99_ms": percentile(&load, 0.99),
         "load_rate_per_s": rate.round(),
-        // Inbound capture is not built yet: no figures rather than invented ones.
-        "ingest_per_s": Value::Null,
-        "wake_p50_ms": Value::Null,
-        "wake_p99_ms": Value::Null,
+        "ingest_per_s": ingest_per_s.round(),
+        "wake_p50_ms": percentile(&wake, 0.50),
+        "wake_p99_ms": percentile(&wake, 0.99),
+        "ingest_clients": INGEST_CLIENTS,
+        "wake_samples": wake.len(),
+        "idle_samples": idle.len(),
+        "worker_concurrency": concurrency,
+        "worker_batch_size": batch_size,
         "peak_rss_mb": (peak_rss_mb() * 10.0).round() / 10.0,
         "distinct_ids_received": rx.distinct(),
         "requests_received": rx.requests.load(Ordering::Relaxed),
@@ -493,7 +518,92 @@ async fn run_on(opts: &BenchOptions, database_url: &str) -> anyhow::Result<Value
     }))
 }
 
+/// Concurrent senders and endpoints of the ingest phase: enough to keep both cores busy,
+/// spread over endpoints because each endpoint's cursor serializes its own callbacks.
+const INGEST_CLIENTS: usize = 32;
+/// Callbacks sent one at a time in the wake-up phase.
+const WAKE_SAMPLES: usize = 200;
+
 impl Bench {
+    /// Creates a callback endpoint (no verification) and returns `(id, capture URL)`.
+    async fn callback_endpoint(&self) -> anyhow::Result<(String, String)> {
+        let v = self.post("/v1/callback-endpoints", &json!({})).await?;
+        let field = |k: &str| {
+            v[k].as_str()
+                .map(str::to_string)
+                .with_context(|| format!("callback endpoint without `{k}`: {v}"))
+        };
+        Ok((field("id")?, field("url")?))
+    }
+
+    /// `n` callbacks from [`INGEST_CLIENTS`] concurrent senders, each to an endpoint of its
+    /// own; returns callbacks stored per second.
+    async fn ingest(&self, n: usize) -> anyhow::Result<f64> {
+        let mut urls = Vec::with_capacity(INGEST_CLIENTS);
+        for _ in 0..INGEST_CLIENTS {
+            urls.push(self.callback_endpoint().await?.1);
+        }
+        let pb = self.bar(n as u64, "ingest (callbacks)");
+        concurrent_posts(&self.client, urls, n, pb, "ingest", |r| {
+            r.json(&json!({"t": now_us(), "status": "done", "output": "x".repeat(200)}))
+        })
+        .await
+    }
+
+    /// Callback→wake-up latencies (µs, sorted) of an agent long-polling one endpoint.
+    async fn wake_latencies(&self) -> anyhow::Result<Vec<u64>> {
+        let (id, url) = self.callback_endpoint().await?;
+        let (woke_tx, mut woke) = tokio::sync::mpsc::unbounded_channel::<u64>();
+        let (client, base) = (self.client.clone(), self.base.clone());
+        // The agent: wait, take the callback, wait again after its cursor.
+        let agent = tokio::spawn(async move {
+            let mut cursor = 0;
+            loop {
+                let v: Value = client
+                    .get(format!(
+                        "{base}/v1/callback-endpoints/{id}/wait?after={cursor}&timeout_ms=10000"
+                    ))
+                    .bearer_auth(ADMIN)
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .json()
+                    .await?;
+                let woke_at = now_us();
+                cursor = v["cursor"].as_i64().unwrap_or(cursor);
+                if let Some(sent) = v["callback"]["body"]["t"].as_u64()
+                    && woke_tx.send(woke_at.saturating_sub(sent)).is_err()
+                {
+                    return anyhow::Ok(());
+                }
+            }
+        });
+        let pb = self.bar(WAKE_SAMPLES as u64, "wake-up (long-poll)");
+        let mut latencies = Vec::with_capacity(WAKE_SAMPLES);
+        for _ in 0..WAKE_SAMPLES {
+            // Let the agent park on its next wait first: this measures the wake-up path, not
+            // a wait that finds the callback already stored.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            let r = self
+                .client
+                .post(&url)
+                .json(&json!({"t": now_us()}))
+                .send()
+                .await?;
+            anyhow::ensure!(r.status().is_success(), "ingest: {}", r.status());
+            let l = tokio::time::timeout(Duration::from_secs(10), woke.recv())
+                .await
+                .context("the waiting agent was not woken within 10 s")?
+                .context("the waiting agent stopped")?;
+            latencies.push(l);
+            pb.inc(1);
+        }
+        pb.finish();
+        agent.abort();
+        latencies.sort_unstable();
+        Ok(latencies)
+    }
+
     async fn wait_distinct_quiet(&self, target: usize) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {

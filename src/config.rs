@@ -18,6 +18,9 @@ use crate::outbound::ssrf::{Cidr, Policy};
 use crate::store::seal::{Keyring, load_or_create_key_file};
 use crate::worker::WorkerConfig;
 
+/// How much of a lease is left for recording the outcome after the longest send allowed.
+pub const LEASE_HEADROOM_MS: u64 = 1000;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -275,10 +278,14 @@ impl Config {
                 "and worker_batch_size must be at least 1".into(),
             );
         }
-        if self.lease_secs * 1000 <= self.request_timeout_ms.max(60_000) {
+        // A send must end, and its outcome be recorded, while its lease holds, or a second
+        // worker could take the delivery over mid-send. The lease leaves a second of headroom
+        // over the default timeout, and the executor caps destinations' own timeouts
+        // (up to 60 s) the same way, so short leases (fast crash recovery) stay safe.
+        if self.lease_secs * 1000 < self.request_timeout_ms + LEASE_HEADROOM_MS {
             return invalid(
                 "lease_secs",
-                "must be longer than the longest request timeout (60 s)".into(),
+                "must be at least a second longer than request_timeout_ms".into(),
             );
         }
         if self.header_read_timeout_secs == 0 {

@@ -28,8 +28,9 @@
 //! `worker::Worker` claims → `worker::Executor` signs and sends → `Store::finish` records.
 //!
 //! A callback travels `http::ingest` (`ANY /in/{slug}`) → `service::Herald::ingest` (verify,
-//! dedupe, rate limit) → `store::Store::ingest_callback` (cursor assigned in the transaction,
-//! `NOTIFY` on Postgres) → `inbound::waiters::Waiters::notify` → a `service::Herald::wait_on`
+//! dedupe, rate limit) → `service::batch::IngestBatcher` (group commit) →
+//! `store::Store::ingest_callbacks` (cursors assigned in the transaction; on Postgres `NOTIFY`
+//! right after the commit) → `inbound::waiters::Waiters::notify` → a `service::Herald::wait_on`
 //! long-poll or SSE stream re-reads the store and answers.
 
 pub mod app;

@@ -21,6 +21,8 @@ for_each_store!(
     ack_is_scoped_and_keeps_the_first_time,
     deleting_an_endpoint_removes_its_callbacks_and_refuses_new_ones,
     an_endpoint_for_an_unknown_tenant_is_not_found_and_not_written,
+    a_batch_of_callbacks_takes_gap_free_cursors_per_endpoint_and_dedupes_within_itself,
+    a_batch_naming_a_deleted_endpoint_writes_nothing,
 );
 
 async fn store(kind: StoreKind) -> (Arc<dyn Store>, TestDb) {
@@ -258,5 +260,76 @@ async fn an_endpoint_for_an_unknown_tenant_is_not_found_and_not_written(kind: St
             .unwrap()
             .len(),
         1
+    );
+}
+
+/// Group commit (`ingest_callbacks`): many captures in one transaction keep every guarantee
+/// of one capture at a time.
+async fn a_batch_of_callbacks_takes_gap_free_cursors_per_endpoint_and_dedupes_within_itself(
+    kind: StoreKind,
+) {
+    let (s, _db) = store(kind).await;
+    let (a, b) = (endpoint(&*s, None).await, endpoint(&*s, None).await);
+    s.ingest_callback(&callback(&a, None)).await.unwrap(); // cursor 1, before the batch
+    let mut rejected = callback(&b, None);
+    rejected.status = CallbackStatus::Rejected;
+    let batch = vec![
+        callback(&a, None),
+        callback(&b, None),
+        callback(&a, Some("k1")),
+        callback(&a, None),
+        rejected,
+        callback(&a, Some("k1")),
+        callback(&b, None),
+    ];
+    let out = s.ingest_callbacks(&batch).await.unwrap();
+    assert_eq!(out.len(), batch.len());
+    assert_eq!(out[4], Ingested::Rejected);
+    assert_eq!(
+        out[5],
+        Ingested::Duplicate {
+            original_id: batch[2].id.clone()
+        }
+    );
+    let cursor = |i: usize| match out[i] {
+        Ingested::Stored { cursor } => cursor,
+        ref other => panic!("callback {i}: {other:?}"),
+    };
+    let mut of_a: Vec<i64> = [0, 2, 3].map(cursor).to_vec();
+    of_a.sort_unstable();
+    assert_eq!(of_a, [2, 3, 4], "after the earlier callback, gap-free");
+    let mut of_b: Vec<i64> = [1, 6].map(cursor).to_vec();
+    of_b.sort_unstable();
+    assert_eq!(of_b, [1, 2]);
+
+    // What waiters read agrees with what the batch answered.
+    let stored = s.callbacks_after(&a.id, 1, 100).await.unwrap();
+    let read: Vec<(String, Option<i64>)> = stored.into_iter().map(|c| (c.id, c.cursor)).collect();
+    let mut answered: Vec<(String, Option<i64>)> = [0, 2, 3]
+        .map(|i| (batch[i].id.clone(), Some(cursor(i))))
+        .to_vec();
+    answered.sort_by_key(|(_, c)| *c);
+    assert_eq!(read, answered);
+    assert_eq!(s.callbacks_after(&b.id, 0, 100).await.unwrap().len(), 2);
+}
+
+async fn a_batch_naming_a_deleted_endpoint_writes_nothing(kind: StoreKind) {
+    let (s, _db) = store(kind).await;
+    let (a, gone) = (endpoint(&*s, None).await, endpoint(&*s, None).await);
+    assert!(
+        s.delete_callback_endpoint(Scope::Admin, &gone.id)
+            .await
+            .unwrap()
+    );
+    let err = s
+        .ingest_callbacks(&[callback(&a, None), callback(&gone, None)])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    assert!(s.callbacks_after(&a.id, 0, 10).await.unwrap().is_empty());
+    // The endpoint's cursor did not move either: the next callback is number 1.
+    assert_eq!(
+        s.ingest_callback(&callback(&a, None)).await.unwrap(),
+        Ingested::Stored { cursor: 1 }
     );
 }

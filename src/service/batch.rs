@@ -12,6 +12,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::domain::time::Clock;
+use crate::inbound::model::{Callback, Ingested};
 use crate::store::{NewEvent, Published, Store, StoreError};
 
 const MAX_BATCH: usize = 256;
@@ -80,5 +81,53 @@ impl PublishBatcher {
         answer
             .await
             .map_err(|_| StoreError::Corrupt("the publish batcher stopped".into()))?
+    }
+}
+
+type IngestReply = oneshot::Sender<Result<Ingested, StoreError>>;
+
+/// Group commit for captured callbacks, like [`PublishBatcher`] for events: `ANY /in/{slug}`
+/// answers only once its callback is committed, and callbacks that arrive while a commit is in
+/// flight share the next one (one WAL flush for many). A lone callback is committed at once.
+#[derive(Clone)]
+pub struct IngestBatcher {
+    tx: mpsc::UnboundedSender<(Callback, IngestReply)>,
+}
+
+impl IngestBatcher {
+    pub fn spawn(store: Arc<dyn Store>) -> Self {
+        let (tx, mut rx) = mpsc::unbounded_channel::<(Callback, IngestReply)>();
+        tokio::spawn(async move {
+            let mut batch = Vec::new();
+            while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+                let (callbacks, replies): (Vec<Callback>, Vec<IngestReply>) =
+                    std::mem::take(&mut batch).into_iter().unzip();
+                match store.ingest_callbacks(&callbacks).await {
+                    Ok(stored) => {
+                        for (reply, r) in replies.into_iter().zip(stored) {
+                            let _ = reply.send(Ok(r));
+                        }
+                    }
+                    // One failure (an endpoint deleted meanwhile) must not fail the others:
+                    // each is retried on its own and gets its own answer.
+                    Err(_) => {
+                        for (c, reply) in callbacks.iter().zip(replies) {
+                            let _ = reply.send(store.ingest_callback(c).await);
+                        }
+                    }
+                }
+            }
+        });
+        Self { tx }
+    }
+
+    pub async fn ingest(&self, c: Callback) -> Result<Ingested, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send((c, reply))
+            .map_err(|_| StoreError::Corrupt("the ingest batcher stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Corrupt("the ingest batcher stopped".into()))?
     }
 }

@@ -409,20 +409,17 @@ impl Herald {
                 Some(e)
             }
         };
-        let stored = self
-            .store
-            .ingest_callback(&callback)
-            .await
-            .map_err(|e| match e {
-                StoreError::NotFound(_) => IngestError::NotFound,
-                other => IngestError::Store(other),
-            })?;
+        let callback_id = callback.id.clone();
+        let stored = self.ingester.ingest(callback).await.map_err(|e| match e {
+            StoreError::NotFound(_) => IngestError::NotFound,
+            other => IngestError::Store(other),
+        })?;
         match (stored, rejection) {
             (Ingested::Stored { cursor }, _) => {
                 crate::metrics::metrics().inbound("received");
                 self.waiters.notify(&endpoint.id);
                 Ok(IngestOutcome::Stored {
-                    id: callback.id,
+                    id: callback_id,
                     cursor,
                 })
             }

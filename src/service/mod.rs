@@ -75,6 +75,7 @@ pub struct Herald {
     /// The SSRF policy, also applied when a destination is saved (literal addresses).
     pub policy: Policy,
     publisher: batch::PublishBatcher,
+    ingester: batch::IngestBatcher,
     /// Inbound capture: URLs, limits, wait caps.
     pub inbound: Arc<InboundSettings>,
     /// Callers waiting on callback endpoints in this process.
@@ -95,6 +96,7 @@ impl Herald {
         let inbound = InboundSettings::default();
         Self {
             publisher: batch::PublishBatcher::spawn(store.clone(), clock.clone()),
+            ingester: batch::IngestBatcher::spawn(store.clone()),
             store,
             clock,
             wake: Arc::new(Notify::new()),

@@ -710,61 +710,61 @@ macro_rules! impl_store {
             }
 
             async fn ingest_callback(&self, c: &Callback) -> Result<Ingested> {
+                let mut tx = self.write.begin().await?;
+                let r = Self::ingest_in_tx(&mut tx, c).await?;
+                tx.commit().await?;
+                if matches!(r, Ingested::Stored { .. }) {
+                    self.announce_callback(&c.endpoint_id);
+                }
+                Ok(r)
+            }
+
+            async fn ingest_callbacks(&self, cs: &[Callback]) -> Result<Vec<Ingested>> {
                 use $crate::inbound::model::CallbackStatus;
                 let mut tx = self.write.begin().await?;
-                let cursor = if c.status == CallbackStatus::Rejected {
-                    let r = sqlx::query("UPDATE callback_endpoints SET rejected_count = rejected_count + 1 WHERE id = $1")
-                        .bind(&c.endpoint_id).execute(&mut *tx).await?;
-                    if r.rows_affected() == 0 {
-                        return Err(StoreError::NotFound("callback endpoint"));
+                let mut out = vec![Ingested::Rejected; cs.len()];
+                // Endpoint rows are locked in id order within each step, so nodes' batches
+                // rarely cross; when they do, Postgres aborts one and the batcher retries its
+                // callbacks one by one (`service::batch::IngestBatcher`).
+                let mut by_endpoint: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();
+                for (i, c) in cs.iter().enumerate() {
+                    by_endpoint.entry(&c.endpoint_id).or_default().push(i);
+                }
+                // Rejected callbacks and ones to dedupe go one by one; plain accepted ones
+                // (the bulk) take their cursors in one step for the whole batch.
+                let mut plain: Vec<(&str, Vec<usize>)> = vec![];
+                for (endpoint_id, idx) in by_endpoint {
+                    let (fast, other): (Vec<usize>, Vec<usize>) = idx.into_iter().partition(|&i| {
+                        cs[i].status == CallbackStatus::Accepted && cs[i].dedupe_key.is_none()
+                    });
+                    for i in other {
+                        out[i] = Self::ingest_in_tx(&mut tx, &cs[i]).await?;
                     }
-                    None
-                } else {
-                    // Taking the next cursor first also takes the endpoint's row lock (Postgres;
-                    // SQLite has one writer), so the dedupe check below cannot race a concurrent
-                    // copy of the same delivery: the second one sees the first one committed.
-                    let cursor: Option<i64> = sqlx::query_scalar(
-                        "UPDATE callback_endpoints SET last_cursor = last_cursor + 1, \
-                         received_count = received_count + 1 WHERE id = $1 RETURNING last_cursor")
-                        .bind(&c.endpoint_id).fetch_optional(&mut *tx).await?;
-                    let cursor = cursor.ok_or(StoreError::NotFound("callback endpoint"))?;
-                    if let Some(key) = &c.dedupe_key {
-                        let original: Option<String> = sqlx::query_scalar(
-                            "SELECT id FROM callbacks WHERE endpoint_id = $1 AND dedupe_key = $2 AND status = 'accepted'")
-                            .bind(&c.endpoint_id).bind(key).fetch_optional(&mut *tx).await?;
-                        if let Some(original_id) = original {
-                            // Give the cursor back (we hold the lock): the sequence stays gap-free.
-                            sqlx::query("UPDATE callback_endpoints SET last_cursor = last_cursor - 1, \
-                                received_count = received_count - 1, duplicate_count = duplicate_count + 1 \
-                                WHERE id = $1")
-                                .bind(&c.endpoint_id).execute(&mut *tx).await?;
-                            tx.commit().await?;
-                            return Ok(Ingested::Duplicate { original_id });
-                        }
-                    }
-                    Some(cursor)
-                };
-                sqlx::query(concat!("INSERT INTO callbacks (", callback_cols!(), ") VALUES \
-                    ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"))
-                    .bind(&c.id).bind(&c.endpoint_id).bind(&c.tenant_id).bind(cursor)
-                    .bind(&c.method).bind(&c.path).bind(&c.query).bind(rows::to_json(&c.headers))
-                    .bind(&c.body).bind(&c.content_type).bind(&c.remote_addr).bind(c.received_at)
-                    .bind(c.verified).bind(c.status.as_str()).bind(&c.reject_reason).bind(&c.dedupe_key)
-                    .bind(c.a2a.as_ref().map(|a| a.task_id.as_str()))
-                    .bind(c.a2a.as_ref().and_then(|a| a.state.as_deref()))
-                    .bind(c.acked_at)
-                    .execute(&mut *tx).await?;
-                match cursor {
-                    Some(cursor) => {
-                        Self::announce_callback(&mut tx, &c.endpoint_id).await?;
-                        tx.commit().await?;
-                        Ok(Ingested::Stored { cursor })
-                    }
-                    None => {
-                        tx.commit().await?;
-                        Ok(Ingested::Rejected)
+                    if !fast.is_empty() {
+                        plain.push((endpoint_id, fast));
                     }
                 }
+                let counts: Vec<(&str, i64)> = plain.iter().map(|(e, idx)| (*e, idx.len() as i64)).collect();
+                let lasts = Self::take_cursors(&mut tx, &counts).await?;
+                let mut fast = Vec::with_capacity(cs.len());
+                for ((_, idx), last) in plain.iter().zip(lasts) {
+                    let first = last - idx.len() as i64 + 1;
+                    for (k, &i) in idx.iter().enumerate() {
+                        out[i] = Ingested::Stored { cursor: first + k as i64 };
+                        fast.push((i, Some(first + k as i64)));
+                    }
+                }
+                for chunk in fast.chunks(500) {
+                    let rows: Vec<(&Callback, Option<i64>)> = chunk.iter().map(|&(i, cursor)| (&cs[i], cursor)).collect();
+                    Self::insert_callbacks(&mut tx, &rows).await?;
+                }
+                tx.commit().await?;
+                for (c, r) in cs.iter().zip(&out) {
+                    if matches!(r, Ingested::Stored { .. }) {
+                        self.announce_callback(&c.endpoint_id);
+                    }
+                }
+                Ok(out)
             }
 
             async fn callbacks_after(&self, endpoint_id: &str, after: i64, limit: u32) -> Result<Vec<Callback>> {
@@ -943,6 +943,70 @@ macro_rules! impl_store {
                     }
                 }
                 Ok(sealed)
+            }
+
+            /// One capture inside the caller's transaction (see `Store::ingest_callback`).
+            async fn ingest_in_tx(
+                tx: &mut sqlx::Transaction<'_, <$store as $crate::store::common::HasDb>::Db>,
+                c: &Callback,
+            ) -> Result<Ingested> {
+                use $crate::inbound::model::CallbackStatus;
+                let cursor = if c.status == CallbackStatus::Rejected {
+                    let r = sqlx::query("UPDATE callback_endpoints SET rejected_count = rejected_count + 1 WHERE id = $1")
+                        .bind(&c.endpoint_id).execute(&mut **tx).await?;
+                    if r.rows_affected() == 0 {
+                        return Err(StoreError::NotFound("callback endpoint"));
+                    }
+                    None
+                } else {
+                    // Taking the next cursor first also takes the endpoint's row lock (Postgres;
+                    // SQLite has one writer), so the dedupe check below cannot race a concurrent
+                    // copy of the same delivery: the second one sees the first one committed.
+                    let cursor: Option<i64> = sqlx::query_scalar(
+                        "UPDATE callback_endpoints SET last_cursor = last_cursor + 1, \
+                         received_count = received_count + 1 WHERE id = $1 RETURNING last_cursor")
+                        .bind(&c.endpoint_id).fetch_optional(&mut **tx).await?;
+                    let cursor = cursor.ok_or(StoreError::NotFound("callback endpoint"))?;
+                    if let Some(key) = &c.dedupe_key {
+                        let original: Option<String> = sqlx::query_scalar(
+                            "SELECT id FROM callbacks WHERE endpoint_id = $1 AND dedupe_key = $2 AND status = 'accepted'")
+                            .bind(&c.endpoint_id).bind(key).fetch_optional(&mut **tx).await?;
+                        if let Some(original_id) = original {
+                            // Give the cursor back (we hold the lock): the sequence stays gap-free.
+                            sqlx::query("UPDATE callback_endpoints SET last_cursor = last_cursor - 1, \
+                                received_count = received_count - 1, duplicate_count = duplicate_count + 1 \
+                                WHERE id = $1")
+                                .bind(&c.endpoint_id).execute(&mut **tx).await?;
+                            return Ok(Ingested::Duplicate { original_id });
+                        }
+                    }
+                    Some(cursor)
+                };
+                Self::insert_callbacks(tx, &[(c, cursor)]).await?;
+                Ok(match cursor {
+                    Some(cursor) => Ingested::Stored { cursor },
+                    None => Ingested::Rejected,
+                })
+            }
+
+            /// Inserts callbacks with their cursors (`None`: rejected) in one statement.
+            async fn insert_callbacks(
+                tx: &mut sqlx::Transaction<'_, <$store as $crate::store::common::HasDb>::Db>,
+                items: &[(&Callback, Option<i64>)],
+            ) -> Result<()> {
+                let mut q = sqlx::QueryBuilder::<<$store as $crate::store::common::HasDb>::Db>::new(
+                    concat!("INSERT INTO callbacks (", callback_cols!(), ") "));
+                q.push_values(items, |mut b, (c, cursor)| {
+                    b.push_bind(&c.id).push_bind(&c.endpoint_id).push_bind(&c.tenant_id).push_bind(*cursor)
+                        .push_bind(&c.method).push_bind(&c.path).push_bind(&c.query).push_bind(rows::to_json(&c.headers))
+                        .push_bind(&c.body).push_bind(&c.content_type).push_bind(&c.remote_addr).push_bind(c.received_at)
+                        .push_bind(c.verified).push_bind(c.status.as_str()).push_bind(&c.reject_reason).push_bind(&c.dedupe_key)
+                        .push_bind(c.a2a.as_ref().map(|a| a.task_id.as_str()))
+                        .push_bind(c.a2a.as_ref().and_then(|a| a.state.as_deref()))
+                        .push_bind(c.acked_at);
+                });
+                q.build().execute(&mut **tx).await?;
+                Ok(())
             }
 
             /// One outcome, inside the caller's transaction (see `Store::finish_batch`).

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use backon::{ExponentialBuilder, Retryable};
 use rand::Rng;
 
 use super::batch::FinishBatcher;
@@ -24,6 +25,8 @@ pub struct Executor {
     clock: Clock,
     schedule: RetrySchedule,
     default_timeout: Duration,
+    /// No send may outlast its lease (see [`Executor::with_lease`]).
+    max_timeout: Duration,
     auto_disable: AutoDisable,
     /// Emit operator events (`destination.disabled`, `delivery.exhausted`).
     operator_events: bool,
@@ -47,10 +50,18 @@ impl Executor {
             clock,
             schedule,
             default_timeout,
+            max_timeout: lease_budget(crate::worker::WorkerConfig::default().lease),
             auto_disable: AutoDisable::default(),
             operator_events: false,
             public_url: "http://127.0.0.1:8080".into(),
         }
+    }
+
+    /// Caps every send (a destination's own `timeout_ms` included) and the retries of its
+    /// outcome below the claim's lease, so a live worker never loses a lease mid-send.
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.max_timeout = lease_budget(lease);
+        self
     }
 
     pub fn with_auto_disable(mut self, limits: AutoDisable) -> Self {
@@ -91,22 +102,30 @@ impl Executor {
             let result = a.error_kind.map_or("ok", |k| k.as_str());
             m.attempt(result, a.duration_ms as f64 / 1000.0);
         }
-        // A few quick retries ride out a brief database hiccup; after that the lease decides.
-        for wait_ms in [0u64, 100, 500, 2000] {
-            tokio::time::sleep(Duration::from_millis(wait_ms)).await;
-            match self.finisher.finish(finish.clone(), &*self.store).await {
-                Ok(done) => {
-                    if !done.applied {
-                        tracing::info!(delivery_id = %c.delivery_id, attempt = c.attempt,
-                            "outcome not applied: the lease expired and another worker took over");
-                    } else {
-                        self.tell_operator(&c, &finish, done.disabled).await;
-                    }
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!(delivery_id = %c.delivery_id, error = %e, "recording the outcome failed")
-                }
+        // Retries with backoff ride out a database hiccup or restart (the pool reconnects on
+        // the next try). Past the lease there is no point: the delivery is rescued and sent
+        // again (receivers dedupe on `webhook-id`), so the retries stop within it.
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(50))
+            .with_max_delay(Duration::from_secs(1))
+            .with_total_delay(Some(self.max_timeout))
+            .without_max_times();
+        let recorded = (|| self.finisher.finish(finish.clone(), &*self.store))
+            .retry(backoff)
+            .notify(|e, wait| {
+                tracing::warn!(delivery_id = %c.delivery_id, error = %e, ?wait,
+                    "recording the outcome failed; retrying")
+            })
+            .await;
+        match recorded {
+            Ok(done) if !done.applied => {
+                tracing::info!(delivery_id = %c.delivery_id, attempt = c.attempt,
+                    "outcome not applied: the lease expired and another worker took over");
+            }
+            Ok(done) => self.tell_operator(&c, &finish, done.disabled).await,
+            Err(e) => {
+                tracing::warn!(delivery_id = %c.delivery_id, error = %e,
+                    "giving up on recording the outcome; the delivery is retried after its lease")
             }
         }
     }
@@ -180,7 +199,8 @@ impl Executor {
             .options
             .timeout_ms
             .map(Duration::from_millis)
-            .unwrap_or(self.default_timeout);
+            .unwrap_or(self.default_timeout)
+            .min(self.max_timeout);
         let url = d.url.clone().unwrap_or_default();
         let result = self.http.post(&url, &headers, body, timeout).await;
 
@@ -240,6 +260,13 @@ impl Executor {
             auto_disable: self.auto_disable,
         }
     }
+}
+
+/// What a send may take of its lease: all of it but the headroom for recording the outcome.
+fn lease_budget(lease: Duration) -> Duration {
+    lease
+        .saturating_sub(Duration::from_millis(crate::config::LEASE_HEADROOM_MS))
+        .max(Duration::from_millis(100))
 }
 
 /// The request body: the Standard Webhooks envelope around the publisher's data (spliced in

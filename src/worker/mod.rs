@@ -168,6 +168,7 @@ impl Worker {
         let mut last_maintenance = tokio::time::Instant::now();
         let mut maintenance: Option<tokio::task::JoinHandle<u64>> = None;
         let clock = self.executor.clock().clone();
+        let mut backoff = crate::store::reconnect_backoff();
         loop {
             if *shutdown.borrow() {
                 break;
@@ -210,6 +211,7 @@ impl Worker {
                 let lease_until = now + self.config.lease.as_millis() as i64;
                 match self.store.claim(want, now, lease_until).await {
                     Ok(claimed) => {
+                        backoff = crate::store::reconnect_backoff();
                         got = claimed.len() as u32;
                         for c in claimed {
                             let permit = slots.clone().acquire_owned().await.expect("never closed");
@@ -230,9 +232,10 @@ impl Worker {
                         }
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "claim failed; backing off");
+                        let wait = crate::store::next_wait(&mut backoff);
+                        tracing::warn!(error = %e, ?wait, "claim failed; backing off");
                         tokio::select! {
-                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            _ = tokio::time::sleep(wait) => {}
                             _ = shutdown.changed() => {}
                         }
                         continue;

@@ -93,11 +93,27 @@ impl SqliteStore {
     }
 
     /// Nothing to announce: waiters in this process are woken by the service after commit.
-    async fn announce_callback(
-        _tx: &mut Transaction<'_, Sqlite>,
-        _endpoint_id: &str,
-    ) -> Result<()> {
-        Ok(())
+    fn announce_callback(&self, _endpoint_id: &str) {}
+
+    /// Moves each endpoint's cursor on by `n`; returns the new last cursors, in order. One
+    /// statement per endpoint costs nothing here: SQLite runs in-process.
+    async fn take_cursors(
+        tx: &mut Transaction<'_, Sqlite>,
+        counts: &[(&str, i64)],
+    ) -> Result<Vec<i64>> {
+        let mut lasts = Vec::with_capacity(counts.len());
+        for (endpoint_id, n) in counts {
+            let last: Option<i64> = sqlx::query_scalar(
+                "UPDATE callback_endpoints SET last_cursor = last_cursor + $2, \
+                 received_count = received_count + $2 WHERE id = $1 RETURNING last_cursor",
+            )
+            .bind(endpoint_id)
+            .bind(n)
+            .fetch_optional(&mut **tx)
+            .await?;
+            lasts.push(last.ok_or(StoreError::NotFound("callback endpoint"))?);
+        }
+        Ok(lasts)
     }
 }
 

@@ -1,0 +1,61 @@
+//! `herald bench --json` (SPEC §10): one JSON object per store on stdout and nothing else,
+//! each with every figure the contract names, measured (not null). A small run: the figures
+//! themselves are for BENCHMARKS.md, from a release build.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+/// The keys SPEC §10 promises, besides `store`.
+const FIGURES: [&str; 11] = [
+    "publish_per_s",
+    "publish_batch_per_s",
+    "deliveries_per_s",
+    "latency_idle_p50_ms",
+    "latency_idle_p99_ms",
+    "latency_load_p50_ms",
+    "latency_load_p99_ms",
+    "ingest_per_s",
+    "wake_p50_ms",
+    "wake_p99_ms",
+    "peak_rss_mb",
+];
+
+#[test]
+fn herald_bench_json_prints_one_object_per_store_with_every_contract_figure_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let postgres = std::env::var("HERALD_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let out = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["bench", "--store", "all", "--events", "300", "--json"])
+        .current_dir(dir.path())
+        .env("HERALD_BENCH_POSTGRES_URL", postgres)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("the herald binary runs");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "herald bench failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "one line per store, nothing else: {stdout}");
+    for (line, store) in lines.iter().zip(["sqlite", "postgres"]) {
+        let v: Value = serde_json::from_str(line).expect("each line is JSON");
+        assert_eq!(v["store"], store);
+        for key in FIGURES {
+            let x = v[key].as_f64();
+            assert!(
+                x.is_some_and(|x| x.is_finite() && x > 0.0),
+                "{store}: `{key}` is {}",
+                v[key]
+            );
+        }
+        // The run's parameters come with the figures.
+        assert_eq!(v["events"], 300);
+        // 150 single + one batch of 500, then 200 idle, 100+ under load: all received.
+        assert!(v["distinct_ids_received"].as_u64().unwrap() >= 950, "{v}");
+    }
+}
