@@ -57,6 +57,8 @@ impl HeraldProcess {
             .env("HERALD_DATABASE_URL", database_url)
             .env("HERALD_DATA_DIR", dir.path())
             .env("HERALD_ADMIN_TOKEN", ADMIN)
+            // Every node on one database needs the same key for the secrets sealed in it.
+            .env("HERALD_ENCRYPTION_KEY", super::common::ENCRYPTION_KEY)
             .env("HERALD_ALLOW_PRIVATE_DESTINATIONS", "true")
             .stdout(Stdio::null())
             .stderr(out);
