@@ -199,7 +199,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let req = CreateDestination {
                 kind: DestinationKind::Webhook,
-                url,
+                url: Some(url),
+                amqp_url: None,
+                exchange: None,
+                routing_key: None,
                 description: None,
                 topics,
                 filter: None,
