@@ -506,6 +506,19 @@ impl Config {
         }
     }
 
+    /// The publish-from-queue consumer's settings, when `amqp_url` and `amqp_publish_queue`
+    /// are both set.
+    pub fn queue_settings(&self) -> Option<crate::queue::QueueSettings> {
+        Some(crate::queue::QueueSettings {
+            url: self.amqp_url.clone()?,
+            queue: self.amqp_publish_queue.clone()?,
+            dead_letter_queue: self.amqp_dead_letter_queue.clone(),
+            prefetch: self.amqp_prefetch,
+            connection_name: format!("{} consumer", self.amqp_connection_name),
+            max_body_bytes: self.max_body_bytes,
+        })
+    }
+
     pub fn worker_config(&self) -> WorkerConfig {
         WorkerConfig {
             concurrency: self.worker_concurrency,

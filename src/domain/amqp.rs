@@ -197,7 +197,9 @@ pub fn routing_key(field: &str, template: &str) -> Check {
     if template.chars().any(char::is_control) {
         return Err(Invalid::new(field, "must not contain control characters"));
     }
-    pieces(template).map(|_| ()).map_err(|m| Invalid::new(field, m))
+    pieces(template)
+        .map(|_| ())
+        .map_err(|m| Invalid::new(field, m))
 }
 
 /// The routing key of one message. Errs when the result is longer than AMQP allows (a long

@@ -291,7 +291,10 @@ fn properties(m: &Message<'_>) -> BasicProperties {
         .with_message_id(ShortString::from(m.message_id))
         .with_type(ShortString::from(m.topic))
         .with_timestamp(m.timestamp.max(0) as u64)
-        .with_app_id(ShortString::from(concat!("Herald/", env!("CARGO_PKG_VERSION"))))
+        .with_app_id(ShortString::from(concat!(
+            "Herald/",
+            env!("CARGO_PKG_VERSION")
+        )))
         .with_headers(headers)
 }
 
@@ -358,9 +361,9 @@ pub async fn connect(
     policy: Option<&Policy>,
     connection_name: &str,
 ) -> Result<Connection, Failure> {
-    let uri: AMQPUri = url.parse().map_err(|e: String| {
-        Failure::new(ErrorKind::Connect, format!("{}: {e}", redact(url)))
-    })?;
+    let uri: AMQPUri = url
+        .parse()
+        .map_err(|e: String| Failure::new(ErrorKind::Connect, format!("{}: {e}", redact(url))))?;
     let host = uri.authority.host.clone();
     let port = uri.authority.port;
     let addrs: Vec<SocketAddr> = match policy {
@@ -380,8 +383,8 @@ pub async fn connect(
         ));
     }
     let runtime = lapin::runtime::default_runtime().map_err(|e| classify(&e))?;
-    let properties = ConnectionProperties::default()
-        .with_connection_name(LongString::from(connection_name));
+    let properties =
+        ConnectionProperties::default().with_connection_name(LongString::from(connection_name));
     let opened = Connection::connector(
         uri,
         runtime,
@@ -391,7 +394,9 @@ pub async fn connect(
                 AsyncTcpStream::connect(&runtime, addrs.clone()),
             )
             .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
+            })??;
             Ok(tcp)
         },
         properties,

@@ -385,7 +385,11 @@ impl Resolve for GuardedResolver {
 ///
 /// Fails with an `io::Error` whose inner error is a [`Blocked`] (`PermissionDenied`) when
 /// every address is refused, `NotFound` when none resolved, or the resolver's own error.
-pub async fn resolve_allowed(policy: &Policy, host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+pub async fn resolve_allowed(
+    policy: &Policy,
+    host: &str,
+    port: u16,
+) -> io::Result<Vec<SocketAddr>> {
     // `[::1]` as URLs spell it is `::1` to the resolver.
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     let resolved = tokio::net::lookup_host((bare, port)).await?;

@@ -130,11 +130,9 @@ impl Herald {
         let amqp_url = AmqpUrl::parse(field, raw)?;
         if self.policy.https_only {
             // Plain AMQP is as readable on the wire as plain HTTP.
-            return Err(Invalid::new(
-                field,
-                "https_only is on and amqps:// is not supported yet",
-            )
-            .into());
+            return Err(
+                Invalid::new(field, "https_only is on and amqps:// is not supported yet").into(),
+            );
         }
         let url = url::Url::parse(raw).map_err(|e| Invalid::new(field, e.to_string()))?;
         self.check_literal_host(field, &url)?;
@@ -146,7 +144,9 @@ impl Herald {
     fn target(&self, req: &CreateDestination) -> Result<(Option<String>, Option<AmqpTarget>)> {
         let only = |field: &str, present: bool, kind: &str| -> Result<()> {
             if present {
-                return Err(Invalid::new(field, format!("applies only to {kind} destinations")).into());
+                return Err(
+                    Invalid::new(field, format!("applies only to {kind} destinations")).into(),
+                );
             }
             Ok(())
         };
@@ -158,19 +158,38 @@ impl Herald {
                 only("amqp_url", req.amqp_url.is_some(), "rabbitmq")?;
                 only("exchange", req.exchange.is_some(), "rabbitmq")?;
                 only("routing_key", req.routing_key.is_some(), "rabbitmq")?;
-                let url = req.url.as_deref().ok_or_else(|| required("url", "webhook"))?;
+                let url = req
+                    .url
+                    .as_deref()
+                    .ok_or_else(|| required("url", "webhook"))?;
                 self.check_url("url", url)?;
                 Ok((Some(url.to_string()), None))
             }
             DestinationKind::Rabbitmq => {
                 only("url", req.url.is_some(), "webhook")?;
-                let raw = req.amqp_url.as_deref().ok_or_else(|| required("amqp_url", "rabbitmq"))?;
+                let raw = req
+                    .amqp_url
+                    .as_deref()
+                    .ok_or_else(|| required("amqp_url", "rabbitmq"))?;
                 let url = self.check_amqp_url("amqp_url", raw)?;
-                let exchange = req.exchange.clone().ok_or_else(|| required("exchange", "rabbitmq"))?;
+                let exchange = req
+                    .exchange
+                    .clone()
+                    .ok_or_else(|| required("exchange", "rabbitmq"))?;
                 amqp::exchange("exchange", &exchange)?;
-                let routing_key = req.routing_key.clone().unwrap_or_else(|| DEFAULT_ROUTING_KEY.into());
+                let routing_key = req
+                    .routing_key
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_ROUTING_KEY.into());
                 amqp::routing_key("routing_key", &routing_key)?;
-                Ok((None, Some(AmqpTarget { url, exchange, routing_key })))
+                Ok((
+                    None,
+                    Some(AmqpTarget {
+                        url,
+                        exchange,
+                        routing_key,
+                    }),
+                ))
             }
         }
     }

@@ -135,9 +135,9 @@ fn open_amqp(
 ) -> Result<Option<AmqpTarget>, StoreError> {
     match (kind, url) {
         (DestinationKind::Webhook, _) => Ok(None),
-        (DestinationKind::Rabbitmq, None) => {
-            Err(StoreError::Corrupt("amqp_url: missing for a rabbitmq destination".into()))
-        }
+        (DestinationKind::Rabbitmq, None) => Err(StoreError::Corrupt(
+            "amqp_url: missing for a rabbitmq destination".into(),
+        )),
         (DestinationKind::Rabbitmq, Some(url)) => Ok(Some(AmqpTarget {
             url: AmqpUrl::from_stored(url),
             exchange: exchange.unwrap_or_default(),

@@ -7,15 +7,15 @@ use std::time::Duration;
 use rand::Rng;
 
 use super::batch::FinishBatcher;
+use crate::domain::amqp::{self, AmqpTarget};
 use crate::domain::ids::{Kind, new_id};
+use crate::domain::model::DestinationKind;
 use crate::domain::model::{Attempt, Destination, PayloadFormat};
 use crate::domain::retry::{self, RetrySchedule, Verdict};
 use crate::domain::signature;
 use crate::domain::state::DeliveryStatus;
-use crate::domain::time::{Clock, rfc3339};
-use crate::domain::amqp::{self, AmqpTarget};
-use crate::domain::model::DestinationKind;
 use crate::domain::state::ErrorKind;
+use crate::domain::time::{Clock, rfc3339};
 use crate::outbound::amqp::AmqpSender;
 use crate::outbound::http::{HttpSender, SendResult};
 use crate::service::operator;
@@ -195,17 +195,17 @@ impl Executor {
         headers.retain(|(name, _)| name != "user-agent");
         headers.push(("topic".into(), c.topic.clone()));
         headers.push(("tenant-id".into(), c.tenant_id.clone()));
-        let routing_key = match amqp::render_routing_key(&target.routing_key, &c.topic, &c.tenant_id)
-        {
-            Ok(key) => key,
-            Err(e) => {
-                return SendResult {
-                    error_kind: Some(ErrorKind::Amqp),
-                    error: Some(e),
-                    ..Default::default()
-                };
-            }
-        };
+        let routing_key =
+            match amqp::render_routing_key(&target.routing_key, &c.topic, &c.tenant_id) {
+                Ok(key) => key,
+                Err(e) => {
+                    return SendResult {
+                        error_kind: Some(ErrorKind::Amqp),
+                        error: Some(e),
+                        ..Default::default()
+                    };
+                }
+            };
         let message = crate::outbound::amqp::Message {
             target,
             routing_key: &routing_key,
