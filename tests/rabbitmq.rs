@@ -256,6 +256,25 @@ async fn app_for(kind: StoreKind, rabbit: &Rabbit) -> TestApp {
     TestApp::spawn_with(kind, move |c| c.amqp_connection_name = prefix).await
 }
 
+/// The usual setup: an exchange, a private queue bound to it with `key`, an app whose
+/// connections carry the test's prefix, and the tenant `acme`.
+struct Scene {
+    rabbit: Rabbit,
+    app: TestApp,
+    ex: String,
+    q: String,
+}
+
+async fn scene(kind: StoreKind, key: &str) -> Scene {
+    let rabbit = Rabbit::new().await;
+    let (ex, q) = (rabbit.name("events"), rabbit.name("inbox"));
+    rabbit.exchange(&ex).await;
+    rabbit.private_queue(&q, Some((&ex, key))).await;
+    let app = app_for(kind, &rabbit).await;
+    app.tenant("acme").await;
+    Scene { rabbit, app, ex, q }
+}
+
 async fn rabbit_destination(app: &TestApp, exchange: &str, extra: Value) -> (String, String) {
     let mut body = json!({"type": "rabbitmq", "amqp_url": BROKER, "exchange": exchange,
         "topics": ["*"]});
@@ -270,12 +289,7 @@ async fn rabbit_destination(app: &TestApp, exchange: &str, extra: Value) -> (Str
 async fn a_delivery_arrives_persistent_with_the_webhook_headers_and_a_verifiable_signature(
     kind: StoreKind,
 ) {
-    let rabbit = Rabbit::new().await;
-    let (ex, q) = (rabbit.name("events"), rabbit.name("inbox"));
-    rabbit.exchange(&ex).await;
-    rabbit.private_queue(&q, Some((&ex, "job.*"))).await;
-    let app = app_for(kind, &rabbit).await;
-    app.tenant("acme").await;
+    let Scene { rabbit, app, ex, q } = scene(kind, "job.*").await;
     let (_, secret) = rabbit_destination(&app, &ex, json!({})).await;
 
     let id = app
@@ -322,12 +336,12 @@ async fn a_delivery_arrives_persistent_with_the_webhook_headers_and_a_verifiable
 }
 
 async fn the_api_and_the_attempt_log_never_show_the_amqp_password(kind: StoreKind) {
-    let rabbit = Rabbit::new().await;
-    let (ex, q) = (rabbit.name("events"), rabbit.name("inbox"));
-    rabbit.exchange(&ex).await;
-    rabbit.private_queue(&q, Some((&ex, "#"))).await;
-    let app = app_for(kind, &rabbit).await;
-    app.tenant("acme").await;
+    let Scene {
+        rabbit: _rabbit,
+        app,
+        ex,
+        q: _,
+    } = scene(kind, "#").await;
 
     let r = app
         .post(
@@ -360,14 +374,7 @@ async fn the_api_and_the_attempt_log_never_show_the_amqp_password(kind: StoreKin
 }
 
 async fn the_routing_key_template_uses_the_topic_and_the_tenant(kind: StoreKind) {
-    let rabbit = Rabbit::new().await;
-    let (ex, q) = (rabbit.name("events"), rabbit.name("acme-only"));
-    rabbit.exchange(&ex).await;
-    rabbit
-        .private_queue(&q, Some((&ex, "tenants.acme.job.completed")))
-        .await;
-    let app = app_for(kind, &rabbit).await;
-    app.tenant("acme").await;
+    let Scene { rabbit, app, ex, q } = scene(kind, "tenants.acme.job.completed").await;
     rabbit_destination(
         &app,
         &ex,
@@ -385,12 +392,7 @@ async fn the_routing_key_template_uses_the_topic_and_the_tenant(kind: StoreKind)
 async fn a_deleted_exchange_fails_the_attempt_and_the_retry_succeeds_once_it_is_declared_again(
     kind: StoreKind,
 ) {
-    let rabbit = Rabbit::new().await;
-    let (ex, q) = (rabbit.name("events"), rabbit.name("inbox"));
-    rabbit.exchange(&ex).await;
-    rabbit.private_queue(&q, Some((&ex, "#"))).await;
-    let app = app_for(kind, &rabbit).await;
-    app.tenant("acme").await;
+    let Scene { rabbit, app, ex, q } = scene(kind, "#").await;
     rabbit_destination(&app, &ex, json!({})).await;
     rabbit.delete_exchange(&ex).await;
 
@@ -421,12 +423,7 @@ async fn a_deleted_exchange_fails_the_attempt_and_the_retry_succeeds_once_it_is_
 }
 
 async fn an_unroutable_message_is_a_failed_attempt_not_a_silent_drop(kind: StoreKind) {
-    let rabbit = Rabbit::new().await;
-    let (ex, q) = (rabbit.name("events"), rabbit.name("billing-only"));
-    rabbit.exchange(&ex).await;
-    rabbit.private_queue(&q, Some((&ex, "billing.#"))).await;
-    let app = app_for(kind, &rabbit).await;
-    app.tenant("acme").await;
+    let Scene { rabbit, app, ex, q } = scene(kind, "billing.#").await;
     rabbit_destination(&app, &ex, json!({})).await;
 
     let id = app.publish("acme", "job.completed", json!({})).await;
@@ -649,12 +646,7 @@ async fn destinations_on_one_broker_share_one_connection_and_channels_are_not_le
 }
 
 async fn a_forced_close_of_the_connection_loses_no_deliveries(kind: StoreKind) {
-    let rabbit = Rabbit::new().await;
-    let (ex, q) = (rabbit.name("events"), rabbit.name("inbox"));
-    rabbit.exchange(&ex).await;
-    rabbit.private_queue(&q, Some((&ex, "#"))).await;
-    let app = app_for(kind, &rabbit).await;
-    app.tenant("acme").await;
+    let Scene { rabbit, app, ex, q } = scene(kind, "#").await;
     rabbit_destination(&app, &ex, json!({})).await;
 
     let mut ids = vec![];
@@ -875,4 +867,31 @@ async fn the_queue_consumer_reconnects_after_its_connection_is_closed(kind: Stor
     assert_eq!(rabbit.queue_counts(&queue).await, (0, 1));
     app.stop().await;
     rabbit.delete_queue(&queue).await;
+}
+
+// --- API description ----------------------------------------------------------------------
+
+/// Not a store behaviour: the document is generated from the code, the same on either store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_describes_rabbitmq_destinations() {
+    let app = TestApp::spawn(StoreKind::Sqlite).await;
+    let doc = app.get_json("/openapi.json").await;
+    let schemas = &doc["components"]["schemas"];
+    for field in ["amqp_url", "exchange", "routing_key", "url"] {
+        assert!(
+            schemas["CreateDestination"]["properties"][field].is_object(),
+            "CreateDestination.{field}"
+        );
+    }
+    let destination = schemas["Destination"].to_string();
+    assert!(
+        destination.contains("amqp_url") && destination.contains("routing_key"),
+        "{destination}"
+    );
+    let kinds = schemas["DestinationKind"].to_string();
+    assert!(kinds.contains("rabbitmq"), "{kinds}");
+    let errors = schemas["ErrorKind"].to_string();
+    for kind in ["amqp", "unroutable", "nack"] {
+        assert!(errors.contains(&format!("\"{kind}\"")), "{errors}");
+    }
 }

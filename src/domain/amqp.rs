@@ -10,7 +10,7 @@
 use serde::{Serialize, Serializer};
 use utoipa::ToSchema;
 
-use super::validate::{Check, Invalid, MAX_URL};
+use super::validate::{self, Check, Invalid, MAX_URL};
 
 /// AMQP short strings (exchange names, routing keys) are at most 255 bytes on the wire.
 pub const MAX_SHORT_STRING: usize = 255;
@@ -124,22 +124,7 @@ pub struct AmqpTarget {
 
 /// An exchange name as RabbitMQ accepts it: up to 255 letters, digits and `-_.:`.
 pub fn exchange(field: &str, name: &str) -> Check {
-    if name.len() > MAX_SHORT_STRING {
-        return Err(Invalid::new(
-            field,
-            format!("must be at most {MAX_SHORT_STRING} characters"),
-        ));
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
-    {
-        return Err(Invalid::new(
-            field,
-            "may contain only letters, digits and `-_.:`",
-        ));
-    }
-    Ok(())
+    validate::plain_name(field, name, 0..=MAX_SHORT_STRING, "-_.:")
 }
 
 /// One piece of a routing-key template.
