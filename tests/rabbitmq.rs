@@ -865,6 +865,12 @@ async fn the_queue_consumer_reconnects_after_its_connection_is_closed(kind: Stor
     })
     .await;
     assert_eq!(rabbit.queue_counts(&queue).await, (0, 1));
+    // The new connection's consumer is bounded like the first: amqp_prefetch = 8.
+    let consumers = rabbitmqctl(&["list_consumers", "queue_name", "prefetch_count"]).await;
+    assert!(
+        consumers.lines().any(|l| l == format!("{queue}\t8")),
+        "{consumers}"
+    );
     app.stop().await;
     rabbit.delete_queue(&queue).await;
 }

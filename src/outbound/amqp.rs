@@ -36,8 +36,12 @@ use crate::domain::state::ErrorKind;
 /// Idle channels kept per broker; more in flight at once are closed when they finish.
 pub const MAX_IDLE_CHANNELS: usize = 32;
 
-/// How long opening a TCP connection to a broker may take.
+/// How long opening a TCP connection to a broker may take, and then the AMQP handshake.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A broker connection no delivery used for this long is closed.
+const IDLE_BROKER: Duration = Duration::from_secs(10 * 60);
 
 /// One message to publish.
 pub struct Message<'a> {
@@ -75,11 +79,22 @@ impl Failure {
 }
 
 /// A broker: its connection (replaced when it dies) and the idle channels on it.
-#[derive(Default)]
 struct Broker {
     /// Held while connecting, so concurrent deliveries to a broker share one attempt.
     conn: tokio::sync::Mutex<Option<Arc<Connection>>>,
     idle: Mutex<Vec<Channel>>,
+    /// When a publish last asked for this broker: unused ones are let go.
+    last_used: Mutex<Instant>,
+}
+
+impl Default for Broker {
+    fn default() -> Self {
+        Self {
+            conn: Default::default(),
+            idle: Default::default(),
+            last_used: Mutex::new(Instant::now()),
+        }
+    }
 }
 
 impl Broker {
@@ -137,11 +152,6 @@ impl Broker {
             idle.push(ch);
         }
     }
-
-    /// Channels open on this broker's connection that wait in the pool.
-    fn idle_channels(&self) -> usize {
-        self.idle.lock().expect("not poisoned").len()
-    }
 }
 
 /// Publishes deliveries to brokers. One per process; cheap to share.
@@ -164,20 +174,12 @@ impl AmqpSender {
     }
 
     fn broker(&self, url: &str) -> Arc<Broker> {
-        self.brokers
-            .lock()
-            .expect("not poisoned")
-            .entry(url.to_string())
-            .or_default()
-            .clone()
-    }
-
-    /// How many brokers this process holds a connection entry for, and the idle channels
-    /// pooled across them (for tests and diagnostics).
-    pub fn pool_sizes(&self) -> (usize, usize) {
-        let brokers = self.brokers.lock().expect("not poisoned");
-        let idle = brokers.values().map(|b| b.idle_channels()).sum();
-        (brokers.len(), idle)
+        let now = Instant::now();
+        let mut brokers = self.brokers.lock().expect("not poisoned");
+        evict_idle(&mut brokers, now);
+        let broker = brokers.entry(url.to_string()).or_default().clone();
+        *broker.last_used.lock().expect("not poisoned") = now;
+        broker
     }
 
     /// Publishes one message and waits for the broker's confirm, within `timeout`. Never
@@ -268,6 +270,17 @@ impl AmqpSender {
             }),
         }
     }
+}
+
+/// Lets go of brokers no publish has asked for in [`IDLE_BROKER`] and none is using (a
+/// destination deleted or pointed elsewhere): dropping the last handle on a connection and
+/// its channels closes them.
+fn evict_idle(brokers: &mut HashMap<String, Arc<Broker>>, now: Instant) {
+    brokers.retain(|_, b| {
+        Arc::strong_count(b) > 1
+            || now.saturating_duration_since(*b.last_used.lock().expect("not poisoned"))
+                < IDLE_BROKER
+    });
 }
 
 /// The message properties: persistent JSON, with the event id, topic and time also as
@@ -385,7 +398,7 @@ pub async fn connect(
     let runtime = lapin::runtime::default_runtime().map_err(|e| classify(&e))?;
     let properties =
         ConnectionProperties::default().with_connection_name(LongString::from(connection_name));
-    let opened = Connection::connector(
+    let opening = Connection::connector(
         uri,
         runtime,
         async move |_uri: AMQPUri, runtime| {
@@ -400,10 +413,45 @@ pub async fn connect(
             Ok(tcp)
         },
         properties,
-    )
-    .await;
-    opened.map_err(|e| {
-        let f = classify(&e);
-        Failure::new(f.kind, format!("{}: {}", redact(url), f.message))
-    })
+    );
+    // A server that accepts the socket but never speaks AMQP must not hold a caller forever.
+    match tokio::time::timeout(CONNECT_TIMEOUT + HANDSHAKE_TIMEOUT, opening).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) => {
+            let f = classify(&e);
+            Err(Failure::new(
+                f.kind,
+                format!("{}: {}", redact(url), f.message),
+            ))
+        }
+        Err(_) => Err(Failure::new(
+            ErrorKind::Timeout,
+            format!(
+                "{}: no AMQP handshake within {:?}",
+                redact(url),
+                CONNECT_TIMEOUT + HANDSHAKE_TIMEOUT
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn brokers_unused_for_a_while_are_let_go_unless_in_use() {
+        let mut brokers: HashMap<String, Arc<Broker>> = HashMap::new();
+        brokers.insert("amqp://idle".into(), Arc::default());
+        brokers.insert("amqp://busy".into(), Arc::default());
+        let in_use = brokers["amqp://busy"].clone();
+        let start = Instant::now();
+
+        evict_idle(&mut brokers, start + IDLE_BROKER / 2);
+        assert_eq!(brokers.len(), 2, "recently used: kept");
+        evict_idle(&mut brokers, start + IDLE_BROKER * 2);
+        assert!(!brokers.contains_key("amqp://idle"));
+        assert!(brokers.contains_key("amqp://busy"), "a publish holds it");
+        drop(in_use);
+    }
 }
