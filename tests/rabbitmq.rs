@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use common::{Receiver, StoreKind, TestApp};
 use herald::domain::signature;
+use herald::store::Scope;
 use lapin::message::Delivery;
 use lapin::options::{
     BasicGetOptions, BasicPublishOptions, ExchangeDeclareOptions, ExchangeDeleteOptions,
@@ -794,14 +795,27 @@ async fn publish_from_queue_commits_valid_messages_and_dead_letters_garbage_with
     assert_eq!(code, "not_found");
     assert!(detail.contains("tenant"), "{detail}");
 
-    // Every message was acknowledged; committed events are delivered like any other.
-    assert_eq!(rabbit.queue_counts(&queue).await.0, 0);
+    // Shutdown finishes the messages in hand and lets go of the queue. Nothing is back in
+    // it: a message taken but not acknowledged would have been requeued.
+    app.stop().await;
+    assert_eq!(
+        rabbit.queue_counts(&queue).await,
+        (0, 0),
+        "all acknowledged, no consumer left"
+    );
+    let events = app
+        .herald
+        .list_events(Scope::Admin, "acme", None, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        events.data.len(),
+        3,
+        "the repeated idempotency key made no event"
+    );
+    // Committed events are delivered like any other.
     assert_eq!(app.worker.drain().await, 3);
     assert_eq!(rx.count(), 3);
-
-    // Shutdown lets go of the queue.
-    app.stop().await;
-    assert_eq!(rabbit.queue_counts(&queue).await.1, 0, "no consumer left");
     rabbit.delete_queue(&queue).await;
     rabbit.delete_queue(&dead).await;
 }
