@@ -159,6 +159,15 @@ mod tests {
 }
 
 impl Destination {
+    /// Where it sends, as a person may see it: the webhook URL, or the broker (password
+    /// shown as `***`) and exchange.
+    pub fn target_label(&self) -> Option<String> {
+        match &self.amqp {
+            Some(t) => Some(format!("{} exchange '{}'", t.url.redacted(), t.exchange)),
+            None => self.url.clone(),
+        }
+    }
+
     /// Secrets that sign a request sent at `now`, newest first.
     pub fn active_secrets(&self, now: Millis) -> impl Iterator<Item = &str> {
         self.secrets
