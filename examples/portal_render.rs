@@ -79,7 +79,10 @@ async fn main() -> anyhow::Result<()> {
                 "acme",
                 CreateDestination {
                     kind: DestinationKind::Webhook,
-                    url: receiver.clone(),
+                    url: Some(receiver.clone()),
+                    amqp_url: None,
+                    exchange: None,
+                    routing_key: None,
                     description: Some(format!("{topic} consumer")),
                     topics: vec![topic.into()],
                     filter: None,

@@ -11,6 +11,8 @@
 //! accepting connections and finishes the requests in progress, while the worker stops
 //! claiming and gives the sends in flight a grace period. Deliveries still in flight after it
 //! keep their lease until it expires and are then retried by any node: at-least-once, never lost.
+//! The publish-from-queue consumer (when configured) stops taking messages, finishes those in
+//! hand and closes its connection.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,6 +24,7 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::domain::time::Clock;
 use crate::http::{AppState, router};
+use crate::outbound::amqp::AmqpSender;
 use crate::outbound::http::HttpSender;
 use crate::service::Herald;
 use crate::service::tokens::hash_token;
@@ -141,7 +144,11 @@ impl Application {
             })
             .with_lease(Duration::from_secs(config.lease_secs))
             .with_operator_events(config.operator_webhook_url.is_some())
-            .with_public_url(public_url),
+            .with_public_url(public_url)
+            .with_amqp(Arc::new(AmqpSender::new(
+                config.ssrf_policy(),
+                format!("{} publisher", config.amqp_connection_name),
+            ))),
         );
         let worker = Arc::new(Worker::new(
             store.clone(),
@@ -217,6 +224,17 @@ impl Application {
             state.herald.store.watch_for_work(state.herald.wake.clone());
             tokio::spawn(worker.run(shutdown.subscribe()))
         });
+        // Publishing from a queue is the API's job, so worker-only nodes do not consume.
+        let queue_task = config
+            .queue_settings()
+            .filter(|_| config.api)
+            .map(|settings| {
+                tokio::spawn(crate::queue::run(
+                    state.herald.clone(),
+                    settings,
+                    shutdown.subscribe(),
+                ))
+            });
 
         let mut rx = shutdown.subscribe();
         let herald = state.herald.clone();
@@ -228,6 +246,9 @@ impl Application {
         })
         .await?;
         if let Some(t) = worker_task {
+            let _ = t.await;
+        }
+        if let Some(t) = queue_task {
             let _ = t.await;
         }
         Ok(())

@@ -82,12 +82,25 @@ pub enum Command {
         #[arg(long)]
         metadata: Option<String>,
     },
-    /// Create a webhook destination for a tenant (prints it with its signing secret).
+    /// Create a destination for a tenant (prints it with its signing secret): a webhook
+    /// (`--url`) or a RabbitMQ exchange (`--amqp-url` and `--exchange`).
     Destination {
         #[arg(long)]
         tenant: String,
-        #[arg(long)]
-        url: String,
+        #[arg(
+            long,
+            required_unless_present = "amqp_url",
+            conflicts_with = "amqp_url"
+        )]
+        url: Option<String>,
+        /// `amqp://user:password@host:port/vhost`.
+        #[arg(long, requires = "exchange")]
+        amqp_url: Option<String>,
+        #[arg(long, requires = "amqp_url")]
+        exchange: Option<String>,
+        /// Routing-key template over `{topic}` and `{tenant_id}`; default `{topic}`.
+        #[arg(long, requires = "amqp_url")]
+        routing_key: Option<String>,
         /// Topic pattern; repeat for several. Default: `*`.
         #[arg(long = "topic")]
         topics: Vec<String>,
@@ -189,6 +202,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Destination {
             tenant,
             url,
+            amqp_url,
+            exchange,
+            routing_key,
             topics,
         } => {
             let herald = local(&config).await?;
@@ -198,8 +214,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 topics
             };
             let req = CreateDestination {
-                kind: DestinationKind::Webhook,
+                kind: if amqp_url.is_some() {
+                    DestinationKind::Rabbitmq
+                } else {
+                    DestinationKind::Webhook
+                },
                 url,
+                amqp_url,
+                exchange,
+                routing_key,
                 description: None,
                 topics,
                 filter: None,

@@ -120,6 +120,20 @@ pub struct Config {
     pub portal_session_ttl_secs: u64,
     /// The platform's page the portal sends people back to (e.g. from an expired link).
     pub portal_return_url: Option<String>,
+    /// RabbitMQ for publish-from-queue (`amqp://user:password@host:port/vhost`). Unset: off.
+    pub amqp_url: Option<String>,
+    /// The queue Herald consumes publish requests from (the `POST /v1/events` body per
+    /// message). Needs `amqp_url`; declared durable if missing.
+    pub amqp_publish_queue: Option<String>,
+    /// Where invalid publish requests go, with the reason in the `x-herald-error` header.
+    /// Unset: they are rejected without requeue (the queue's own dead-letter exchange, if
+    /// it has one, receives them).
+    pub amqp_dead_letter_queue: Option<String>,
+    /// Most publish requests handed to this node at once and not yet acknowledged.
+    pub amqp_prefetch: u16,
+    /// Names this node's broker connections (`{name} publisher`, `{name} consumer`), as the
+    /// broker shows them.
+    pub amqp_connection_name: String,
 }
 
 impl Default for Config {
@@ -173,6 +187,11 @@ impl Default for Config {
             portal_link_ttl_secs: 15 * 60,
             portal_session_ttl_secs: 8 * 3600,
             portal_return_url: None,
+            amqp_url: None,
+            amqp_publish_queue: None,
+            amqp_dead_letter_queue: None,
+            amqp_prefetch: 64,
+            amqp_connection_name: "herald".into(),
         }
     }
 }
@@ -360,6 +379,35 @@ impl Config {
         if !matches!(self.log_format.as_str(), "pretty" | "json") {
             return invalid("log_format", "must be `pretty` or `json`".into());
         }
+        self.validate_amqp()
+    }
+
+    fn validate_amqp(&self) -> Result<(), ConfigError> {
+        let invalid = |setting, message: String| Err(ConfigError::Invalid { setting, message });
+        if let Some(u) = &self.amqp_url
+            && let Err(e) = crate::domain::amqp::AmqpUrl::parse("amqp_url", u)
+        {
+            return invalid("amqp_url", e.message);
+        }
+        for (setting, queue) in [
+            ("amqp_publish_queue", &self.amqp_publish_queue),
+            ("amqp_dead_letter_queue", &self.amqp_dead_letter_queue),
+        ] {
+            if let Some(q) = queue {
+                if self.amqp_url.is_none() {
+                    return invalid(setting, "needs `amqp_url`".into());
+                }
+                if q.is_empty() {
+                    return invalid(setting, "must not be empty".into());
+                }
+                if let Err(e) = crate::domain::amqp::exchange(setting, q) {
+                    return invalid(setting, e.message);
+                }
+            }
+        }
+        if self.amqp_prefetch == 0 {
+            return invalid("amqp_prefetch", "must be at least 1".into());
+        }
         Ok(())
     }
 
@@ -463,6 +511,19 @@ impl Config {
                 .filter_map(|c| c.parse().ok())
                 .collect(),
         }
+    }
+
+    /// The publish-from-queue consumer's settings, when `amqp_url` and `amqp_publish_queue`
+    /// are both set.
+    pub fn queue_settings(&self) -> Option<crate::queue::QueueSettings> {
+        Some(crate::queue::QueueSettings {
+            url: self.amqp_url.clone()?,
+            queue: self.amqp_publish_queue.clone()?,
+            dead_letter_queue: self.amqp_dead_letter_queue.clone(),
+            prefetch: self.amqp_prefetch,
+            connection_name: format!("{} consumer", self.amqp_connection_name),
+            max_body_bytes: self.max_body_bytes,
+        })
     }
 
     pub fn worker_config(&self) -> WorkerConfig {

@@ -11,7 +11,10 @@
 //! - [`service`]: the use cases (publish, manage destinations, list and retry deliveries),
 //!   shared by the HTTP API, the CLI and the portal.
 //! - [`worker`]: the scheduler — claim due deliveries, send them, record attempts, retry.
-//! - [`outbound`]: the HTTP client that sends webhooks, and its SSRF guard.
+//! - [`outbound`]: the HTTP client that sends webhooks, the RabbitMQ publisher (confirmed,
+//!   connections pooled per broker), and the SSRF guard both go through.
+//! - [`queue`]: publish from a RabbitMQ queue — consumes `POST /v1/events` bodies, publishes
+//!   them through `service::Herald::publish`, acks after commit, dead-letters invalid ones.
 //! - [`inbound`]: capture for agents — verification schemes, callback shapes, the waiter
 //!   registry that wakes long-polls and SSE streams, the ingest rate limit.
 //! - [`http`]: the axum router, problem+json errors, extractors and the REST handlers; the
@@ -43,6 +46,7 @@ pub mod inbound;
 pub mod mcp;
 pub mod metrics;
 pub mod outbound;
+pub mod queue;
 pub mod service;
 pub mod store;
 pub mod telemetry;

@@ -35,6 +35,9 @@ const INBOUND_TOKEN: &str = "tok-s3cret-90aa1e";
 
 /// Everything the database holds, as text: the SQLite file and its WAL byte for byte, or
 /// every row of every Postgres table.
+/// The password in a RabbitMQ destination's broker URL.
+const AMQP_PASSWORD: &str = "amqp-pw-s3cret";
+
 async fn raw_dump(db: &TestDb, kind: StoreKind) -> String {
     match kind {
         StoreKind::Sqlite => {
@@ -168,6 +171,15 @@ async fn the_raw_database_holds_no_credential_in_clear_and_deliveries_still_sign
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_delivered_signed(&app, &rx).await;
+    // A RabbitMQ destination: its broker URL carries a password.
+    let r = app
+        .post(
+            "/v1/tenants/acme/destinations",
+            json!({"type": "rabbitmq", "amqp_url": format!("amqp://herald:{AMQP_PASSWORD}@127.0.0.1:5672/%2f"),
+                   "exchange": "herald.sealed", "topics": ["never.sent"]}),
+        )
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
 
     let dump = raw_dump(&app.db, kind).await;
     assert!(dump.contains(PREFIX), "the dump holds sealed values");
@@ -179,6 +191,7 @@ async fn the_raw_database_holds_no_credential_in_clear_and_deliveries_still_sign
         "hdr-s3cret",
         GITHUB_SECRET,
         INBOUND_TOKEN,
+        AMQP_PASSWORD,
         tenant_token.as_str(),
         common::ADMIN_TOKEN,
         ENCRYPTION_KEY,

@@ -43,6 +43,7 @@ fn destination(tenant: &str, enabled: bool) -> Destination {
         tenant_id: tenant.into(),
         kind: DestinationKind::Webhook,
         url: Some("http://127.0.0.1:9/".into()),
+        amqp: None,
         description: None,
         topics: vec!["*".into()],
         filter: None,

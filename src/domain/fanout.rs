@@ -61,6 +61,7 @@ mod tests {
             tenant_id: "t".into(),
             kind: DestinationKind::Webhook,
             url: Some("https://example.com".into()),
+            amqp: None,
             description: None,
             topics: topics.iter().map(|s| s.to_string()).collect(),
             filter,

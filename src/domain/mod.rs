@@ -1,9 +1,11 @@
 //! The pure heart of Herald: identifiers, delivery states and their allowed transitions,
-//! the retry schedule, Standard Webhooks signatures, topic patterns and payload filters.
+//! the retry schedule, Standard Webhooks signatures, topic patterns and payload filters, and
+//! the rules of RabbitMQ destinations (broker URL redaction, routing-key templates).
 //!
 //! Nothing in here performs I/O or reads the clock: callers pass `now` in. That keeps every
 //! rule testable as a plain function, and lets the tests control time.
 
+pub mod amqp;
 pub mod fanout;
 pub mod filter;
 pub mod health;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use super::amqp::AmqpTarget;
 use super::state::{DeliveryStatus, ErrorKind, Trigger};
 use super::time::{Millis, serde_rfc3339};
 
@@ -27,17 +28,25 @@ pub struct Tenant {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DestinationKind {
+    /// An HTTP endpoint: a signed `POST` per delivery.
     Webhook,
+    /// A RabbitMQ exchange: a persistent, signed message per delivery, confirmed by the broker.
+    Rabbitmq,
 }
 
 impl DestinationKind {
     pub const fn as_str(self) -> &'static str {
         match self {
             DestinationKind::Webhook => "webhook",
+            DestinationKind::Rabbitmq => "rabbitmq",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
-        (s == "webhook").then_some(DestinationKind::Webhook)
+        match s {
+            "webhook" => Some(DestinationKind::Webhook),
+            "rabbitmq" => Some(DestinationKind::Rabbitmq),
+            _ => None,
+        }
     }
 }
 
@@ -106,7 +115,12 @@ pub struct Destination {
     pub tenant_id: String,
     #[serde(rename = "type")]
     pub kind: DestinationKind,
+    /// The webhook URL (`type: "webhook"`); null for RabbitMQ destinations.
     pub url: Option<String>,
+    /// The broker, exchange and routing key (`type: "rabbitmq"`), as flat fields.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    #[schema(inline)]
+    pub amqp: Option<AmqpTarget>,
     pub description: Option<String>,
     pub topics: Vec<String>,
     #[schema(value_type = Option<Object>)]
@@ -145,6 +159,15 @@ mod tests {
 }
 
 impl Destination {
+    /// Where it sends, as a person may see it: the webhook URL, or the broker (password
+    /// shown as `***`) and exchange.
+    pub fn target_label(&self) -> Option<String> {
+        match &self.amqp {
+            Some(t) => Some(format!("{} exchange '{}'", t.url.redacted(), t.exchange)),
+            None => self.url.clone(),
+        }
+    }
+
     /// Secrets that sign a request sent at `now`, newest first.
     pub fn active_secrets(&self, now: Millis) -> impl Iterator<Item = &str> {
         self.secrets

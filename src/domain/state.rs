@@ -121,6 +121,10 @@ impl Trigger {
 }
 
 /// Why an attempt failed, as recorded in the attempt log.
+///
+/// `timeout`, `connect`, `dns`, `tls` and `blocked_address` apply to both destination types;
+/// `status` and `body_too_large` only to webhooks; `amqp`, `unroutable` and `nack` only to
+/// RabbitMQ destinations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
@@ -132,6 +136,15 @@ pub enum ErrorKind {
     Status,
     BodyTooLarge,
     Internal,
+    /// The broker refused the connection or closed the channel: a missing exchange
+    /// (`NOT_FOUND`), bad credentials (`ACCESS_REFUSED`), a forced close. The error says which.
+    Amqp,
+    /// The exchange has no queue bound for the routing key: the broker returned the message
+    /// (published `mandatory`, so it is not silently dropped).
+    Unroutable,
+    /// The broker negatively acknowledged the message (it could not take responsibility for
+    /// it, e.g. a queue's length limit with `reject-publish`).
+    Nack,
 }
 
 impl ErrorKind {
@@ -145,6 +158,9 @@ impl ErrorKind {
             ErrorKind::Status => "status",
             ErrorKind::BodyTooLarge => "body_too_large",
             ErrorKind::Internal => "internal",
+            ErrorKind::Amqp => "amqp",
+            ErrorKind::Unroutable => "unroutable",
+            ErrorKind::Nack => "nack",
         }
     }
 }

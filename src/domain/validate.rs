@@ -85,19 +85,31 @@ const RESERVED_HEADERS: &[&str] = &[
 ];
 
 pub fn tenant_id(field: &str, id: &str) -> Check {
-    if id.is_empty() || id.len() > MAX_TENANT_ID {
-        return Err(Invalid::new(
-            field,
-            format!("must be 1-{MAX_TENANT_ID} characters"),
-        ));
+    plain_name(field, id, 1..=MAX_TENANT_ID, "_-.:")
+}
+
+/// A name of `len` characters, each a letter, a digit or one of `punctuation` (tenant ids,
+/// RabbitMQ exchange and queue names).
+pub fn plain_name(
+    field: &str,
+    name: &str,
+    len: std::ops::RangeInclusive<usize>,
+    punctuation: &str,
+) -> Check {
+    if !len.contains(&name.len()) {
+        let message = match *len.start() {
+            0 => format!("must be at most {} characters", len.end()),
+            min => format!("must be {min}-{} characters", len.end()),
+        };
+        return Err(Invalid::new(field, message));
     }
-    if !id
+    if !name
         .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
+        .all(|b| b.is_ascii_alphanumeric() || punctuation.as_bytes().contains(&b))
     {
         return Err(Invalid::new(
             field,
-            "may contain only letters, digits and `_-.:`",
+            format!("may contain only letters, digits and `{punctuation}`"),
         ));
     }
     Ok(())

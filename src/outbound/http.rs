@@ -84,6 +84,11 @@ impl HttpSender {
         Self { client, policy }
     }
 
+    /// The SSRF policy every connection is checked against.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
     /// POSTs `body` to `url`. Never fails: every outcome is a [`SendResult`] for the log.
     pub async fn post(
         &self,

@@ -1,4 +1,6 @@
-//! Sending deliveries out: the HTTP client (with its SSRF guard).
+//! Sending deliveries out: the HTTP client and the RabbitMQ publisher (both behind the SSRF
+//! guard).
 
+pub mod amqp;
 pub mod http;
 pub mod ssrf;

@@ -1,4 +1,4 @@
-//! SSRF guard for outbound webhook requests.
+//! SSRF guard for outbound connections: webhook requests and RabbitMQ brokers.
 //!
 //! Webhook URLs are typed by strangers, so a destination must never reach
 //! loopback, private networks, cloud metadata (169.254.169.254) or any other
@@ -373,30 +373,46 @@ impl Resolve for GuardedResolver {
         let host = name.as_str().to_owned();
         Box::pin(async move {
             // Port 0: reqwest substitutes the URL's (or the scheme's) port.
-            let resolved = tokio::net::lookup_host((host.as_str(), 0)).await?;
-            let mut allowed: Vec<SocketAddr> = Vec::new();
-            let mut first_blocked = None;
-            for addr in resolved {
-                match policy.check(addr.ip()) {
-                    Ok(()) => allowed.push(addr),
-                    Err(b) => {
-                        first_blocked.get_or_insert(b);
-                    }
-                }
-            }
-            if allowed.is_empty() {
-                let err = match first_blocked {
-                    Some(b) => io::Error::new(io::ErrorKind::PermissionDenied, b),
-                    None => io::Error::new(
-                        io::ErrorKind::NotFound,
-                        format!("{host}: no addresses resolved"),
-                    ),
-                };
-                return Err(err.into());
-            }
+            let allowed = resolve_allowed(&policy, &host, 0).await?;
             Ok(Box::new(allowed.into_iter()) as Addrs)
         })
     }
+}
+
+/// Resolves `host` (a name or an IP literal) and keeps only the addresses the policy allows:
+/// the one check every outbound connection goes through, so the addresses connected to are
+/// exactly the ones checked.
+///
+/// Fails with an `io::Error` whose inner error is a [`Blocked`] (`PermissionDenied`) when
+/// every address is refused, `NotFound` when none resolved, or the resolver's own error.
+pub async fn resolve_allowed(
+    policy: &Policy,
+    host: &str,
+    port: u16,
+) -> io::Result<Vec<SocketAddr>> {
+    // `[::1]` as URLs spell it is `::1` to the resolver.
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let resolved = tokio::net::lookup_host((bare, port)).await?;
+    let mut allowed: Vec<SocketAddr> = Vec::new();
+    let mut first_blocked = None;
+    for addr in resolved {
+        match policy.check(addr.ip()) {
+            Ok(()) => allowed.push(addr),
+            Err(b) => {
+                first_blocked.get_or_insert(b);
+            }
+        }
+    }
+    if allowed.is_empty() {
+        return Err(match first_blocked {
+            Some(b) => io::Error::new(io::ErrorKind::PermissionDenied, b),
+            None => io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{host}: no addresses resolved"),
+            ),
+        });
+    }
+    Ok(allowed)
 }
 
 /// Walks an error's `source()` chain looking for a [`Blocked`].

@@ -5,6 +5,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::{Herald, Result, ServiceError, page_limit};
+use crate::domain::amqp::{self, AmqpTarget, AmqpUrl, DEFAULT_ROUTING_KEY};
 use crate::domain::filter::Filter;
 use crate::domain::ids::{Kind, new_id};
 use crate::domain::model::{Destination, DestinationKind, DestinationOptions, Page, SigningSecret};
@@ -23,7 +24,21 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Value>
 pub struct CreateDestination {
     #[serde(rename = "type")]
     pub kind: DestinationKind,
-    pub url: String,
+    /// `webhook`: the endpoint, `http(s)://…`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// `rabbitmq`: the broker, `amqp(s)://user:password@host:port/vhost`. The API shows it
+    /// only with the password replaced by `***`.
+    #[serde(default)]
+    pub amqp_url: Option<String>,
+    /// `rabbitmq`: the exchange to publish to (`""`: the default exchange, which routes by
+    /// queue name).
+    #[serde(default)]
+    pub exchange: Option<String>,
+    /// `rabbitmq`: the routing key, a template over `{topic}` and `{tenant_id}`; default
+    /// `{topic}`.
+    #[serde(default)]
+    pub routing_key: Option<String>,
     #[serde(default)]
     pub description: Option<String>,
     /// Topic patterns: exact (`job.completed`), `*`, or with `*` segments (`job.*`); 1 to
@@ -47,8 +62,19 @@ pub struct CreateDestination {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateDestination {
+    /// `webhook` only.
     #[serde(default)]
     pub url: Option<String>,
+    /// `rabbitmq` only.
+    #[serde(default)]
+    pub amqp_url: Option<String>,
+    /// `rabbitmq` only.
+    #[serde(default)]
+    pub exchange: Option<String>,
+    /// `rabbitmq` only; `null` restores the default, `{topic}`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub routing_key: Option<Value>,
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub description: Option<Value>,
@@ -79,6 +105,13 @@ impl Herald {
         if self.policy.https_only && url.scheme() != "https" {
             return Err(Invalid::new(field, "must be https (https_only is on)").into());
         }
+        self.check_literal_host(field, &url)
+    }
+
+    /// A destination whose host is a literal IP is checked against the SSRF policy when it
+    /// is saved, so the mistake shows at once; names are checked when they are resolved, at
+    /// every connect.
+    fn check_literal_host(&self, field: &str, url: &url::Url) -> Result<()> {
         let ip = match url.host() {
             Some(url::Host::Ipv4(ip)) => Some(ip.into()),
             Some(url::Host::Ipv6(ip)) => Some(ip.into()),
@@ -89,6 +122,122 @@ impl Herald {
             && let Err(blocked) = self.policy.check(ip)
         {
             return Err(Invalid::new(field, blocked.to_string()).into());
+        }
+        Ok(())
+    }
+
+    fn check_amqp_url(&self, field: &str, raw: &str) -> Result<AmqpUrl> {
+        let amqp_url = AmqpUrl::parse(field, raw)?;
+        if self.policy.https_only {
+            // Plain AMQP is as readable on the wire as plain HTTP.
+            return Err(
+                Invalid::new(field, "https_only is on and amqps:// is not supported yet").into(),
+            );
+        }
+        let url = url::Url::parse(raw).map_err(|e| Invalid::new(field, e.to_string()))?;
+        self.check_literal_host(field, &url)?;
+        Ok(amqp_url)
+    }
+
+    /// Where a new destination sends: a webhook URL, or a broker, exchange and routing key.
+    /// Each type's fields are required for it and refused for the other, naming the field.
+    fn target(&self, req: &CreateDestination) -> Result<(Option<String>, Option<AmqpTarget>)> {
+        let only = |field: &str, present: bool, kind: &str| -> Result<()> {
+            if present {
+                return Err(
+                    Invalid::new(field, format!("applies only to {kind} destinations")).into(),
+                );
+            }
+            Ok(())
+        };
+        let required = |field: &str, kind: &str| -> ServiceError {
+            Invalid::new(field, format!("is required for {kind} destinations")).into()
+        };
+        match req.kind {
+            DestinationKind::Webhook => {
+                only("amqp_url", req.amqp_url.is_some(), "rabbitmq")?;
+                only("exchange", req.exchange.is_some(), "rabbitmq")?;
+                only("routing_key", req.routing_key.is_some(), "rabbitmq")?;
+                let url = req
+                    .url
+                    .as_deref()
+                    .ok_or_else(|| required("url", "webhook"))?;
+                self.check_url("url", url)?;
+                Ok((Some(url.to_string()), None))
+            }
+            DestinationKind::Rabbitmq => {
+                only("url", req.url.is_some(), "webhook")?;
+                let raw = req
+                    .amqp_url
+                    .as_deref()
+                    .ok_or_else(|| required("amqp_url", "rabbitmq"))?;
+                let url = self.check_amqp_url("amqp_url", raw)?;
+                let exchange = req
+                    .exchange
+                    .clone()
+                    .ok_or_else(|| required("exchange", "rabbitmq"))?;
+                amqp::exchange("exchange", &exchange)?;
+                let routing_key = req
+                    .routing_key
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_ROUTING_KEY.into());
+                amqp::routing_key("routing_key", &routing_key)?;
+                Ok((
+                    None,
+                    Some(AmqpTarget {
+                        url,
+                        exchange,
+                        routing_key,
+                    }),
+                ))
+            }
+        }
+    }
+
+    /// Applies a PATCH's target fields to `d`, refusing those of the other type.
+    fn update_target(&self, d: &mut Destination, req: &UpdateDestination) -> Result<()> {
+        let refuse = |field: &str, kind: &str| -> ServiceError {
+            Invalid::new(field, format!("applies only to {kind} destinations")).into()
+        };
+        match d.amqp.as_mut() {
+            None => {
+                for (field, present) in [
+                    ("amqp_url", req.amqp_url.is_some()),
+                    ("exchange", req.exchange.is_some()),
+                    ("routing_key", req.routing_key.is_some()),
+                ] {
+                    if present {
+                        return Err(refuse(field, "rabbitmq"));
+                    }
+                }
+                if let Some(url) = &req.url {
+                    self.check_url("url", url)?;
+                    d.url = Some(url.clone());
+                }
+            }
+            Some(target) => {
+                if req.url.is_some() {
+                    return Err(refuse("url", "webhook"));
+                }
+                if let Some(raw) = &req.amqp_url {
+                    target.url = self.check_amqp_url("amqp_url", raw)?;
+                }
+                if let Some(exchange) = &req.exchange {
+                    amqp::exchange("exchange", exchange)?;
+                    target.exchange = exchange.clone();
+                }
+                match &req.routing_key {
+                    None => {}
+                    Some(Value::Null) => target.routing_key = DEFAULT_ROUTING_KEY.into(),
+                    Some(Value::String(key)) => {
+                        amqp::routing_key("routing_key", key)?;
+                        target.routing_key = key.clone();
+                    }
+                    Some(_) => {
+                        return Err(Invalid::new("routing_key", "must be a string or null").into());
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -110,7 +259,7 @@ impl Herald {
         req: CreateDestination,
     ) -> Result<CreatedDestination> {
         Self::check_tenant(scope, tenant_id)?;
-        self.check_url("url", &req.url)?;
+        let (url, amqp) = self.target(&req)?;
         validate::description("description", &req.description)?;
         validate::topics("topics", &req.topics, self.limits.max_topics)?;
         self.check_filter(&req.filter)?;
@@ -128,7 +277,8 @@ impl Herald {
             id: new_id(Kind::Destination),
             tenant_id: tenant_id.to_string(),
             kind: req.kind,
-            url: Some(req.url),
+            url,
+            amqp,
             description: req.description,
             topics: req.topics,
             filter: req.filter.filter(|f| !f.is_null()),
@@ -193,10 +343,7 @@ impl Herald {
         req: UpdateDestination,
     ) -> Result<Destination> {
         let mut d = self.get_destination(scope, tenant_id, id).await?;
-        if let Some(url) = req.url {
-            self.check_url("url", &url)?;
-            d.url = Some(url);
-        }
+        self.update_target(&mut d, &req)?;
         if let Some(desc) = req.description {
             d.description = match desc {
                 Value::Null => None,

@@ -86,6 +86,7 @@ impl Herald {
                     tenant_id: OPERATOR_TENANT.into(),
                     kind: DestinationKind::Webhook,
                     url: Some(url.to_string()),
+                    amqp: None,
                     description: Some("Herald operator events".into()),
                     topics: vec!["*".into()],
                     filter: None,

@@ -18,7 +18,8 @@ macro_rules! tenant_cols {
 macro_rules! destination_cols {
     () => {
         "id, tenant_id, kind, url, description, topics, filter, headers, options, secrets, \
-         enabled, disabled_reason, disabled_at, created_at, updated_at"
+         enabled, disabled_reason, disabled_at, created_at, updated_at, \
+         amqp_url, amqp_exchange, amqp_routing_key"
     };
 }
 macro_rules! event_cols {
@@ -172,13 +173,16 @@ macro_rules! impl_store {
                     }
                 }
                 let (max_in_flight, rate_limit, fifo) = rows::limits(&d.options);
+                let (amqp_url, amqp_exchange, amqp_routing_key) = rows::amqp_columns(d, &self.keys);
                 sqlx::query(concat!("INSERT INTO destinations (", destination_cols!(),
                     ", max_in_flight, rate_limit, fifo) VALUES \
-                    ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"))
+                    ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+                    $19, $20, $21)"))
                     .bind(&d.id).bind(&d.tenant_id).bind(d.kind.as_str()).bind(&d.url).bind(&d.description)
                     .bind(rows::to_json(&d.topics)).bind(d.filter.as_ref().map(rows::to_json))
                     .bind(rows::sealed_json(&self.keys, $crate::store::seal::DESTINATION_HEADERS, &d.id, &d.headers)).bind(rows::to_json(&d.options)).bind(rows::sealed_json(&self.keys, $crate::store::seal::DESTINATION_SECRETS, &d.id, &d.secrets))
                     .bind(d.enabled).bind(&d.disabled_reason).bind(d.disabled_at).bind(d.created_at).bind(d.updated_at)
+                    .bind(amqp_url).bind(amqp_exchange).bind(amqp_routing_key)
                     .bind(max_in_flight).bind(rate_limit).bind(fifo)
                     .execute(&mut *tx).await?;
                 tx.commit().await?;
@@ -203,14 +207,17 @@ macro_rules! impl_store {
 
             async fn update_destination(&self, d: &Destination) -> Result<bool> {
                 let (max_in_flight, rate_limit, fifo) = rows::limits(&d.options);
+                let (amqp_url, amqp_exchange, amqp_routing_key) = rows::amqp_columns(d, &self.keys);
                 let r = sqlx::query("UPDATE destinations SET url = $3, description = $4, topics = $5, filter = $6, \
                     headers = $7, options = $8, secrets = $9, enabled = $10, disabled_reason = $11, disabled_at = $12, \
-                    updated_at = $13, max_in_flight = $14, rate_limit = $15, fifo = $16 WHERE id = $1 AND tenant_id = $2")
+                    updated_at = $13, max_in_flight = $14, rate_limit = $15, fifo = $16, \
+                    amqp_url = $17, amqp_exchange = $18, amqp_routing_key = $19 WHERE id = $1 AND tenant_id = $2")
                     .bind(&d.id).bind(&d.tenant_id).bind(&d.url).bind(&d.description)
                     .bind(rows::to_json(&d.topics)).bind(d.filter.as_ref().map(rows::to_json))
                     .bind(rows::sealed_json(&self.keys, $crate::store::seal::DESTINATION_HEADERS, &d.id, &d.headers)).bind(rows::to_json(&d.options)).bind(rows::sealed_json(&self.keys, $crate::store::seal::DESTINATION_SECRETS, &d.id, &d.secrets))
                     .bind(d.enabled).bind(&d.disabled_reason).bind(d.disabled_at).bind(d.updated_at)
                     .bind(max_in_flight).bind(rate_limit).bind(fifo)
+                    .bind(amqp_url).bind(amqp_exchange).bind(amqp_routing_key)
                     .execute(&self.write).await?;
                 Ok(r.rows_affected() > 0)
             }

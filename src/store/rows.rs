@@ -5,6 +5,7 @@ use serde_json::value::RawValue;
 
 use super::seal::{self, Keyring};
 use super::{Claimed, StoreError, TokenRecord};
+use crate::domain::amqp::{AmqpTarget, AmqpUrl, DEFAULT_ROUTING_KEY};
 use crate::domain::model::{
     Attempt, Delivery, Destination, DestinationKind, DestinationOptions, Event, Tenant,
 };
@@ -106,6 +107,48 @@ pub(crate) struct DestinationRow {
     pub disabled_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    pub amqp_url: Option<String>,
+    pub amqp_exchange: Option<String>,
+    pub amqp_routing_key: Option<String>,
+}
+
+/// The AMQP columns of a destination (migration 0007), as written. This is the only place the
+/// broker URL, credentials included, goes into the database: sealed at rest, like the
+/// signing secrets (opened again only in [`open_amqp`]).
+pub(crate) fn amqp_columns<'d>(
+    d: &'d Destination,
+    keys: &Keyring,
+) -> (Option<String>, Option<&'d str>, Option<&'d str>) {
+    match &d.amqp {
+        None => (None, None, None),
+        Some(t) => (
+            Some(keys.seal(seal::DESTINATION_AMQP_URL, &d.id, t.url.expose())),
+            Some(t.exchange.as_str()),
+            Some(t.routing_key.as_str()),
+        ),
+    }
+}
+
+/// The AMQP columns read back: the only place a stored broker URL comes out of the database.
+fn open_amqp(
+    keys: &Keyring,
+    id: &str,
+    kind: DestinationKind,
+    url: Option<String>,
+    exchange: Option<String>,
+    routing_key: Option<String>,
+) -> Result<Option<AmqpTarget>, StoreError> {
+    match (kind, url) {
+        (DestinationKind::Webhook, _) => Ok(None),
+        (DestinationKind::Rabbitmq, None) => Err(StoreError::Corrupt(
+            "amqp_url: missing for a rabbitmq destination".into(),
+        )),
+        (DestinationKind::Rabbitmq, Some(stored)) => Ok(Some(AmqpTarget {
+            url: AmqpUrl::from_stored(keys.open(seal::DESTINATION_AMQP_URL, id, &stored)?),
+            exchange: exchange.unwrap_or_default(),
+            routing_key: routing_key.unwrap_or_else(|| DEFAULT_ROUTING_KEY.into()),
+        })),
+    }
 }
 
 impl DestinationRow {
@@ -114,9 +157,18 @@ impl DestinationRow {
         let r = self;
         let secrets = keys.open(seal::DESTINATION_SECRETS, &r.id, &r.secrets)?;
         let headers = keys.open(seal::DESTINATION_HEADERS, &r.id, &r.headers)?;
+        let kind = DestinationKind::parse(&r.kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("kind: {}", r.kind)))?;
         Ok(Destination {
-            kind: DestinationKind::parse(&r.kind)
-                .ok_or_else(|| StoreError::Corrupt(format!("kind: {}", r.kind)))?,
+            kind,
+            amqp: open_amqp(
+                keys,
+                &r.id,
+                kind,
+                r.amqp_url,
+                r.amqp_exchange,
+                r.amqp_routing_key,
+            )?,
             id: r.id,
             tenant_id: r.tenant_id,
             url: r.url,
@@ -286,6 +338,9 @@ pub(crate) struct OptDestinationRow {
     pub d_disabled_at: Option<i64>,
     pub d_created_at: Option<i64>,
     pub d_updated_at: Option<i64>,
+    pub d_amqp_url: Option<String>,
+    pub d_amqp_exchange: Option<String>,
+    pub d_amqp_routing_key: Option<String>,
 }
 
 /// The column list a claim selects from `destinations d` to fill [`OptDestinationRow`].
@@ -295,7 +350,9 @@ macro_rules! claim_destination_cols {
     d.description AS d_description, d.topics AS d_topics, d.filter AS d_filter, \
     d.headers AS d_headers, d.options AS d_options, d.secrets AS d_secrets, \
     d.enabled AS d_enabled, d.disabled_reason AS d_disabled_reason, \
-    d.disabled_at AS d_disabled_at, d.created_at AS d_created_at, d.updated_at AS d_updated_at"
+    d.disabled_at AS d_disabled_at, d.created_at AS d_created_at, d.updated_at AS d_updated_at, \
+    d.amqp_url AS d_amqp_url, d.amqp_exchange AS d_amqp_exchange, \
+    d.amqp_routing_key AS d_amqp_routing_key"
     };
 }
 pub(crate) use claim_destination_cols;
@@ -324,6 +381,9 @@ impl ClaimRow {
                     disabled_at: d.d_disabled_at,
                     created_at: d.d_created_at.unwrap_or_default(),
                     updated_at: d.d_updated_at.unwrap_or_default(),
+                    amqp_url: d.d_amqp_url,
+                    amqp_exchange: d.d_amqp_exchange,
+                    amqp_routing_key: d.d_amqp_routing_key,
                 }
                 .open(keys)?,
             ),

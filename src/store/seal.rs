@@ -68,8 +68,7 @@ pub const ENDPOINT_VERIFICATION: Column = Column {
 };
 
 /// `destinations.amqp_url` (RabbitMQ destinations): the URL carries the broker's user and
-/// password. Not in [`SEALED_COLUMNS`] until the migration adding the column lands; then add
-/// it there, write it with [`Keyring::seal_opt`] and read it with [`Keyring::open_opt`].
+/// password.
 pub const DESTINATION_AMQP_URL: Column = Column {
     table: "destinations",
     id: "id",
@@ -83,6 +82,7 @@ pub const SEALED_COLUMNS: &[Column] = &[
     DESTINATION_SECRETS,
     DESTINATION_HEADERS,
     ENDPOINT_VERIFICATION,
+    DESTINATION_AMQP_URL,
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

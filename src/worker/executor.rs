@@ -1,4 +1,5 @@
-//! One attempt: build the signed request, send it, decide what happens next, record it.
+//! One attempt: build the signed request, send it (an HTTP `POST`, or a confirmed publish to
+//! RabbitMQ), decide what happens next, record it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -7,13 +8,17 @@ use backon::{ExponentialBuilder, Retryable};
 use rand::Rng;
 
 use super::batch::FinishBatcher;
+use crate::domain::amqp::{self, AmqpTarget};
 use crate::domain::ids::{Kind, new_id};
+use crate::domain::model::DestinationKind;
 use crate::domain::model::{Attempt, Destination, PayloadFormat};
 use crate::domain::retry::{self, RetrySchedule, Verdict};
 use crate::domain::signature;
 use crate::domain::state::DeliveryStatus;
+use crate::domain::state::ErrorKind;
 use crate::domain::time::{Clock, rfc3339};
-use crate::outbound::http::HttpSender;
+use crate::outbound::amqp::AmqpSender;
+use crate::outbound::http::{HttpSender, SendResult};
 use crate::service::operator;
 use crate::store::{AutoDisable, Claimed, Finish, Store};
 
@@ -22,6 +27,8 @@ pub const USER_AGENT: &str = concat!("Herald/", env!("CARGO_PKG_VERSION"));
 pub struct Executor {
     store: std::sync::Arc<dyn Store>,
     http: HttpSender,
+    /// Publishes to RabbitMQ destinations (connections pooled per broker).
+    amqp: std::sync::Arc<AmqpSender>,
     clock: Clock,
     schedule: RetrySchedule,
     default_timeout: Duration,
@@ -46,6 +53,7 @@ impl Executor {
         Self {
             finisher: FinishBatcher::spawn(store.clone()),
             store,
+            amqp: std::sync::Arc::new(AmqpSender::new(http.policy().clone(), "herald")),
             http,
             clock,
             schedule,
@@ -62,6 +70,17 @@ impl Executor {
     pub fn with_lease(mut self, lease: Duration) -> Self {
         self.max_timeout = lease_budget(lease);
         self
+    }
+
+    /// Replaces the RabbitMQ publisher (to name its connections after the node).
+    pub fn with_amqp(mut self, amqp: std::sync::Arc<AmqpSender>) -> Self {
+        self.amqp = amqp;
+        self
+    }
+
+    /// The RabbitMQ publisher and its connection pool.
+    pub fn amqp(&self) -> &std::sync::Arc<AmqpSender> {
+        &self.amqp
     }
 
     pub fn with_auto_disable(mut self, limits: AutoDisable) -> Self {
@@ -180,6 +199,44 @@ impl Executor {
         }
     }
 
+    /// Publishes to a RabbitMQ destination. The message carries the webhook's headers (so a
+    /// consumer verifies it with the same Standard Webhooks code), plus the topic and tenant;
+    /// `headers` is updated to what was sent, for the attempt log.
+    async fn publish_amqp(
+        &self,
+        c: &Claimed,
+        target: &AmqpTarget,
+        headers: &mut Vec<(String, String)>,
+        body: &[u8],
+        started_at: i64,
+        timeout: Duration,
+    ) -> SendResult {
+        headers.retain(|(name, _)| name != "user-agent");
+        headers.push(("topic".into(), c.topic.clone()));
+        headers.push(("tenant-id".into(), c.tenant_id.clone()));
+        let routing_key =
+            match amqp::render_routing_key(&target.routing_key, &c.topic, &c.tenant_id) {
+                Ok(key) => key,
+                Err(e) => {
+                    return SendResult {
+                        error_kind: Some(ErrorKind::Amqp),
+                        error: Some(e),
+                        ..Default::default()
+                    };
+                }
+            };
+        let message = crate::outbound::amqp::Message {
+            target,
+            routing_key: &routing_key,
+            headers,
+            body,
+            message_id: &c.event_id,
+            topic: &c.topic,
+            timestamp: started_at.div_euclid(1000),
+        };
+        self.amqp.publish(&message, timeout).await
+    }
+
     async fn send(&self, c: &Claimed, d: &Destination) -> Finish {
         let started_at = self.clock.now();
         let reply_url = c
@@ -201,8 +258,19 @@ impl Executor {
             .map(Duration::from_millis)
             .unwrap_or(self.default_timeout)
             .min(self.max_timeout);
-        let url = d.url.clone().unwrap_or_default();
-        let result = self.http.post(&url, &headers, body, timeout).await;
+        let (url, result) = match &d.amqp {
+            None => {
+                let url = d.url.clone().unwrap_or_default();
+                let result = self.http.post(&url, &headers, body, timeout).await;
+                (url, result)
+            }
+            Some(target) => {
+                let result = self
+                    .publish_amqp(c, target, &mut headers, &body, started_at, timeout)
+                    .await;
+                (target.url.redacted(), result)
+            }
+        };
 
         let now = self.clock.now();
         let schedule = match &d.options.retry_schedule {
@@ -214,7 +282,11 @@ impl Executor {
             .as_deref()
             .and_then(|v| retry::parse_retry_after(v, now));
         let unit = rand::rng().random_range(-1.0..=1.0);
-        let verdict = retry::decide(&schedule, c.attempt, result.status_code, retry_after, unit);
+        let verdict = match (d.kind, result.error_kind) {
+            // A broker's confirm is the AMQP success; there is no status code.
+            (DestinationKind::Rabbitmq, None) => Verdict::Succeeded,
+            _ => retry::decide(&schedule, c.attempt, result.status_code, retry_after, unit),
+        };
         let (next, next_attempt_at, disable) = match verdict {
             Verdict::Succeeded => (DeliveryStatus::Succeeded, None, None),
             Verdict::Retry(delay) => (

@@ -513,7 +513,10 @@ pub async fn create(
     };
     let req = CreateDestination {
         kind: DestinationKind::Webhook,
-        url: f.url.trim().to_string(),
+        url: Some(f.url.trim().to_string()),
+        amqp_url: None,
+        exchange: None,
+        routing_key: None,
         description: p.description,
         topics: p.topics,
         filter: p.filter,
@@ -548,6 +551,9 @@ pub async fn update(
     };
     let req = UpdateDestination {
         url: Some(f.url.trim().to_string()),
+        amqp_url: None,
+        exchange: None,
+        routing_key: None,
         description: Some(p.description.map_or(serde_json::Value::Null, Into::into)),
         topics: Some(p.topics),
         filter: Some(p.filter.unwrap_or(serde_json::Value::Null)),

@@ -125,7 +125,7 @@ impl DestinationRow {
         let total = h.succeeded + h.failed;
         DestinationRow {
             id: d.id.clone(),
-            url: d.url.clone().unwrap_or_default(),
+            url: d.target_label().unwrap_or_default(),
             description: d.description.clone().unwrap_or_default(),
             topics: d.topics.join(", "),
             enabled: d.enabled,
@@ -156,7 +156,7 @@ impl DestinationRow {
     pub fn label(d: &Destination) -> String {
         match &d.description {
             Some(desc) if !desc.is_empty() => desc.clone(),
-            _ => d.url.clone().unwrap_or_else(|| d.id.clone()),
+            _ => d.target_label().unwrap_or_else(|| d.id.clone()),
         }
     }
 }
