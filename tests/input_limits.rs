@@ -165,7 +165,17 @@ async fn a_request_with_too_many_headers_is_refused_with_431() {
     for i in 0..20 {
         req = req.header(format!("x-pad-{i}"), "1");
     }
-    assert_eq!(req.send().await.unwrap().status(), 431);
+    let r = req.send().await.unwrap();
+    assert_eq!(r.status(), 431);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let p: Value = r.json().await.unwrap();
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("max_request_headers"),
+        "{p}"
+    );
     let big = "a".repeat(70 * 1024);
     let r = app
         .client
@@ -175,6 +185,14 @@ async fn a_request_with_too_many_headers_is_refused_with_431() {
         .await
         .unwrap();
     assert_eq!(r.status(), 431);
+    let p: Value = r.json().await.unwrap();
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("max_request_header_bytes"),
+        "{p}"
+    );
     // Within the limits the same server answers.
     let r = app.client.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200);

@@ -38,9 +38,9 @@ use crate::http::error::ApiError;
 pub struct ServerLimits {
     /// How long a client has to send its request headers (slowloris).
     pub header_read_timeout: Duration,
-    /// Most request headers; hyper answers 431 above it.
+    /// Most request headers; above it the answer is 431.
     pub max_headers: usize,
-    /// Largest read buffer, which bounds the request head; hyper answers 431 above it.
+    /// Largest request head (target and headers) in bytes; above it the answer is 431.
     pub max_header_bytes: usize,
     /// The largest body any route accepts: a `Content-Length` above it is answered 413 at
     /// once, before the body is waited for.
@@ -55,6 +55,9 @@ pub struct ServerLimits {
 /// has passed since the headers, and when that happened the handler's answer (whatever its
 /// extractor made of the error) is replaced by a 408 problem+json, and the connection closed.
 async fn body_deadline(limits: ServerLimits, req: Request, next: Next) -> Response {
+    if let Some(problem) = head_over_limits(&limits, &req) {
+        return closing(problem);
+    }
     if req.body().is_end_stream() {
         return next.run(req).await;
     }
@@ -90,6 +93,39 @@ async fn body_deadline(limits: ServerLimits, req: Request, next: Next) -> Respon
             timeout.as_secs_f64()
         ),
     ))
+}
+
+/// A request head over the limits, as a 431 problem+json that names the limit. hyper's own
+/// limits are set above these (twice as high, at least 100 headers), as the backstop for heads too large to parse at
+/// all: its 431 has no body to say what was wrong.
+fn head_over_limits(limits: &ServerLimits, req: &Request) -> Option<ApiError> {
+    let too_large = |detail: String| {
+        ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            detail,
+        )
+    };
+    let count = req.headers().len();
+    if count > limits.max_headers {
+        return Some(too_large(format!(
+            "the request has {count} headers; at most {} are accepted (max_request_headers)",
+            limits.max_headers
+        )));
+    }
+    let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    let bytes = target
+        + req
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum::<usize>();
+    (bytes > limits.max_header_bytes).then(|| {
+        too_large(format!(
+            "the request head is {bytes} bytes; at most {} are accepted (max_request_header_bytes)",
+            limits.max_header_bytes
+        ))
+    })
 }
 
 /// The problem, on a connection that closes after it: the rest of the body is never read.
@@ -179,8 +215,8 @@ pub async fn serve(
             .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
-            .max_headers(limits.max_headers)
-            .max_buf_size(limits.max_header_bytes)
+            .max_headers(limits.max_headers.saturating_mul(2).max(100))
+            .max_buf_size(limits.max_header_bytes.saturating_mul(2))
             .keep_alive(true);
         let conn = builder.serve_connection_with_upgrades(
             TokioIo::new(stream),
