@@ -95,6 +95,12 @@ pub struct Config {
     pub max_topics_per_destination: usize,
     /// Custom headers per destination.
     pub max_destination_headers: usize,
+    /// Longest webhook URL, destination description, custom header value and idempotency
+    /// key (`Idempotency-Key` or event `id`), in bytes.
+    pub max_url_length: usize,
+    pub max_description_length: usize,
+    pub max_header_value_length: usize,
+    pub max_idempotency_key_length: usize,
     /// Destinations per tenant (0: no limit).
     pub max_destinations_per_tenant: u32,
     /// Nesting levels and conditions of a destination's payload filter.
@@ -174,6 +180,10 @@ impl Default for Config {
             max_event_bytes: validate::MAX_EVENT_BYTES,
             max_topics_per_destination: validate::MAX_TOPICS,
             max_destination_headers: validate::MAX_HEADERS,
+            max_url_length: validate::MAX_URL,
+            max_description_length: validate::MAX_DESCRIPTION,
+            max_header_value_length: validate::MAX_HEADER_VALUE,
+            max_idempotency_key_length: validate::MAX_IDEMPOTENCY_KEY,
             max_destinations_per_tenant: validate::MAX_DESTINATIONS_PER_TENANT,
             max_filter_depth: crate::domain::filter::MAX_DEPTH,
             max_filter_conditions: crate::domain::filter::MAX_CONDITIONS,
@@ -325,6 +335,13 @@ impl Config {
             (
                 "max_topics_per_destination",
                 self.max_topics_per_destination,
+            ),
+            ("max_url_length", self.max_url_length),
+            ("max_description_length", self.max_description_length),
+            ("max_header_value_length", self.max_header_value_length),
+            (
+                "max_idempotency_key_length",
+                self.max_idempotency_key_length,
             ),
         ] {
             if v == 0 {
@@ -487,6 +504,12 @@ impl Config {
             filter: crate::domain::filter::FilterLimits {
                 max_depth: self.max_filter_depth,
                 max_conditions: self.max_filter_conditions,
+            },
+            strings: crate::domain::validate::StringLimits {
+                max_url: self.max_url_length,
+                max_description: self.max_description_length,
+                max_header_value: self.max_header_value_length,
+                max_idempotency_key: self.max_idempotency_key_length,
             },
         }
     }

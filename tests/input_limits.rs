@@ -20,6 +20,10 @@ async fn tight(kind: StoreKind) -> TestApp {
         c.max_destination_headers = 1;
         c.max_destinations_per_tenant = 2;
         c.max_filter_depth = 3;
+        c.max_url_length = 40;
+        c.max_description_length = 10;
+        c.max_header_value_length = 8;
+        c.max_idempotency_key_length = 12;
     })
     .await
 }
@@ -51,6 +55,19 @@ async fn each_configured_limit_is_a_problem_naming_the_field_and_writes_nothing(
     let big = json!({"tenant_id": "acme", "topic": "job.done", "data": {"x": "y".repeat(200)}});
     let r = app.post("/v1/events", big).await;
     problem(r, 413, Some("data")).await;
+    let mut long_id = ev.clone();
+    long_id["id"] = json!("k".repeat(13));
+    problem(app.post("/v1/events", long_id).await, 422, Some("id")).await;
+    let r = app
+        .client
+        .post(app.url("/v1/events"))
+        .bearer_auth(common::ADMIN_TOKEN)
+        .header("idempotency-key", "k".repeat(13))
+        .json(&ev)
+        .send()
+        .await
+        .unwrap();
+    problem(r, 422, Some("Idempotency-Key")).await;
     let events = app.get_json("/v1/tenants/acme/events").await;
     assert_eq!(events["data"], json!([]), "no event was written");
 
@@ -75,6 +92,30 @@ async fn each_configured_limit_is_a_problem_naming_the_field_and_writes_nothing(
         )
         .await;
     problem(r, 422, Some("headers")).await;
+    // String lengths: URL, description, header value.
+    let long_url = format!("http://127.0.0.1:9/{}", "p".repeat(40));
+    let r = app
+        .post(
+            "/v1/tenants/acme/destinations",
+            hook(json!({"url": long_url})),
+        )
+        .await;
+    problem(r, 422, Some("url")).await;
+    let r = app
+        .post(
+            "/v1/tenants/acme/destinations",
+            hook(json!({"description": "d".repeat(11)})),
+        )
+        .await;
+    problem(r, 422, Some("description")).await;
+    let r = app
+        .post(
+            "/v1/tenants/acme/destinations",
+            hook(json!({"headers": {"x-a": "v".repeat(9)}})),
+        )
+        .await;
+    let p = problem(r, 422, None).await;
+    assert!(p["field"].as_str().unwrap().starts_with("headers"), "{p}");
     // `nested(n)` is n + 1 levels deep: three pass the configured depth, four do not.
     let nested = |n: usize| (0..n).fold(json!({"x": 1}), |acc, _| json!({"$not": acc}));
     let deep = nested(3);

@@ -38,8 +38,8 @@ pub const MAX_BATCH: usize = 1000;
 pub const MAX_DESTINATIONS_PER_TENANT: u32 = 1000;
 
 /// The input limits an operator may change (the `max_*` settings in herald.toml.example).
-/// The defaults are the constants above; the string lengths stay fixed, as they bound what a
-/// database column and a log line hold rather than what a deployment needs.
+/// The defaults are the constants above. Tenant ids stay at most [`MAX_TENANT_ID`]: they are
+/// path segments whose pattern the OpenAPI document states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Events in one `POST /v1/events/batch`.
@@ -55,6 +55,32 @@ pub struct Limits {
     pub max_destinations_per_tenant: u32,
     /// Nesting and conditions of a destination's filter.
     pub filter: FilterLimits,
+    /// Longest strings accepted.
+    pub strings: StringLimits,
+}
+
+/// Longest strings accepted, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StringLimits {
+    /// A webhook destination's URL.
+    pub max_url: usize,
+    /// A destination's description.
+    pub max_description: usize,
+    /// One custom header value of a destination.
+    pub max_header_value: usize,
+    /// An `Idempotency-Key` header or an event `id`.
+    pub max_idempotency_key: usize,
+}
+
+impl Default for StringLimits {
+    fn default() -> Self {
+        StringLimits {
+            max_url: MAX_URL,
+            max_description: MAX_DESCRIPTION,
+            max_header_value: MAX_HEADER_VALUE,
+            max_idempotency_key: MAX_IDEMPOTENCY_KEY,
+        }
+    }
 }
 
 impl Default for Limits {
@@ -66,6 +92,7 @@ impl Default for Limits {
             max_headers: MAX_HEADERS,
             max_destinations_per_tenant: MAX_DESTINATIONS_PER_TENANT,
             filter: FilterLimits::default(),
+            strings: StringLimits::default(),
         }
     }
 }
@@ -135,11 +162,11 @@ pub fn topics(field: &str, patterns: &[String], max: usize) -> Check {
 }
 
 /// An absolute `http`/`https` URL with a host, no credentials and no fragment.
-pub fn webhook_url(field: &str, raw: &str) -> Result<url::Url, Invalid> {
-    if raw.len() > MAX_URL {
+pub fn webhook_url(field: &str, raw: &str, max_len: usize) -> Result<url::Url, Invalid> {
+    if raw.len() > max_len {
         return Err(Invalid::new(
             field,
-            format!("must be at most {MAX_URL} characters"),
+            format!("must be at most {max_len} characters"),
         ));
     }
     let url = url::Url::parse(raw)
@@ -162,17 +189,22 @@ pub fn webhook_url(field: &str, raw: &str) -> Result<url::Url, Invalid> {
     Ok(url)
 }
 
-pub fn description(field: &str, d: &Option<String>) -> Check {
+pub fn description(field: &str, d: &Option<String>, max_len: usize) -> Check {
     match d {
-        Some(d) if d.len() > MAX_DESCRIPTION => Err(Invalid::new(
+        Some(d) if d.len() > max_len => Err(Invalid::new(
             field,
-            format!("must be at most {MAX_DESCRIPTION} characters"),
+            format!("must be at most {max_len} characters"),
         )),
         _ => Ok(()),
     }
 }
 
-pub fn headers(field: &str, headers: &BTreeMap<String, String>, max: usize) -> Check {
+pub fn headers(
+    field: &str,
+    headers: &BTreeMap<String, String>,
+    max: usize,
+    max_value: usize,
+) -> Check {
     if headers.len() > max {
         return Err(Invalid::new(field, format!("at most {max} headers")));
     }
@@ -190,12 +222,10 @@ pub fn headers(field: &str, headers: &BTreeMap<String, String>, max: usize) -> C
         if RESERVED_HEADERS.contains(&lower.as_str()) || lower.starts_with("webhook-") {
             return Err(Invalid::new(f, "is set by Herald and cannot be overridden"));
         }
-        if value.len() > MAX_HEADER_VALUE
-            || value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f)
-        {
+        if value.len() > max_value || value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
             return Err(Invalid::new(
                 f,
-                format!("value must be at most {MAX_HEADER_VALUE} printable characters"),
+                format!("value must be at most {max_value} printable characters"),
             ));
         }
     }
@@ -234,11 +264,11 @@ pub fn options(field: &str, o: &DestinationOptions) -> Check {
     Ok(())
 }
 
-pub fn idempotency_key(field: &str, key: &str) -> Check {
-    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
+pub fn idempotency_key(field: &str, key: &str, max_len: usize) -> Check {
+    if key.is_empty() || key.len() > max_len {
         return Err(Invalid::new(
             field,
-            format!("must be 1-{MAX_IDEMPOTENCY_KEY} characters"),
+            format!("must be 1-{max_len} characters"),
         ));
     }
     Ok(())
@@ -258,19 +288,19 @@ mod tests {
 
     #[test]
     fn webhook_urls_must_be_absolute_http() {
-        assert!(webhook_url("url", "https://example.com/hook").is_ok());
-        assert!(webhook_url("url", "ftp://example.com").is_err());
-        assert!(webhook_url("url", "not a url").is_err());
-        assert!(webhook_url("url", "https://user:pw@example.com").is_err());
+        assert!(webhook_url("url", "https://example.com/hook", MAX_URL).is_ok());
+        assert!(webhook_url("url", "ftp://example.com", MAX_URL).is_err());
+        assert!(webhook_url("url", "not a url", MAX_URL).is_err());
+        assert!(webhook_url("url", "https://user:pw@example.com", MAX_URL).is_err());
     }
 
     #[test]
     fn reserved_headers_cannot_be_set() {
         let mut h = BTreeMap::new();
         h.insert("X-Team".to_string(), "a".to_string());
-        assert!(headers("headers", &h, MAX_HEADERS).is_ok());
+        assert!(headers("headers", &h, MAX_HEADERS, MAX_HEADER_VALUE).is_ok());
         h.insert("Webhook-Signature".to_string(), "forged".to_string());
-        let e = headers("headers", &h, MAX_HEADERS).unwrap_err();
+        let e = headers("headers", &h, MAX_HEADERS, MAX_HEADER_VALUE).unwrap_err();
         assert_eq!(e.field, "headers.Webhook-Signature");
     }
 

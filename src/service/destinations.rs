@@ -101,7 +101,7 @@ pub struct CreatedDestination {
 
 impl Herald {
     pub(crate) fn check_url(&self, field: &str, raw: &str) -> Result<()> {
-        let url = validate::webhook_url(field, raw)?;
+        let url = validate::webhook_url(field, raw, self.limits.strings.max_url)?;
         if self.policy.https_only && url.scheme() != "https" {
             return Err(Invalid::new(field, "must be https (https_only is on)").into());
         }
@@ -260,10 +260,19 @@ impl Herald {
     ) -> Result<CreatedDestination> {
         Self::check_tenant(scope, tenant_id)?;
         let (url, amqp) = self.target(&req)?;
-        validate::description("description", &req.description)?;
+        validate::description(
+            "description",
+            &req.description,
+            self.limits.strings.max_description,
+        )?;
         validate::topics("topics", &req.topics, self.limits.max_topics)?;
         self.check_filter(&req.filter)?;
-        validate::headers("headers", &req.headers, self.limits.max_headers)?;
+        validate::headers(
+            "headers",
+            &req.headers,
+            self.limits.max_headers,
+            self.limits.strings.max_header_value,
+        )?;
         validate::options("options", &req.options)?;
         let secret = match req.secret {
             Some(s) => {
@@ -350,7 +359,11 @@ impl Herald {
                 Value::String(s) => Some(s),
                 _ => return Err(Invalid::new("description", "must be a string or null").into()),
             };
-            validate::description("description", &d.description)?;
+            validate::description(
+                "description",
+                &d.description,
+                self.limits.strings.max_description,
+            )?;
         }
         if let Some(topics) = req.topics {
             validate::topics("topics", &topics, self.limits.max_topics)?;
@@ -362,7 +375,12 @@ impl Herald {
             d.filter = filter;
         }
         if let Some(headers) = req.headers {
-            validate::headers("headers", &headers, self.limits.max_headers)?;
+            validate::headers(
+                "headers",
+                &headers,
+                self.limits.max_headers,
+                self.limits.strings.max_header_value,
+            )?;
             d.headers = headers;
         }
         if let Some(options) = req.options {

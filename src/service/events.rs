@@ -83,11 +83,15 @@ impl Herald {
         }
         let key = match (key_header, req.id) {
             (Some(h), _) => {
-                validate::idempotency_key("Idempotency-Key", h)?;
+                validate::idempotency_key(
+                    "Idempotency-Key",
+                    h,
+                    self.limits.strings.max_idempotency_key,
+                )?;
                 Some(h.to_string())
             }
             (None, Some(id)) => {
-                validate::idempotency_key(&f("id"), &id)?;
+                validate::idempotency_key(&f("id"), &id, self.limits.strings.max_idempotency_key)?;
                 Some(id)
             }
             (None, None) => None,
