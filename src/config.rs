@@ -520,7 +520,6 @@ impl Config {
             max_headers: self.max_request_headers,
             max_header_bytes: self.max_request_header_bytes,
             body_read_timeout: Duration::from_secs(self.body_read_timeout_secs),
-            max_body_bytes: self.max_body_bytes.max(self.inbound_max_body_bytes),
         }
     }
 

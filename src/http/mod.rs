@@ -27,34 +27,34 @@ pub struct AppState {
     pub admin_token_hash: Option<Arc<str>>,
 }
 
-/// The whole application router.
 /// The whole application router. A worker-only node (`api = false`) serves only health,
 /// readiness and metrics.
 pub fn router(state: AppState, max_body_bytes: usize, serve_api: bool) -> Router {
     let inbound_limit = state.herald.inbound.max_body_bytes;
-    let base = if serve_api {
-        Router::new()
-            .merge(
-                api::routes().layer(from_fn_with_state(max_body_bytes, reject_declared_oversize)),
-            )
-            // Captured bodies have their own limit; the route's layer overrides the API-wide one.
-            .route(
-                "/in/{slug}",
-                any(ingest::ingest)
-                    .layer(DefaultBodyLimit::max(inbound_limit))
-                    .layer(from_fn_with_state(inbound_limit, reject_declared_oversize)),
-            )
+    let mut app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics));
+    if serve_api {
+        app = app
+            .merge(api::routes())
             .route("/openapi.json", get(api::openapi_json))
             .merge(crate::mcp::http::routes(&state))
-            .merge(portal::routes())
-    } else {
-        Router::new()
-    };
-    base.route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+            .merge(portal::routes());
+    }
+    // The layers apply to the routes added so far; captured bodies get their own limit below.
+    app = app
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .with_state(state)
+        .layer(from_fn_with_state(max_body_bytes, reject_declared_oversize));
+    if serve_api {
+        app = app.route(
+            "/in/{slug}",
+            any(ingest::ingest)
+                .layer(DefaultBodyLimit::max(inbound_limit))
+                .layer(from_fn_with_state(inbound_limit, reject_declared_oversize)),
+        );
+    }
+    app.with_state(state)
 }
 
 /// Answers 413 at once when the declared `Content-Length` is over the limit (the state).

@@ -42,9 +42,6 @@ pub struct ServerLimits {
     pub max_headers: usize,
     /// Largest request head (target and headers) in bytes; above it the answer is 431.
     pub max_header_bytes: usize,
-    /// The largest body any route accepts: a `Content-Length` above it is answered 413 at
-    /// once, before the body is waited for.
-    pub max_body_bytes: usize,
     /// How long a client has, after its headers, to send the whole request body (the slow
     /// body variant of slowloris). Responses are not bounded: long polls and streams may
     /// legitimately last minutes.
@@ -60,17 +57,6 @@ async fn body_deadline(limits: ServerLimits, req: Request, next: Next) -> Respon
     }
     if req.body().is_end_stream() {
         return next.run(req).await;
-    }
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
-        return closing(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            "the request body is larger than the server accepts",
-        ));
     }
     let timeout = limits.body_read_timeout;
     let expired = Arc::new(AtomicBool::new(false));
@@ -137,7 +123,8 @@ fn closing(problem: ApiError) -> Response {
 }
 
 /// A request body that fails once its deadline passes. It keeps the inner body's size hint,
-/// so a `Content-Length` above the body limit is still refused before anything is read.
+/// which the body limits downstream rely on. (A declared `Content-Length` over a route's
+/// limit never gets here: the router answers it 413 first, see `http::reject_declared_oversize`.)
 struct DeadlineBody {
     inner: Body,
     deadline: Pin<Box<tokio::time::Sleep>>,
