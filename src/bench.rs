@@ -52,6 +52,42 @@ pub struct BenchOptions {
     pub postgres_url: String,
     /// Print only JSON.
     pub json: bool,
+    /// Which phases run.
+    pub phases: Phases,
+}
+
+/// The phases a run measures: both sides, or one of them (to profile it alone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phases {
+    All,
+    /// Publish, deliver, idle and load latency.
+    Outbound,
+    /// Ingest and wake-up.
+    Inbound,
+}
+
+impl std::str::FromStr for Phases {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        match s {
+            "all" => Ok(Self::All),
+            "outbound" => Ok(Self::Outbound),
+            "inbound" => Ok(Self::Inbound),
+            other => anyhow::bail!("unknown phases `{other}` (all, outbound or inbound)"),
+        }
+    }
+}
+
+/// Figures of the outbound phases (1–5).
+struct Outbound {
+    publish_per_s: f64,
+    publish_batch_per_s: f64,
+    deliveries_per_s: f64,
+    deliveries_fanout10_per_s: f64,
+    idle: Vec<u64>,
+    load: Vec<u64>,
+    load_rate_per_s: f64,
 }
 
 /// What the receiver has seen.
@@ -388,127 +424,41 @@ async fn run_on(opts: &BenchOptions, database_url: &str) -> anyhow::Result<Value
         bench.post("/v1/tenants/fan/destinations", &dest).await?;
     }
 
-    // 1-2: acceptance alone (the worker is not running yet).
-    let publish_per_s = bench.publish_single("one", n / 2).await?;
-    let publish_batch_per_s = bench.publish_batches("one", n).await?;
-    let backlog = n / 2 + n.div_ceil(500) * 500;
-
-    // 3: the worker drains the backlog.
-    let (stop_worker, stop_rx) = watch::channel(false);
-    herald.store.watch_for_work(herald.wake.clone());
-    let worker_task = tokio::spawn(worker.clone().run(stop_rx));
-    let started = Instant::now();
-    let secs = bench
-        .wait_distinct(backlog, started, "deliver (1 destination)")
-        .await?;
-    let deliveries_per_s = backlog as f64 / secs;
-    bench.take_latencies();
-
-    // Fan-out: n/10 events x 10 destinations. Requests, not distinct ids, are counted here.
-    let fan_events = (n / 10).max(100);
-    let before = rx.requests.load(Ordering::Relaxed);
-    let started = Instant::now();
-    let mut published = 0;
-    while published < fan_events {
-        let k = (fan_events - published).min(500);
-        let events: Vec<Value> = (0..k)
-            .map(|_| Bench::event("fan", "bench.fanout"))
-            .collect();
-        bench
-            .post("/v1/events/batch", &json!({ "events": events }))
-            .await?;
-        published += k;
-    }
-    let target = fan_events as u64 * 10;
-    let pb = bench.bar(target, "deliver (10 destinations)");
-    while rx.requests.load(Ordering::Relaxed) - before < target {
-        pb.set_position(rx.requests.load(Ordering::Relaxed) - before);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(600),
-            "fan-out did not finish"
-        );
-    }
-    pb.finish();
-    let deliveries_fanout10_per_s = target as f64 / started.elapsed().as_secs_f64();
-    bench.take_latencies();
-
-    // 4: idle latency, one event at a time.
-    let idle_n = 200;
-    let pb = bench.bar(idle_n, "latency (idle)");
-    for _ in 0..idle_n {
-        let seen = rx.distinct();
-        bench
-            .post("/v1/events", &Bench::event("one", "bench.idle"))
-            .await?;
-        bench.wait_distinct_quiet(seen + 1).await?;
-        pb.inc(1);
-    }
-    pb.finish();
-    let idle = bench.take_latencies();
-
-    // 5: latency under a steady load at half the measured throughput (10 s at most).
-    let rate = (deliveries_per_s / 2.0).clamp(10.0, 20_000.0);
-    let load_n = ((rate * 5.0) as usize).clamp(100, n);
-    let interval = Duration::from_secs_f64(1.0 / rate);
-    let target = rx.distinct() + load_n;
-    let pb = bench.bar(load_n as u64, "latency (50% load)");
-    let mut tick = tokio::time::interval(interval * 16);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut sent = 0;
-    while sent < load_n {
-        tick.tick().await;
-        // 16 events per tick: a steady rate without a timer per event.
-        let k = (load_n - sent).min(16);
-        let mut set = tokio::task::JoinSet::new();
-        for _ in 0..k {
-            let (client, base) = (bench.client.clone(), bench.base.clone());
-            set.spawn(async move {
-                client
-                    .post(format!("{base}/v1/events"))
-                    .bearer_auth(ADMIN)
-                    .json(&Bench::event("one", "bench.load"))
-                    .send()
-                    .await
-            });
-        }
-        while let Some(r) = set.join_next().await {
-            r??.error_for_status()?;
-        }
-        sent += k;
-        pb.inc(k as u64);
-    }
-    pb.finish();
-    bench.wait_distinct_quiet(target).await?;
-    let load = bench.take_latencies();
-
-    // 6-7: inbound capture, with the outbound worker idle.
-    let ingest_per_s = bench.ingest(n).await?;
-    let wake = bench.wake_latencies().await?;
-
-    let _ = stop_worker.send(true);
-    let _ = worker_task.await;
+    let out = match opts.phases {
+        Phases::Inbound => None,
+        _ => Some(bench.outbound(&herald, worker).await?),
+    };
+    // 6-7: inbound capture, with the outbound worker stopped.
+    let (ingest_per_s, wake) = match opts.phases {
+        Phases::Outbound => (None, vec![]),
+        _ => (Some(bench.ingest(n).await?), bench.wake_latencies().await?),
+    };
     stop.trigger();
     let _ = server.await;
 
+    let o = out.as_ref();
+    let rounded = |f: Option<f64>| f.map(f64::round);
+    let p = |l: Option<&Vec<u64>>, q: f64| l.map(|l| percentile(l, q));
+    let wake = (opts.phases != Phases::Outbound).then_some(&wake);
     Ok(json!({
         "store": opts.store,
         "events": n,
-        "publish_per_s": publish_per_s.round(),
-        "publish_batch_per_s": publish_batch_per_s.round(),
-        "deliveries_per_s": deliveries_per_s.round(),
-        "deliveries_fanout10_per_s": deliveries_fanout10_per_s.round(),
-        "latency_idle_p50_ms": percentile(&idle, 0.50),
-        "latency_idle_p99_ms": percentile(&idle, 0.99),
-        "latency_load_p50_ms": percentile(&load, 0.50),
-        "latency_load_p99_ms": percentile(&load, 0.99),
-        "load_rate_per_s": rate.round(),
-        "ingest_per_s": ingest_per_s.round(),
-        "wake_p50_ms": percentile(&wake, 0.50),
-        "wake_p99_ms": percentile(&wake, 0.99),
+        "phases": format!("{:?}", opts.phases).to_lowercase(),
+        "publish_per_s": rounded(o.map(|o| o.publish_per_s)),
+        "publish_batch_per_s": rounded(o.map(|o| o.publish_batch_per_s)),
+        "deliveries_per_s": rounded(o.map(|o| o.deliveries_per_s)),
+        "deliveries_fanout10_per_s": rounded(o.map(|o| o.deliveries_fanout10_per_s)),
+        "latency_idle_p50_ms": p(o.map(|o| &o.idle), 0.50),
+        "latency_idle_p99_ms": p(o.map(|o| &o.idle), 0.99),
+        "latency_load_p50_ms": p(o.map(|o| &o.load), 0.50),
+        "latency_load_p99_ms": p(o.map(|o| &o.load), 0.99),
+        "load_rate_per_s": rounded(o.map(|o| o.load_rate_per_s)),
+        "ingest_per_s": rounded(ingest_per_s),
+        "wake_p50_ms": p(wake, 0.50),
+        "wake_p99_ms": p(wake, 0.99),
         "ingest_clients": INGEST_CLIENTS,
-        "wake_samples": wake.len(),
-        "idle_samples": idle.len(),
+        "wake_samples": wake.map_or(0, |w| w.len()),
+        "idle_samples": o.map_or(0, |o| o.idle.len()),
         "worker_concurrency": concurrency,
         "worker_batch_size": batch_size,
         "peak_rss_mb": (peak_rss_mb() * 10.0).round() / 10.0,
@@ -602,6 +552,117 @@ impl Bench {
         agent.abort();
         latencies.sort_unstable();
         Ok(latencies)
+    }
+
+    /// Phases 1–5: publish (worker stopped), then deliver and latency with the worker running;
+    /// the worker is stopped again at the end.
+    async fn outbound(
+        &self,
+        herald: &crate::service::Herald,
+        worker: Arc<crate::worker::Worker>,
+    ) -> anyhow::Result<Outbound> {
+        let n = self.opts.events;
+        // 1-2: acceptance alone (the worker is not running yet).
+        let publish_per_s = self.publish_single("one", n / 2).await?;
+        let publish_batch_per_s = self.publish_batches("one", n).await?;
+        let backlog = n / 2 + n.div_ceil(500) * 500;
+
+        // 3: the worker drains the backlog.
+        let (stop_worker, stop_rx) = watch::channel(false);
+        herald.store.watch_for_work(herald.wake.clone());
+        let worker_task = tokio::spawn(worker.run(stop_rx));
+        let started = Instant::now();
+        let secs = self
+            .wait_distinct(backlog, started, "deliver (1 destination)")
+            .await?;
+        let deliveries_per_s = backlog as f64 / secs;
+        self.take_latencies();
+
+        // Fan-out: n/10 events x 10 destinations. Requests, not distinct ids, are counted here.
+        let fan_events = (n / 10).max(100);
+        let before = self.rx.requests.load(Ordering::Relaxed);
+        let started = Instant::now();
+        let mut published = 0;
+        while published < fan_events {
+            let k = (fan_events - published).min(500);
+            let events: Vec<Value> = (0..k).map(|_| Bench::event("fan", "self.fanout")).collect();
+            self.post("/v1/events/batch", &json!({ "events": events }))
+                .await?;
+            published += k;
+        }
+        let target = fan_events as u64 * 10;
+        let pb = self.bar(target, "deliver (10 destinations)");
+        while self.rx.requests.load(Ordering::Relaxed) - before < target {
+            pb.set_position(self.rx.requests.load(Ordering::Relaxed) - before);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(600),
+                "fan-out did not finish"
+            );
+        }
+        pb.finish();
+        let deliveries_fanout10_per_s = target as f64 / started.elapsed().as_secs_f64();
+        self.take_latencies();
+
+        // 4: idle latency, one event at a time.
+        let idle_n = 200;
+        let pb = self.bar(idle_n, "latency (idle)");
+        for _ in 0..idle_n {
+            let seen = self.rx.distinct();
+            self.post("/v1/events", &Bench::event("one", "self.idle"))
+                .await?;
+            self.wait_distinct_quiet(seen + 1).await?;
+            pb.inc(1);
+        }
+        pb.finish();
+        let idle = self.take_latencies();
+
+        // 5: latency under a steady load at half the measured throughput (10 s at most).
+        let rate = (deliveries_per_s / 2.0).clamp(10.0, 20_000.0);
+        let load_n = ((rate * 5.0) as usize).clamp(100, n);
+        let interval = Duration::from_secs_f64(1.0 / rate);
+        let target = self.rx.distinct() + load_n;
+        let pb = self.bar(load_n as u64, "latency (50% load)");
+        let mut tick = tokio::time::interval(interval * 16);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sent = 0;
+        while sent < load_n {
+            tick.tick().await;
+            // 16 events per tick: a steady rate without a timer per event.
+            let k = (load_n - sent).min(16);
+            let mut set = tokio::task::JoinSet::new();
+            for _ in 0..k {
+                let (client, base) = (self.client.clone(), self.base.clone());
+                set.spawn(async move {
+                    client
+                        .post(format!("{base}/v1/events"))
+                        .bearer_auth(ADMIN)
+                        .json(&Bench::event("one", "self.load"))
+                        .send()
+                        .await
+                });
+            }
+            while let Some(r) = set.join_next().await {
+                r??.error_for_status()?;
+            }
+            sent += k;
+            pb.inc(k as u64);
+        }
+        pb.finish();
+        self.wait_distinct_quiet(target).await?;
+        let load = self.take_latencies();
+
+        let _ = stop_worker.send(true);
+        let _ = worker_task.await;
+        Ok(Outbound {
+            publish_per_s,
+            publish_batch_per_s,
+            deliveries_per_s,
+            deliveries_fanout10_per_s,
+            idle,
+            load,
+            load_rate_per_s: rate,
+        })
     }
 
     async fn wait_distinct_quiet(&self, target: usize) -> anyhow::Result<()> {

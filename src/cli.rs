@@ -72,6 +72,10 @@ pub enum Command {
         /// Print only JSON, one object per line.
         #[arg(long)]
         json: bool,
+        /// `all`, `outbound` (publish, deliver, latency) or `inbound` (ingest, wake-up); the
+        /// figures of phases not run are `null`. For profiling one side at a time.
+        #[arg(long, default_value = "all")]
+        phases: String,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -140,6 +144,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             events,
             postgres_url,
             json,
+            phases,
         } => {
             let stores = match store.as_str() {
                 "all" => vec!["sqlite", "postgres"],
@@ -151,6 +156,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     events,
                     postgres_url: postgres_url.clone(),
                     json,
+                    phases: phases.parse()?,
                 };
                 let figures = crate::bench::run(opts).await?;
                 if json {

@@ -31,7 +31,7 @@
 //! `worker::Worker` claims → `worker::Executor` signs and sends → `Store::finish` records.
 //!
 //! A callback travels `http::ingest` (`ANY /in/{slug}`) → `service::Herald::ingest` (verify,
-//! dedupe, rate limit) → `service::batch::IngestBatcher` (group commit) →
+//! dedupe, rate limit) → `service::batch::GroupCommit` (group commit) →
 //! `store::Store::ingest_callbacks` (cursors assigned in the transaction; on Postgres `NOTIFY`
 //! right after the commit) → `inbound::waiters::Waiters::notify` → a `service::Herald::wait_on`
 //! long-poll or SSE stream re-reads the store and answers.

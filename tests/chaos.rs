@@ -2,7 +2,8 @@
 //! receiver that misbehaves in every way it can, and several Herald processes on one database.
 //! Each test ends with exact counts and prints its figures (`-- --nocapture` to see them).
 //!
-//! The RabbitMQ-connection-dropped case belongs with the RabbitMQ destinations and is not here.
+//! The RabbitMQ-connection-dropped case lives with the RabbitMQ destinations, in
+//! `tests/rabbitmq.rs` (`a_storm_loses_nothing_when_the_broker_drops_the_connection_twice_mid_delivery`).
 
 mod chaos_support;
 mod common;

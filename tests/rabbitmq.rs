@@ -39,6 +39,7 @@ for_each_store!(
     patching_a_rabbitmq_destination_changes_its_target_and_null_restores_the_default_key,
     destinations_on_one_broker_share_one_connection_and_channels_are_not_leaked,
     a_forced_close_of_the_connection_loses_no_deliveries,
+    a_storm_loses_nothing_when_the_broker_drops_the_connection_twice_mid_delivery,
     publish_from_queue_commits_valid_messages_and_dead_letters_garbage_with_the_reason,
     without_a_dead_letter_queue_garbage_is_rejected_to_the_queues_own_dead_letter_exchange,
     the_queue_consumer_reconnects_after_its_connection_is_closed,
@@ -678,6 +679,123 @@ async fn a_forced_close_of_the_connection_loses_no_deliveries(kind: StoreKind) {
             .await
             .len(),
         1
+    );
+}
+
+/// Chaos (SPEC §9, "RabbitMQ connection dropped during delivery"): 2,000 events stream to a
+/// RabbitMQ destination with the worker's claim loop running, and the broker closes Herald's
+/// connection twice while messages are in flight (after 400 and after 1,200 have arrived).
+/// Herald reconnects by itself; at the end the queue has seen every event id exactly counted,
+/// every delivery `succeeded`, and duplicates (confirms lost with the connection, so sent
+/// again) are reported apart.
+async fn a_storm_loses_nothing_when_the_broker_drops_the_connection_twice_mid_delivery(
+    kind: StoreKind,
+) {
+    const N: usize = 2000;
+    let rabbit = Rabbit::new().await;
+    let (ex, q) = (rabbit.name("events"), rabbit.name("inbox"));
+    rabbit.exchange(&ex).await;
+    rabbit.private_queue(&q, Some((&ex, "#"))).await;
+    let prefix = rabbit.prefix.clone();
+    let app = TestApp::spawn_with(kind, move |c| {
+        c.amqp_connection_name = prefix;
+        // A failed send is due again after a second of real time, on the running loop.
+        c.retry_schedule = "1,1,1,1,1,1,1,1,1,1".into();
+    })
+    .await;
+    app.tenant("acme").await;
+    rabbit_destination(&app, &ex, json!({})).await;
+
+    let mut ids = Vec::with_capacity(N);
+    for batch in 0..N / 500 {
+        let events: Vec<Value> = (0..500)
+            .map(|i| json!({"tenant_id": "acme", "topic": "job.done", "data": {"n": batch * 500 + i}}))
+            .collect();
+        let r = app
+            .post("/v1/events/batch", json!({ "events": events }))
+            .await;
+        assert_eq!(r.status(), 202);
+        let v: Value = r.json().await.unwrap();
+        ids.extend(
+            v["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["id"].as_str().unwrap().to_string()),
+        );
+    }
+    let expected: std::collections::HashSet<String> = ids.iter().cloned().collect();
+    assert_eq!(expected.len(), N);
+
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let started = tokio::time::Instant::now();
+    let worker = tokio::spawn(app.worker.clone().run(stop_rx));
+    let connection = format!("{} publisher", rabbit.prefix);
+    let mut seen: std::collections::HashMap<String, usize> = Default::default();
+    let mut received = 0;
+    let mut drops = vec![400, 1200];
+    let deadline = started + Duration::from_secs(60);
+    while seen.len() < N {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {N} distinct events arrived in 60 s",
+            seen.len()
+        );
+        match rabbit.get(&q).await {
+            Some(m) => {
+                received += 1;
+                *seen.entry(header(&m, "webhook-id").unwrap()).or_default() += 1;
+                if drops.first().is_some_and(|&at| received == at) {
+                    drops.remove(0);
+                    force_close(&connection).await;
+                }
+            }
+            None => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+    assert!(drops.is_empty(), "the connection was dropped twice");
+    let elapsed = started.elapsed();
+
+    // Nothing left in play: a late resend would already be in the queue when it is counted.
+    let any_with = |status: &'static str| {
+        let app = &app;
+        async move {
+            !app.get_json(&format!(
+                "/v1/tenants/acme/deliveries?status={status}&limit=1"
+            ))
+            .await["data"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        }
+    };
+    eventually("every delivery to finish", || async {
+        !(any_with("scheduled").await || any_with("retrying").await || any_with("delivering").await)
+    })
+    .await;
+    let _ = stop.send(true);
+    worker.await.unwrap();
+    while let Some(m) = rabbit.get(&q).await {
+        received += 1;
+        *seen.entry(header(&m, "webhook-id").unwrap()).or_default() += 1;
+    }
+
+    let got: std::collections::HashSet<String> = seen.keys().cloned().collect();
+    assert_eq!(got, expected, "exactly the published ids arrived");
+    let duplicates = received - N;
+    println!(
+        "rabbitmq connection dropped twice ({kind:?}): {N} of {N} distinct ids, {duplicates} \
+         duplicates, {received} messages in {:.2} s",
+        elapsed.as_secs_f64()
+    );
+    // Every delivery ended `succeeded`: none is in play (above) or in another final state.
+    for status in ["failed", "skipped", "cancelled"] {
+        assert!(!any_with(status).await, "a delivery ended {status}");
+    }
+    assert_eq!(
+        broker_connections(&connection).await.len(),
+        1,
+        "one connection again after the drops"
     );
 }
 

@@ -23,6 +23,9 @@ for_each_store!(
     an_endpoint_for_an_unknown_tenant_is_not_found_and_not_written,
     a_batch_of_callbacks_takes_gap_free_cursors_per_endpoint_and_dedupes_within_itself,
     a_batch_naming_a_deleted_endpoint_writes_nothing,
+    a_batch_dedupes_against_stored_callbacks_and_counts_each_outcome_on_its_endpoint,
+    concurrent_batches_sharing_endpoints_and_delivery_ids_store_each_delivery_once,
+    concurrent_batches_on_the_same_endpoints_take_distinct_gap_free_cursors,
 );
 
 async fn store(kind: StoreKind) -> (Arc<dyn Store>, TestDb) {
@@ -332,4 +335,188 @@ async fn a_batch_naming_a_deleted_endpoint_writes_nothing(kind: StoreKind) {
         s.ingest_callback(&callback(&a, None)).await.unwrap(),
         Ingested::Stored { cursor: 1 }
     );
+}
+
+/// A batch with no delivery id repeated inside it (Postgres stores it in one statement):
+/// duplicates of callbacks stored before it, rejected ones and plain ones, on two endpoints.
+async fn a_batch_dedupes_against_stored_callbacks_and_counts_each_outcome_on_its_endpoint(
+    kind: StoreKind,
+) {
+    let (s, _db) = store(kind).await;
+    let (a, b) = (endpoint(&*s, None).await, endpoint(&*s, None).await);
+    let first = callback(&a, Some("k1"));
+    assert_eq!(
+        s.ingest_callback(&first).await.unwrap(),
+        Ingested::Stored { cursor: 1 }
+    );
+    let mut rejected = callback(&b, Some("k1"));
+    rejected.status = CallbackStatus::Rejected;
+    rejected.reject_reason = Some("bad_signature: test".into());
+    let batch = vec![
+        callback(&a, Some("k1")),
+        callback(&b, None),
+        rejected,
+        callback(&a, Some("k2")),
+        callback(&b, Some("k1")),
+        callback(&a, None),
+    ];
+    let out = s.ingest_callbacks(&batch).await.unwrap();
+    assert_eq!(
+        out[0],
+        Ingested::Duplicate {
+            original_id: first.id.clone()
+        }
+    );
+    assert_eq!(
+        out[2],
+        Ingested::Rejected,
+        "a rejected callback takes no cursor"
+    );
+    let cursor = |i: usize| match out[i] {
+        Ingested::Stored { cursor } => cursor,
+        ref other => panic!("callback {i}: {other:?}"),
+    };
+    let sorted = |mut v: Vec<i64>| {
+        v.sort_unstable();
+        v
+    };
+    assert_eq!(
+        sorted(vec![cursor(3), cursor(5)]),
+        [2, 3],
+        "a: on from 1, gap-free"
+    );
+    assert_eq!(sorted(vec![cursor(1), cursor(4)]), [1, 2], "b: gap-free");
+    let counts = |e: CallbackEndpoint| (e.last_cursor, e.received, e.duplicates, e.rejected);
+    let get = |id: String| {
+        let s = s.clone();
+        async move {
+            s.get_callback_endpoint(Scope::Admin, &id)
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    assert_eq!(counts(get(a.id.clone()).await), (3, 3, 1, 0));
+    assert_eq!(counts(get(b.id.clone()).await), (2, 2, 0, 1));
+    let of_a: Vec<String> = s
+        .callbacks_after(&a.id, 0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(
+        of_a,
+        [first.id.clone(), batch[3].id.clone(), batch[5].id.clone()]
+    );
+    let stored_rejected = s.rejected_callbacks(&b.id, None, 10).await.unwrap();
+    assert_eq!(stored_rejected.len(), 1);
+    assert_eq!(stored_rejected[0].id, batch[2].id);
+    assert_eq!(stored_rejected[0].cursor, None);
+}
+
+/// 8 batches of 6 callbacks committed at the same time on endpoints `a` and `b` (in turn
+/// `a, b, a, …` and `b, a, b, …`, so the batches lock them in both orders), callback `i`
+/// carrying delivery id `d{i}` when `keyed`. A batch that fails whole is stored one by one,
+/// as the group commit does. Returns each callback's endpoint id and outcome.
+async fn concurrent_batches(
+    s: &Arc<dyn Store>,
+    a: &CallbackEndpoint,
+    b: &CallbackEndpoint,
+    keyed: bool,
+) -> Vec<(String, Ingested)> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for round in 0..8 {
+        let (s, a, b) = (s.clone(), a.clone(), b.clone());
+        tasks.spawn(async move {
+            let (x, y) = if round % 2 == 0 { (&a, &b) } else { (&b, &a) };
+            let batch: Vec<Callback> = (0..6)
+                .map(|i| {
+                    let key = keyed.then(|| format!("d{i}"));
+                    callback(if i % 2 == 0 { x } else { y }, key.as_deref())
+                })
+                .collect();
+            let out = match s.ingest_callbacks(&batch).await {
+                Ok(out) => out,
+                Err(_) => {
+                    let mut out = vec![];
+                    for c in &batch {
+                        out.push(s.ingest_callback(c).await.unwrap());
+                    }
+                    out
+                }
+            };
+            batch
+                .into_iter()
+                .map(|c| c.endpoint_id)
+                .zip(out)
+                .collect::<Vec<_>>()
+        });
+    }
+    let mut all = vec![];
+    while let Some(out) = tasks.join_next().await {
+        all.extend(out.unwrap());
+    }
+    all
+}
+
+async fn stored_cursors(s: &Arc<dyn Store>, e: &CallbackEndpoint) -> Vec<Option<i64>> {
+    s.callbacks_after(&e.id, 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.cursor)
+        .collect()
+}
+
+/// Concurrent batches that share endpoints and repeat each other's delivery ids: every
+/// delivery is stored once, the others are answered `Duplicate`, and cursors stay gap-free.
+async fn concurrent_batches_sharing_endpoints_and_delivery_ids_store_each_delivery_once(
+    kind: StoreKind,
+) {
+    let (s, _db) = store(kind).await;
+    let (a, b) = (endpoint(&*s, None).await, endpoint(&*s, None).await);
+    let out = concurrent_batches(&s, &a, &b, true).await;
+    let stored = out
+        .iter()
+        .filter(|(_, r)| matches!(r, Ingested::Stored { .. }))
+        .count();
+    let duplicates = out
+        .iter()
+        .filter(|(_, r)| matches!(r, Ingested::Duplicate { .. }))
+        .count();
+    // d0..d5 on both endpoints: 12 distinct deliveries of the 48 sent.
+    assert_eq!((stored, duplicates), (12, 36));
+    for e in [&a, &b] {
+        assert_eq!(
+            stored_cursors(&s, e).await,
+            (1..=6).map(Some).collect::<Vec<_>>()
+        );
+    }
+}
+
+async fn concurrent_batches_on_the_same_endpoints_take_distinct_gap_free_cursors(kind: StoreKind) {
+    let (s, _db) = store(kind).await;
+    let (a, b) = (endpoint(&*s, None).await, endpoint(&*s, None).await);
+    let mut answered: std::collections::HashMap<String, Vec<i64>> = Default::default();
+    for (endpoint_id, r) in concurrent_batches(&s, &a, &b, false).await {
+        match r {
+            Ingested::Stored { cursor } => answered.entry(endpoint_id).or_default().push(cursor),
+            other => panic!("{other:?}"),
+        }
+    }
+    for e in [&a, &b] {
+        let mut got = answered.remove(&e.id).unwrap();
+        got.sort_unstable();
+        assert_eq!(
+            got,
+            (1..=24).collect::<Vec<_>>(),
+            "answered cursors of {}",
+            e.id
+        );
+        assert_eq!(
+            stored_cursors(&s, e).await,
+            (1..=24).map(Some).collect::<Vec<_>>()
+        );
+    }
 }

@@ -8,11 +8,13 @@
 //! - [`waiters`]: the in-process registry that wakes waiters when a callback is stored (and,
 //!   on Postgres, when another process stored one: `store::Store::watch_for_callbacks`).
 //! - [`ratelimit`]: the per-endpoint token bucket in front of ingest.
+//! - [`cache`]: the slug → endpoint cache in front of ingest (endpoints never change).
 //!
 //! The flow: `http::ingest` → `service::Herald::ingest` (verify, dedupe, rate limit) →
 //! `store::Store::ingest_callback` (cursor assigned in the insert transaction) →
 //! [`waiters::Waiters::notify`] → `service::Herald::wait` re-reads the store.
 
+pub mod cache;
 pub mod model;
 pub mod ratelimit;
 pub mod verify;

@@ -2,6 +2,7 @@
 //! agents wait, stream, poll and acknowledge.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -324,6 +325,7 @@ impl Herald {
 
     pub async fn delete_callback_endpoint(&self, scope: Scope<'_>, id: &str) -> Result<()> {
         if self.store.delete_callback_endpoint(scope, id).await? {
+            self.endpoints.remove_id(id);
             Ok(())
         } else {
             Err(ServiceError::NotFound("callback endpoint"))
@@ -332,12 +334,20 @@ impl Herald {
 
     /// Captures one request. The body limit is the HTTP layer's job (it must stop reading).
     pub async fn ingest(&self, req: IncomingRequest) -> Result<IngestOutcome, IngestError> {
-        let endpoint = self
-            .store
-            .find_callback_endpoint(&req.slug)
-            .await
-            .map_err(IngestError::Store)?
-            .ok_or(IngestError::NotFound)?;
+        let endpoint = match self.endpoints.get(&req.slug) {
+            Some(e) => e,
+            None => {
+                let e = self
+                    .store
+                    .find_callback_endpoint(&req.slug)
+                    .await
+                    .map_err(IngestError::Store)?
+                    .ok_or(IngestError::NotFound)?;
+                let e = Arc::new(e);
+                self.endpoints.insert(e.clone());
+                e
+            }
+        };
         let now = self.clock.now();
         if endpoint.is_expired(now) {
             return Err(IngestError::Gone);
@@ -410,7 +420,7 @@ impl Herald {
             }
         };
         let callback_id = callback.id.clone();
-        let stored = self.ingester.ingest(callback).await.map_err(|e| match e {
+        let stored = self.ingester.commit(callback).await.map_err(|e| match e {
             StoreError::NotFound(_) => IngestError::NotFound,
             other => IngestError::Store(other),
         })?;

@@ -135,7 +135,7 @@ impl Herald {
     ) -> Result<Published> {
         Self::check_tenant(scope, &req.tenant_id)?;
         let ev = self.new_event("", req, idempotency_key)?;
-        let p = self.publisher.publish(ev).await?;
+        let p = self.publisher.commit(ev).await?;
         self.wake.notify_one();
         count_published(std::slice::from_ref(&p));
         Ok(p)

@@ -3,7 +3,7 @@
 //! A service call validates its input (naming the offending field), applies tenant scope, and
 //! talks to the [`Store`]. Nothing here knows about HTTP.
 
-mod batch;
+pub(crate) mod batch;
 pub mod callbacks;
 mod deliveries;
 mod destinations;
@@ -74,14 +74,16 @@ pub struct Herald {
     pub wake: Arc<Notify>,
     /// The SSRF policy, also applied when a destination is saved (literal addresses).
     pub policy: Policy,
-    publisher: batch::PublishBatcher,
-    ingester: batch::IngestBatcher,
+    publisher: batch::GroupCommit<batch::Publishes>,
+    ingester: batch::GroupCommit<batch::Captures>,
     /// Inbound capture: URLs, limits, wait caps.
     pub inbound: Arc<InboundSettings>,
     /// Callers waiting on callback endpoints in this process.
     pub waiters: Arc<Waiters>,
     /// The per-endpoint ingest limit.
     pub rate_limiter: Arc<RateLimiter>,
+    /// Endpoints by slug, for ingest (see [`crate::inbound::cache`]).
+    pub endpoints: Arc<crate::inbound::cache::EndpointCache>,
     /// Flips to `true` at shutdown: long-polls answer `pending` and SSE streams end, so a
     /// graceful shutdown is not held up by clients that would otherwise wait for minutes.
     pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
@@ -95,8 +97,19 @@ impl Herald {
     pub fn new(store: Arc<dyn Store>, clock: Clock, policy: Policy) -> Self {
         let inbound = InboundSettings::default();
         Self {
-            publisher: batch::PublishBatcher::spawn(store.clone(), clock.clone()),
-            ingester: batch::IngestBatcher::spawn(store.clone()),
+            publisher: batch::GroupCommit::spawn(
+                batch::Publishes {
+                    store: store.clone(),
+                    clock: clock.clone(),
+                },
+                batch::PUBLISH_IN_FLIGHT,
+            ),
+            ingester: batch::GroupCommit::spawn(
+                batch::Captures {
+                    store: store.clone(),
+                },
+                batch::CAPTURE_IN_FLIGHT,
+            ),
             store,
             clock,
             wake: Arc::new(Notify::new()),
@@ -107,6 +120,7 @@ impl Herald {
             )),
             inbound: Arc::new(inbound),
             waiters: Arc::new(Waiters::new()),
+            endpoints: Default::default(),
             stopping: Arc::new(tokio::sync::watch::channel(false).0),
             portal: Arc::default(),
             limits: Limits::default(),

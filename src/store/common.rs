@@ -345,10 +345,12 @@ macro_rules! impl_store {
                     });
                     q.build().execute(&mut *tx).await?;
                 }
-                if scheduled_any {
-                    Self::announce_work(&mut tx).await?;
-                }
                 tx.commit().await.map_err(rows::idempotency_conflict)?;
+                if scheduled_any {
+                    // After the commit, not inside the transaction: the hot path (see
+                    // `PostgresStore::announce_work_committed`).
+                    self.announce_work_committed();
+                }
                 Ok(out)
             }
 
@@ -728,15 +730,20 @@ macro_rules! impl_store {
 
             async fn ingest_callbacks(&self, cs: &[Callback]) -> Result<Vec<Ingested>> {
                 use $crate::inbound::model::CallbackStatus;
+                if let Some(out) = self.ingest_in_one_statement(cs).await? {
+                    return Ok(out);
+                }
                 let mut tx = self.write.begin().await?;
                 let mut out = vec![Ingested::Rejected; cs.len()];
-                // Endpoint rows are locked in id order within each step, so nodes' batches
-                // rarely cross; when they do, Postgres aborts one and the batcher retries its
-                // callbacks one by one (`service::batch::IngestBatcher`).
                 let mut by_endpoint: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();
                 for (i, c) in cs.iter().enumerate() {
                     by_endpoint.entry(&c.endpoint_id).or_default().push(i);
                 }
+                // Every endpoint row of the batch is locked first, in one statement and in id
+                // order, so concurrent batches (this node's or another's) wait for each other
+                // on shared endpoints but never deadlock.
+                let ids: Vec<&str> = by_endpoint.keys().copied().collect();
+                Self::lock_endpoints(&mut tx, &ids).await?;
                 // Rejected callbacks and ones to dedupe go one by one; plain accepted ones
                 // (the bulk) take their cursors in one step for the whole batch.
                 let mut plain: Vec<(&str, Vec<usize>)> = vec![];

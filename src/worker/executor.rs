@@ -51,7 +51,7 @@ impl Executor {
         default_timeout: Duration,
     ) -> Self {
         Self {
-            finisher: FinishBatcher::spawn(store.clone()),
+            finisher: super::batch::spawn(store.clone()),
             store,
             amqp: std::sync::Arc::new(AmqpSender::new(http.policy().clone(), "herald")),
             http,
@@ -129,7 +129,7 @@ impl Executor {
             .with_max_delay(Duration::from_secs(1))
             .with_total_delay(Some(self.max_timeout))
             .without_max_times();
-        let recorded = (|| self.finisher.finish(finish.clone(), &*self.store))
+        let recorded = (|| self.finisher.commit(finish.clone()))
             .retry(backoff)
             .notify(|e, wait| {
                 tracing::warn!(delivery_id = %c.delivery_id, error = %e, ?wait,

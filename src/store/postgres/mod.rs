@@ -1,9 +1,10 @@
 //! The production store: Postgres as the queue, shared by any number of Herald processes.
 //!
 //! Workers claim due deliveries with `FOR UPDATE SKIP LOCKED`, so two processes never claim the
-//! same row and never wait for each other. Publishing sends `NOTIFY herald_work` inside the
-//! transaction (delivered on commit), and every process `LISTEN`s, so an idle worker on any node
-//! starts a new delivery within milliseconds instead of at its next poll.
+//! same row and never wait for each other. Publishing sends `NOTIFY herald_work` right after its
+//! commit (coalesced, see [`spawn_notifier`]), and every process `LISTEN`s, so an idle worker on
+//! any node starts a new delivery within milliseconds instead of at its next poll. (Rarer writes
+//! that schedule work, such as replays and recoveries, notify inside their transaction.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +42,8 @@ const KEYS_LOCK: i64 = 0x4845_5241_4c44_3033;
 const WORK_CHANNEL: &str = "herald_work";
 /// The channel ingest notifies (payload: the endpoint id) and every process's waiters listen on.
 const CALLBACK_CHANNEL: &str = "herald_callbacks";
+/// The least time between two notices on one channel under load (see [`spawn_notifier`]).
+const NOTIFY_INTERVAL: Duration = Duration::from_millis(5);
 
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
@@ -50,8 +53,10 @@ pub struct PostgresStore {
     /// Seals and opens the credential columns (see [`super::seal`]). Every node sharing the
     /// database needs the same keys.
     keys: Arc<Keyring>,
-    /// Endpoint ids with new callbacks, for [`spawn_callback_notifier`].
+    /// Endpoint ids with new callbacks, for [`spawn_notifier`].
     callback_notices: mpsc::UnboundedSender<String>,
+    /// Publishes with due deliveries, for the `herald_work` notifier.
+    work_notices: mpsc::UnboundedSender<String>,
 }
 
 impl PostgresStore {
@@ -59,11 +64,27 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
+            // sqlx pings every connection it hands out by default: one more round trip per
+            // statement, a good part of each capture's cost. A connection used within the
+            // last second is taken as alive (if Postgres went away meanwhile, that one
+            // statement fails and is retried like any other failure); one idle for longer
+            // is still pinged, and replaced if dead.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > Duration::from_secs(1) {
+                        use sqlx::Connection;
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect(url)
             .await?;
         Ok(Self {
             read: pool.clone(),
-            callback_notices: spawn_callback_notifier(pool.clone()),
+            callback_notices: spawn_notifier(pool.clone(), CALLBACK_CHANNEL),
+            work_notices: spawn_notifier(pool.clone(), WORK_CHANNEL),
             write: pool,
             keys,
         })
@@ -110,30 +131,43 @@ impl PostgresStore {
     }
 
     /// Tells every process that `endpoint_id` has a new callback, right after its commit (see
-    /// [`spawn_callback_notifier`] for why not inside the transaction).
+    /// [`spawn_notifier`] for why not inside the transaction).
+    /// Tells every listening worker that a publish just committed due work: through the same
+    /// coalescing notifier as callbacks ([`spawn_notifier`]), because a `NOTIFY` inside each
+    /// publish transaction serialized their commits. This process's own worker is woken
+    /// directly by the service.
+    fn announce_work_committed(&self) {
+        let _ = self.work_notices.send(String::new());
+    }
+
     fn announce_callback(&self, endpoint_id: &str) {
         let _ = self.callback_notices.send(endpoint_id.to_string());
     }
 
-    /// Moves each endpoint's cursor on by `n`; returns the new last cursors, in order. Two
-    /// round trips whatever the batch: lock the rows in id order (so concurrent batches on
-    /// several nodes cannot deadlock), then one `UPDATE … FROM UNNEST`. A round trip per
-    /// endpoint was what capped group-committed ingest.
+    /// Locks the rows of `ids` (sorted) for this transaction, in id order: batches that share
+    /// endpoints queue behind each other instead of deadlocking. `NotFound` if one is gone.
+    async fn lock_endpoints(tx: &mut Transaction<'_, Postgres>, ids: &[&str]) -> Result<()> {
+        let locked: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM callback_endpoints WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+        )
+        .bind(ids)
+        .fetch_all(&mut **tx)
+        .await?;
+        if locked.len() != ids.len() {
+            return Err(StoreError::NotFound("callback endpoint"));
+        }
+        Ok(())
+    }
+
+    /// Moves each endpoint's cursor on by `n` (rows already locked by [`Self::lock_endpoints`]);
+    /// returns the new last cursors, in order. One `UPDATE … FROM UNNEST` whatever the batch: a
+    /// round trip per endpoint was what capped group-committed ingest.
     async fn take_cursors(
         tx: &mut Transaction<'_, Postgres>,
         counts: &[(&str, i64)],
     ) -> Result<Vec<i64>> {
         let ids: Vec<&str> = counts.iter().map(|c| c.0).collect();
         let ns: Vec<i64> = counts.iter().map(|c| c.1).collect();
-        let locked: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM callback_endpoints WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-        )
-        .bind(&ids)
-        .fetch_all(&mut **tx)
-        .await?;
-        if locked.len() != ids.len() {
-            return Err(StoreError::NotFound("callback endpoint"));
-        }
         let rows: Vec<(String, i64)> = sqlx::query_as(
             "UPDATE callback_endpoints e SET last_cursor = e.last_cursor + v.n, \
              received_count = e.received_count + v.n \
@@ -155,32 +189,187 @@ impl PostgresStore {
     }
 }
 
-/// Sends `NOTIFY herald_callbacks` (payload: the endpoint id) for callbacks just committed,
-/// outside their transactions, coalescing whatever has queued up into one statement. Endpoint
-/// ids are short ASCII, far below NOTIFY's 8000-byte payload limit.
+/// A batch of captures in one statement (see [`PostgresStore::ingest_in_one_statement`]): the
+/// rows to insert, the endpoints to lock, the duplicates to count, the notices to send.
+const INGEST_ONE_STATEMENT: &str = "\
+WITH v AS ( \
+  SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+    $7::text[], $8::bytea[], $9::text[], $10::text[], $11::int8[], $12::bool[], $13::text[], \
+    $14::text[], $15::text[], $16::text[], $17::text[], $18::int8[]) WITH ORDINALITY \
+    AS v(id, endpoint_id, tenant_id, method, path, query, headers, body, content_type, \
+         remote_addr, received_at, verified, status, reject_reason, dedupe_key, a2a_task_id, \
+         a2a_state, acked_at, ord) \
+), locked AS ( \
+  SELECT e.id FROM callback_endpoints e WHERE e.id IN (SELECT endpoint_id FROM v) \
+  ORDER BY e.id FOR UPDATE \
+), checked AS ( \
+  SELECT count(*) = $19 AS ok FROM locked \
+), dup AS ( \
+  SELECT v.id, o.id AS original_id FROM v CROSS JOIN LATERAL ( \
+    SELECT c.id FROM callbacks c WHERE c.endpoint_id = v.endpoint_id \
+      AND c.dedupe_key = v.dedupe_key AND c.status = 'accepted' LIMIT 1) o \
+  WHERE v.status = 'accepted' AND v.dedupe_key IS NOT NULL \
+), fresh AS ( \
+  SELECT v.*, row_number() OVER (PARTITION BY v.endpoint_id, v.status ORDER BY v.ord) AS k \
+  FROM v WHERE NOT EXISTS (SELECT 1 FROM dup WHERE dup.id = v.id) \
+), counts AS ( \
+  SELECT v.endpoint_id, \
+    count(*) FILTER (WHERE v.status = 'accepted' AND d.id IS NULL) AS accepted, \
+    count(*) FILTER (WHERE v.status = 'rejected') AS rejected, \
+    count(d.id) AS duplicates \
+  FROM v LEFT JOIN dup d ON d.id = v.id GROUP BY v.endpoint_id \
+), upd AS ( \
+  UPDATE callback_endpoints e SET last_cursor = e.last_cursor + c.accepted, \
+    received_count = e.received_count + c.accepted, \
+    rejected_count = e.rejected_count + c.rejected, \
+    duplicate_count = e.duplicate_count + c.duplicates \
+  FROM counts c WHERE e.id = c.endpoint_id AND (SELECT ok FROM checked) \
+  RETURNING e.id, e.last_cursor - c.accepted AS base, c.accepted \
+), ins AS ( \
+  INSERT INTO callbacks (id, endpoint_id, tenant_id, cursor, method, path, query, headers, body, \
+    content_type, remote_addr, received_at, verified, status, reject_reason, dedupe_key, \
+    a2a_task_id, a2a_state, acked_at) \
+  SELECT f.id, f.endpoint_id, f.tenant_id, \
+    CASE WHEN f.status = 'accepted' THEN u.base + f.k END, f.method, f.path, f.query, \
+    f.headers, f.body, f.content_type, f.remote_addr, f.received_at, f.verified, f.status, \
+    f.reject_reason, f.dedupe_key, f.a2a_task_id, f.a2a_state, f.acked_at \
+  FROM fresh f JOIN upd u ON u.id = f.endpoint_id \
+  RETURNING id, cursor \
+) \
+SELECT i.id, i.cursor, NULL::text AS original_id FROM ins i \
+UNION ALL SELECT d.id, NULL, d.original_id FROM dup d WHERE (SELECT ok FROM checked)";
+
+impl PostgresStore {
+    /// Stores a batch of captures in one autocommitted statement: one round trip and one WAL
+    /// flush for the batch, where a transaction of separate statements took five round trips
+    /// and a second transaction for the notices. What it does, in order:
+    ///
+    /// 1. locks every endpoint row of the batch, in id order (so concurrent batches, on this
+    ///    node or another, queue behind each other and never deadlock), and checks all exist;
+    /// 2. finds the callbacks whose sender's delivery id was stored before (`dup`);
+    /// 3. moves each endpoint's cursor on by its new accepted callbacks, and counts rejected
+    ///    ones and duplicates;
+    /// 4. inserts the new callbacks, accepted ones numbered on from the old cursor in batch
+    ///    order, rejected ones without a cursor;
+    ///
+    /// Other nodes' waiters hear of the new callbacks from [`spawn_notifier`].
+    ///
+    /// If an endpoint is gone, nothing is written and `NotFound` sends the batch one by one. A
+    /// duplicate stored by a concurrent batch after this statement's snapshot breaks the
+    /// unique dedupe index instead: the statement fails whole, and the one-by-one path (which
+    /// reads after taking the lock) answers `Duplicate`. Returns `None`, writing nothing, for
+    /// a batch that repeats a delivery id within itself (the one-by-one path orders those).
+    async fn ingest_in_one_statement(&self, cs: &[Callback]) -> Result<Option<Vec<Ingested>>> {
+        use crate::inbound::model::CallbackStatus;
+        let mut keys = std::collections::HashSet::new();
+        for c in cs {
+            if c.status == CallbackStatus::Accepted
+                && let Some(k) = &c.dedupe_key
+                && !keys.insert((c.endpoint_id.as_str(), k.as_str()))
+            {
+                return Ok(None);
+            }
+        }
+        let endpoints: std::collections::HashSet<&str> =
+            cs.iter().map(|c| c.endpoint_id.as_str()).collect();
+        let col = |f: fn(&Callback) -> Option<&str>| cs.iter().map(f).collect::<Vec<_>>();
+        let rows: Vec<(Option<String>, Option<i64>, Option<String>)> =
+            sqlx::query_as(INGEST_ONE_STATEMENT)
+                .bind(col(|c| Some(&c.id)))
+                .bind(col(|c| Some(&c.endpoint_id)))
+                .bind(col(|c| c.tenant_id.as_deref()))
+                .bind(col(|c| Some(&c.method)))
+                .bind(col(|c| Some(&c.path)))
+                .bind(col(|c| c.query.as_deref()))
+                .bind(
+                    cs.iter()
+                        .map(|c| rows::to_json(&c.headers))
+                        .collect::<Vec<_>>(),
+                )
+                .bind(cs.iter().map(|c| c.body.as_slice()).collect::<Vec<_>>())
+                .bind(col(|c| c.content_type.as_deref()))
+                .bind(col(|c| c.remote_addr.as_deref()))
+                .bind(cs.iter().map(|c| c.received_at).collect::<Vec<_>>())
+                .bind(cs.iter().map(|c| c.verified).collect::<Vec<_>>())
+                .bind(col(|c| Some(c.status.as_str())))
+                .bind(col(|c| c.reject_reason.as_deref()))
+                .bind(col(|c| c.dedupe_key.as_deref()))
+                .bind(col(|c| c.a2a.as_ref().map(|a| a.task_id.as_str())))
+                .bind(col(|c| c.a2a.as_ref().and_then(|a| a.state.as_deref())))
+                .bind(cs.iter().map(|c| c.acked_at).collect::<Vec<_>>())
+                .bind(endpoints.len() as i64)
+                .fetch_all(&self.write)
+                .await?;
+        let mut by_id: std::collections::HashMap<String, Ingested> = Default::default();
+        for (id, cursor, original_id) in rows {
+            let Some(id) = id else { continue };
+            let r = match (cursor, original_id) {
+                (_, Some(original_id)) => Ingested::Duplicate { original_id },
+                (Some(cursor), None) => Ingested::Stored { cursor },
+                (None, None) => Ingested::Rejected,
+            };
+            by_id.insert(id, r);
+        }
+        if by_id.is_empty() {
+            return Err(StoreError::NotFound("callback endpoint"));
+        }
+        let out = cs
+            .iter()
+            .map(|c| {
+                by_id.remove(&c.id).ok_or_else(|| {
+                    StoreError::Corrupt(format!("callback {} missing from its batch", c.id))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for (c, r) in cs.iter().zip(&out) {
+            if matches!(r, Ingested::Stored { .. }) {
+                self.announce_callback(&c.endpoint_id);
+            }
+        }
+        Ok(Some(out))
+    }
+}
+
+/// Sends `NOTIFY channel` for writes just committed, outside their transactions, coalescing
+/// whatever has queued up into one statement: for `herald_callbacks` one notice per endpoint
+/// id with news (short ASCII, far below NOTIFY's 8000-byte payload limit), for `herald_work`
+/// one empty notice.
 ///
-/// Why not inside the ingest transaction: Postgres serializes the commits of all transactions
-/// that notified (a global lock held through the WAL flush), which capped capture at one
-/// commit per flush, about 1,400 callbacks/s on the benchmark machine. Outside, ingests commit
-/// in parallel and share flushes. The price: if the process dies between a commit and its
-/// notice, waiters on *other* nodes find that callback at their next read (at the latest when
-/// their wait times out); waiters on this node are woken by the service in any case.
-fn spawn_callback_notifier(pool: PgPool) -> mpsc::UnboundedSender<String> {
+/// Why not inside the ingest or publish transaction: Postgres serializes the commits of all
+/// transactions that notified (a global lock held through the WAL flush), which capped capture
+/// at one commit per flush, about 1,400 callbacks/s on the benchmark machine, and made
+/// concurrent publish batches commit one after another. The price: if the process dies
+/// between a commit and its notice, other nodes find that news at their next read (waiters at
+/// the latest when their wait times out, workers at their next poll); this node's waiters and
+/// worker are woken by the service in any case.
+///
+/// A notifying transaction is still dear (it holds that lock through its own flush: measured
+/// with pgbench here, a `NOTIFY` halves the rate of small transactions), so under load notices
+/// go out at most every [`NOTIFY_INTERVAL`], each carrying all news since the last. An idle
+/// system sends at once: the interval only delays a notice that follows another within it,
+/// and only for other nodes.
+fn spawn_notifier(pool: PgPool, channel: &'static str) -> mpsc::UnboundedSender<String> {
     let (tx, mut rx) = mpsc::unbounded_channel::<String>();
     tokio::spawn(async move {
         let mut ids = Vec::new();
+        let mut last = tokio::time::Instant::now() - NOTIFY_INTERVAL;
         // Ends when the last store handle (and so the last sender) is dropped.
         while rx.recv_many(&mut ids, 1024).await > 0 {
+            tokio::time::sleep_until(last + NOTIFY_INTERVAL).await;
+            last = tokio::time::Instant::now();
+            while let Ok(id) = rx.try_recv() {
+                ids.push(id);
+            }
             ids.sort_unstable();
             ids.dedup();
             if let Err(e) = sqlx::query("SELECT pg_notify($1, id) FROM unnest($2::text[]) AS id")
-                .bind(CALLBACK_CHANNEL)
+                .bind(channel)
                 .bind(&ids)
                 .execute(&pool)
                 .await
             {
-                tracing::warn!(error = %e, endpoints = ids.len(),
-                    "NOTIFY of new callbacks failed; other nodes' waiters find them at their next read");
+                tracing::warn!(error = %e, channel, notices = ids.len(),
+                    "NOTIFY failed; other nodes find the news at their next read or poll");
             }
             ids.clear();
         }

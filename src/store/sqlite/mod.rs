@@ -92,8 +92,22 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Nothing to announce: the worker in this process is woken by the in-process notifier.
+    fn announce_work_committed(&self) {}
+
     /// Nothing to announce: waiters in this process are woken by the service after commit.
     fn announce_callback(&self, _endpoint_id: &str) {}
+
+    /// Always the transaction of separate statements: SQLite runs in-process, so statements
+    /// cost no round trips (see `PostgresStore::ingest_in_one_statement`).
+    async fn ingest_in_one_statement(&self, _cs: &[Callback]) -> Result<Option<Vec<Ingested>>> {
+        Ok(None)
+    }
+
+    /// Nothing to lock: SQLite has one writer, so a batch's transaction holds every row.
+    async fn lock_endpoints(_tx: &mut Transaction<'_, Sqlite>, _ids: &[&str]) -> Result<()> {
+        Ok(())
+    }
 
     /// Moves each endpoint's cursor on by `n`; returns the new last cursors, in order. One
     /// statement per endpoint costs nothing here: SQLite runs in-process.
