@@ -684,7 +684,7 @@ async fn a_forced_close_of_the_connection_loses_no_deliveries(kind: StoreKind) {
 
 /// Chaos (SPEC §9, "RabbitMQ connection dropped during delivery"): 2,000 events stream to a
 /// RabbitMQ destination with the worker's claim loop running, and the broker closes Herald's
-/// connection twice while messages are in flight (after 400 and after 1,200 have arrived).
+/// connection twice while messages are in flight (after 300 and after 900 are queued).
 /// Herald reconnects by itself; at the end the queue has seen every event id exactly counted,
 /// every delivery `succeeded`, and duplicates (confirms lost with the connection, so sent
 /// again) are reported apart.
@@ -701,6 +701,8 @@ async fn a_storm_loses_nothing_when_the_broker_drops_the_connection_twice_mid_de
         c.amqp_connection_name = prefix;
         // A failed send is due again after a second of real time, on the running loop.
         c.retry_schedule = "1,1,1,1,1,1,1,1,1,1".into();
+        // Few sends at a time, so the storm lasts long enough to be interrupted twice.
+        c.worker_concurrency = 2;
     })
     .await;
     app.tenant("acme").await;
@@ -731,10 +733,26 @@ async fn a_storm_loses_nothing_when_the_broker_drops_the_connection_twice_mid_de
     let started = tokio::time::Instant::now();
     let worker = tokio::spawn(app.worker.clone().run(stop_rx));
     let connection = format!("{} publisher", rabbit.prefix);
+    // Drop the connection once 300 messages are in the queue, and again past 900 as soon as
+    // Herald is connected again (it reconnects when it next sends).
+    let mut drops = vec![300, 900];
+    let deadline = started + Duration::from_secs(60);
+    while let Some(&mark) = drops.first() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the drops at {drops:?} messages did not happen in 60 s"
+        );
+        let depth = rabbit.queue_counts(&q).await.0 as usize;
+        assert!(depth < N, "everything was sent before the drop at {mark}");
+        if depth >= mark && !broker_connections(&connection).await.is_empty() {
+            force_close(&connection).await;
+            drops.remove(0);
+        } else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     let mut seen: std::collections::HashMap<String, usize> = Default::default();
     let mut received = 0;
-    let mut drops = vec![400, 1200];
-    let deadline = started + Duration::from_secs(60);
     while seen.len() < N {
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -745,15 +763,10 @@ async fn a_storm_loses_nothing_when_the_broker_drops_the_connection_twice_mid_de
             Some(m) => {
                 received += 1;
                 *seen.entry(header(&m, "webhook-id").unwrap()).or_default() += 1;
-                if drops.first().is_some_and(|&at| received == at) {
-                    drops.remove(0);
-                    force_close(&connection).await;
-                }
             }
             None => tokio::time::sleep(Duration::from_millis(10)).await,
         }
     }
-    assert!(drops.is_empty(), "the connection was dropped twice");
     let elapsed = started.elapsed();
 
     // Nothing left in play: a late resend would already be in the queue when it is counted.
@@ -792,11 +805,10 @@ async fn a_storm_loses_nothing_when_the_broker_drops_the_connection_twice_mid_de
     for status in ["failed", "skipped", "cancelled"] {
         assert!(!any_with(status).await, "a delivery ended {status}");
     }
-    assert_eq!(
-        broker_connections(&connection).await.len(),
-        1,
-        "one connection again after the drops"
-    );
+    // Reconnecting never leaks a connection (there is none if the last drop came after
+    // the last send: Herald connects again when it next has something to send).
+    let left = broker_connections(&connection).await.len();
+    assert!(left <= 1, "{left} connections after the drops");
 }
 
 // --- Publishing from a queue --------------------------------------------------------------
