@@ -30,6 +30,8 @@ for_each_store!(
     deleting_a_tenant_removes_everything_it_owns,
     next_due_reports_the_earliest_pending_delivery,
     a_batch_of_outcomes_has_the_effect_of_finishing_each_in_turn,
+    a_batch_of_successes_applies_to_held_deliveries_logs_every_attempt_and_ends_the_failure_streak,
+    deliveries_claimed_together_share_their_destination,
 );
 
 async fn store(kind: StoreKind) -> (Arc<dyn Store>, TestDb) {
@@ -399,4 +401,102 @@ async fn a_batch_of_outcomes_has_the_effect_of_finishing_each_in_turn(kind: Stor
     );
     assert_eq!(d3.attempts.unwrap().len(), 1, "but its attempt is logged");
     assert_eq!(fresh.delivery_id, stale.delivery_id);
+}
+
+/// A failed attempt that counts towards auto-disable after two failures in a row.
+fn failure(c: &herald::store::Claimed, now: i64) -> Finish {
+    let mut f = finish(c, DeliveryStatus::Retrying, now);
+    f.next_attempt_at = Some(now + 1000);
+    f.attempt.as_mut().unwrap().status_code = Some(500);
+    f.auto_disable = herald::store::AutoDisable {
+        after_failures: 2,
+        after_ms: 0,
+    };
+    f
+}
+
+// A batch of nothing but successes takes Postgres's one-statement path; the streak shows it
+// does all the transaction path does.
+async fn a_batch_of_successes_applies_to_held_deliveries_logs_every_attempt_and_ends_the_failure_streak(
+    kind: StoreKind,
+) {
+    let (s, _db) = store(kind).await;
+    tenant(&*s, "acme", 1).await;
+    let events: Vec<_> = (0..5).map(|_| event("acme")).collect();
+    s.publish(&events, 0).await.unwrap();
+    let mut c = s.claim(10, 0, 100).await.unwrap();
+    assert_eq!(c.len(), 5);
+    let stale = c.pop().unwrap();
+    s.release(&stale.delivery_id, stale.attempt, 10)
+        .await
+        .unwrap();
+    let fresh = s.claim(10, 10, 100).await.unwrap().remove(0);
+    assert_eq!(fresh.delivery_id, stale.delivery_id);
+
+    // One failure: a streak of one of the two that disable the destination.
+    assert_eq!(s.finish(&failure(&c[0], 20)).await.unwrap().disabled, None);
+
+    let successes = vec![
+        finish(&c[1], DeliveryStatus::Succeeded, 30),
+        finish(&stale, DeliveryStatus::Succeeded, 30),
+        finish(&c[2], DeliveryStatus::Succeeded, 31),
+    ];
+    let done = s.finish_batch(&successes).await.unwrap();
+    let applied: Vec<bool> = done.iter().map(|d| d.applied).collect();
+    assert_eq!(applied, vec![true, false, true]);
+
+    for (id, at) in [(&c[1].delivery_id, 30), (&c[2].delivery_id, 31)] {
+        let d = s.get_delivery(Scope::Admin, id).await.unwrap().unwrap();
+        assert_eq!(
+            (
+                d.status,
+                d.finalized_at,
+                d.last_status_code,
+                d.next_attempt_at
+            ),
+            (DeliveryStatus::Succeeded, Some(at), Some(200), None)
+        );
+        assert_eq!(d.attempts.unwrap().len(), 1);
+    }
+    let d = s
+        .get_delivery(Scope::Admin, &stale.delivery_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        d.status,
+        DeliveryStatus::Delivering,
+        "the stale success did not apply"
+    );
+    assert_eq!(d.attempts.unwrap().len(), 1, "but its attempt is logged");
+
+    // The successes ended the streak: one more failure starts a new one...
+    assert_eq!(s.finish(&failure(&c[3], 40)).await.unwrap().disabled, None);
+    // ...and a second in a row disables the destination.
+    assert!(
+        s.finish(&failure(&fresh, 50))
+            .await
+            .unwrap()
+            .disabled
+            .is_some()
+    );
+}
+
+async fn deliveries_claimed_together_share_their_destination(kind: StoreKind) {
+    let (s, _db) = store(kind).await;
+    let ds = tenant(&*s, "acme", 2).await;
+    let events: Vec<_> = (0..3).map(|_| event("acme")).collect();
+    s.publish(&events, 0).await.unwrap();
+    let c = s.claim(10, 0, 100).await.unwrap();
+    assert_eq!(c.len(), 6);
+    for d in &ds {
+        let mine: Vec<_> = c.iter().filter(|c| c.destination_id == d.id).collect();
+        assert_eq!(mine.len(), 3);
+        let first = mine[0].destination.as_ref().unwrap();
+        assert_eq!(first.id, d.id);
+        assert_eq!(first.secrets, d.secrets, "its secrets are opened");
+        for other in &mine[1..] {
+            assert!(Arc::ptr_eq(first, other.destination.as_ref().unwrap()));
+        }
+    }
 }

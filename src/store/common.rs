@@ -543,6 +543,9 @@ macro_rules! impl_store {
 
             async fn finish_batch(&self, fs: &[Finish]) -> Result<Vec<Finished>> {
                 type Db = <$store as $crate::store::common::HasDb>::Db;
+                if let Some(out) = self.finish_successes_in_one_statement(fs).await? {
+                    return Ok(out);
+                }
                 let mut tx = self.write.begin().await?;
                 let mut out = vec![Finished::default(); fs.len()];
                 // Successes — the bulk of the traffic — are written set-wise: one insert for

@@ -158,8 +158,9 @@ pub struct Claimed {
     pub trigger: Trigger,
     pub data: Box<RawValue>,
     pub event_created_at: Millis,
-    /// `None` when the destination was deleted after the delivery was created.
-    pub destination: Option<Destination>,
+    /// `None` when the destination was deleted after the delivery was created. Shared by the
+    /// claim's deliveries to the same destination.
+    pub destination: Option<std::sync::Arc<Destination>>,
     /// The slug of the event's reply channel: the request carries its URL.
     pub reply_slug: Option<String>,
 }

@@ -357,14 +357,47 @@ macro_rules! claim_destination_cols {
 }
 pub(crate) use claim_destination_cols;
 
+/// Opens a claim's rows. Deliveries of one destination share one opened [`Destination`]:
+/// opening decrypts its secrets and headers and parses five JSON columns, which per row was a
+/// tenth of the worker's CPU at a few thousand sends a second. Rows of one destination are
+/// the same row version when their `updated_at` agrees.
+pub(crate) fn open_claims(rows: Vec<ClaimRow>, keys: &Keyring) -> Result<Vec<Claimed>, StoreError> {
+    let mut opened: Vec<((String, i64), std::sync::Arc<Destination>)> = Vec::new();
+    rows.into_iter()
+        .map(|r| {
+            let key = r
+                .destination
+                .d_id
+                .clone()
+                .map(|id| (id, r.destination.d_updated_at.unwrap_or_default()));
+            let shared = key
+                .as_ref()
+                .and_then(|k| opened.iter().find(|(o, _)| o == k).map(|(_, d)| d.clone()));
+            let c = r.open(keys, shared)?;
+            if let (Some(k), Some(d)) = (key, &c.destination)
+                && !opened.iter().any(|(o, _)| *o == k)
+            {
+                opened.push((k, d.clone()));
+            }
+            Ok(c)
+        })
+        .collect()
+}
+
 impl ClaimRow {
-    /// The claimed delivery, its destination's secrets opened with `keys`.
-    pub fn open(self, keys: &Keyring) -> Result<Claimed, StoreError> {
+    /// The claimed delivery, its destination's secrets opened with `keys` (or `shared`, the
+    /// same destination already opened for another row of the claim).
+    fn open(
+        self,
+        keys: &Keyring,
+        shared: Option<std::sync::Arc<Destination>>,
+    ) -> Result<Claimed, StoreError> {
         let r = self;
         let d = r.destination;
-        let destination = match d.d_id {
-            None => None,
-            Some(id) => Some(
+        let destination = match (d.d_id, shared) {
+            (None, _) => None,
+            (Some(_), Some(shared)) => Some(shared),
+            (Some(id), None) => Some(std::sync::Arc::new(
                 DestinationRow {
                     id,
                     tenant_id: r.tenant_id.clone(),
@@ -386,7 +419,7 @@ impl ClaimRow {
                     amqp_routing_key: d.d_amqp_routing_key,
                 }
                 .open(keys)?,
-            ),
+            )),
         };
         Ok(Claimed {
             delivery_id: r.delivery_id,

@@ -239,7 +239,124 @@ WITH v AS ( \
 SELECT i.id, i.cursor, NULL::text AS original_id FROM ins i \
 UNION ALL SELECT d.id, NULL, d.original_id FROM dup d WHERE (SELECT ok FROM checked)";
 
+/// A batch of successful outcomes in one statement (see
+/// [`PostgresStore::finish_successes_in_one_statement`]).
+const FINISH_SUCCESSES_ONE_STATEMENT: &str = "\
+WITH v AS ( \
+  SELECT * FROM UNNEST($1::text[], $2::text[], $3::int4[], $4::text[], $5::int8[], $6::int8[], \
+    $7::text[], $8::int4[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], \
+    $14::text[], $15::int4[], $16::int8[]) \
+    AS v(id, delivery_id, attempt, trigger, started_at, duration_ms, url, status_code, \
+         error_kind, error, request_headers, response_headers, response_body, tenant_id, \
+         claimed_attempt, now) \
+), ins AS ( \
+  INSERT INTO attempts (id, delivery_id, attempt, trigger, started_at, duration_ms, url, \
+    status_code, error_kind, error, request_headers, response_headers, response_body, tenant_id) \
+  SELECT id, delivery_id, attempt, trigger, started_at, duration_ms, url, status_code, \
+    error_kind, error, request_headers, response_headers, response_body, tenant_id FROM v \
+), upd AS ( \
+  UPDATE deliveries x SET status = 'succeeded', next_attempt_at = NULL, lease_expires_at = NULL, \
+    manual = FALSE, last_status_code = v.status_code, last_error = NULL, updated_at = v.now, \
+    finalized_at = v.now \
+  FROM v WHERE x.id = v.delivery_id AND x.status = 'delivering' \
+    AND x.attempt_count = v.claimed_attempt \
+  RETURNING x.id, x.destination_id \
+), reset AS ( \
+  UPDATE destinations d SET consecutive_failures = 0, failing_since = NULL \
+  WHERE d.id IN (SELECT destination_id FROM upd) \
+    AND (d.consecutive_failures > 0 OR d.failing_since IS NOT NULL) \
+) \
+SELECT id FROM upd";
+
 impl PostgresStore {
+    /// Records a batch of successful attempts in one autocommitted statement: insert the
+    /// attempt rows, mark each delivery `succeeded` if it is still ours (`delivering` with
+    /// the claimed attempt number; otherwise its lease expired and another worker took it
+    /// over), and end the failure streak of the destinations that succeeded. One round trip
+    /// and one prepared statement for any batch size, where the transaction of separate
+    /// statements took five round trips and a statement per batch size. Returns whether each
+    /// outcome applied, in order.
+    ///
+    /// Failures take the transaction (`finish_in_tx`): they read streaks and may disable a
+    /// destination, which depends on what the statements before them wrote.
+    async fn finish_successes_in_one_statement(
+        &self,
+        fs: &[Finish],
+    ) -> Result<Option<Vec<Finished>>> {
+        let Some(attempts) = fs
+            .iter()
+            .map(|f| {
+                f.attempt
+                    .as_ref()
+                    .filter(|_| f.next == DeliveryStatus::Succeeded)
+            })
+            .collect::<Option<Vec<_>>>()
+        else {
+            return Ok(None);
+        };
+        let col =
+            |f: fn(&Attempt) -> Option<&str>| attempts.iter().map(|a| f(a)).collect::<Vec<_>>();
+        let applied: std::collections::HashSet<String> =
+            sqlx::query_scalar(FINISH_SUCCESSES_ONE_STATEMENT)
+                .bind(col(|a| Some(&a.id)))
+                .bind(col(|a| Some(&a.delivery_id)))
+                .bind(
+                    attempts
+                        .iter()
+                        .map(|a| a.attempt as i32)
+                        .collect::<Vec<_>>(),
+                )
+                .bind(col(|a| Some(a.trigger.as_str())))
+                .bind(attempts.iter().map(|a| a.started_at).collect::<Vec<_>>())
+                .bind(
+                    attempts
+                        .iter()
+                        .map(|a| a.duration_ms as i64)
+                        .collect::<Vec<_>>(),
+                )
+                .bind(col(|a| a.url.as_deref()))
+                .bind(
+                    attempts
+                        .iter()
+                        .map(|a| a.status_code.map(i32::from))
+                        .collect::<Vec<_>>(),
+                )
+                .bind(col(|a| a.error_kind.map(|k| k.as_str())))
+                .bind(col(|a| a.error.as_deref()))
+                .bind(
+                    attempts
+                        .iter()
+                        .map(|a| rows::to_json(&a.request_headers))
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    attempts
+                        .iter()
+                        .map(|a| rows::to_json(&a.response_headers))
+                        .collect::<Vec<_>>(),
+                )
+                .bind(col(|a| a.response_body.as_deref()))
+                .bind(fs.iter().map(|f| f.tenant_id.as_str()).collect::<Vec<_>>())
+                .bind(
+                    fs.iter()
+                        .map(|f| f.attempt_number as i32)
+                        .collect::<Vec<_>>(),
+                )
+                .bind(fs.iter().map(|f| f.now).collect::<Vec<_>>())
+                .fetch_all(&self.write)
+                .await?
+                .into_iter()
+                .collect();
+        Ok(Some(
+            fs.iter()
+                .map(|f| Finished {
+                    applied: applied.contains(&f.delivery_id),
+                    disabled: None,
+                })
+                .collect(),
+        ))
+    }
+
     /// Stores a batch of captures in one autocommitted statement: one round trip and one WAL
     /// flush for the batch, where a transaction of separate statements took five round trips
     /// and a second transaction for the notices. What it does, in order:
@@ -392,43 +509,66 @@ impl_store!(PostgresStore, {
     }
 
     async fn claim(&self, limit: u32, now: Millis, lease_until: Millis) -> Result<Vec<Claimed>> {
-        // Destinations with limits first, serialized across nodes (see `claim_limited`).
-        let mut tx = self.write.begin().await?;
-        let ids = Self::claim_limited(&mut tx, limit, now, lease_until).await?;
-        let mut claimed = if ids.is_empty() {
-            vec![]
-        } else {
-            const SQL: &str = concat!(
-                "SELECT x.id AS delivery_id, x.tenant_id, x.event_id, x.destination_id, x.topic, \
-                 x.attempt_count, x.manual, e.data, e.created_at AS event_created_at, \
-                 r.slug AS reply_slug, ",
-                rows::claim_destination_cols!(),
-                " FROM deliveries x JOIN events e ON e.id = x.event_id \
-                 LEFT JOIN destinations d ON d.id = x.destination_id \
-                 LEFT JOIN callback_endpoints r ON r.event_id = x.event_id WHERE x.id = ANY($1)"
-            );
-            sqlx::query_as::<_, rows::ClaimRow>(SQL)
-                .bind(&ids)
-                .fetch_all(&mut *tx)
-                .await?
-        };
-        tx.commit().await?;
+        // Destinations with limits are claimed apart, serialized across nodes (see
+        // `claim_limited`), and left out of the free claim below. There are usually none, so
+        // one autocommitted look (an index-only scan of `destinations_limited`) decides whether
+        // the serialized transaction is needed at all.
+        let limited: Vec<(String, bool)> = sqlx::query_as(
+            "SELECT d.id, d.enabled AND EXISTS (SELECT 1 FROM deliveries x \
+               WHERE x.destination_id = d.id AND x.status IN ('scheduled', 'retrying') \
+               AND x.next_attempt_at <= $1) \
+             FROM destinations d WHERE d.max_in_flight IS NOT NULL OR d.rate_limit IS NOT NULL OR d.fifo",
+        )
+        .bind(now)
+        .fetch_all(&self.write)
+        .await?;
+        let mut claimed = vec![];
+        if limited.iter().any(|(_, due)| *due) {
+            let mut tx = self.write.begin().await?;
+            let ids = Self::claim_limited(&mut tx, limit, now, lease_until).await?;
+            if !ids.is_empty() {
+                const SQL: &str = concat!(
+                    "SELECT x.id AS delivery_id, x.tenant_id, x.event_id, x.destination_id, x.topic, \
+                     x.attempt_count, x.manual, e.data, e.created_at AS event_created_at, \
+                     r.slug AS reply_slug, ",
+                    rows::claim_destination_cols!(),
+                    " FROM deliveries x JOIN events e ON e.id = x.event_id \
+                     LEFT JOIN destinations d ON d.id = x.destination_id \
+                     LEFT JOIN callback_endpoints r ON r.event_id = x.event_id WHERE x.id = ANY($1)"
+                );
+                claimed = sqlx::query_as::<_, rows::ClaimRow>(SQL)
+                    .bind(&ids)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        }
         let rest = (limit as usize).saturating_sub(claimed.len());
         if rest > 0 {
             // Everything else in one statement, one round trip, committed on return: lock due
             // rows (skipping rows another worker holds), mark them delivering, and return them
             // joined with what the send needs.
+            //
+            // The shape is chosen for the planner. Excluding limited destinations by a list
+            // (not `NOT EXISTS` on `destinations`) leaves a plain filter, so `deliveries_due` is
+            // walked in order and the walk stops after `$3` rows; with the anti-join the
+            // planner, misled by a young table's statistics, read and sorted the whole backlog
+            // on every claim (10 ms per 64 rows at an 8,000 backlog, against 0.2 ms). The
+            // update finds its rows by `ctid` (a TID scan; the row lock keeps them in place)
+            // rather than by a join on `id` it liked to plan as a sequential scan.
+            //
+            // A destination that gains limits between the look above and this statement may
+            // have one batch claimed without them, as a send already in flight would be.
             const SQL: &str = concat!(
                 "WITH due AS ( \
-                   SELECT x.id FROM deliveries x \
+                   SELECT x.ctid AS row_id, x.id FROM deliveries x \
                    WHERE x.status IN ('scheduled', 'retrying') AND x.next_attempt_at <= $1 \
-                   AND NOT EXISTS (SELECT 1 FROM destinations d WHERE d.id = x.destination_id \
-                     AND (d.max_in_flight IS NOT NULL OR d.rate_limit IS NOT NULL OR d.fifo)) \
+                   AND x.destination_id <> ALL($4) \
                    ORDER BY x.next_attempt_at LIMIT $3 FOR UPDATE OF x SKIP LOCKED \
                  ), claimed AS ( \
                    UPDATE deliveries x SET status = 'delivering', lease_expires_at = $2, \
                      attempt_count = x.attempt_count + 1, updated_at = $1 \
-                   FROM due WHERE x.id = due.id \
+                   FROM due WHERE x.ctid = due.row_id AND x.id = due.id \
                    RETURNING x.id, x.tenant_id, x.event_id, x.destination_id, x.topic, \
                      x.attempt_count, x.manual, x.next_attempt_at \
                  ) \
@@ -441,16 +581,18 @@ impl_store!(PostgresStore, {
                  LEFT JOIN callback_endpoints r ON r.event_id = x.event_id \
                  ORDER BY x.next_attempt_at"
             );
+            let excluded: Vec<&str> = limited.iter().map(|(id, _)| id.as_str()).collect();
             claimed.extend(
                 sqlx::query_as::<_, rows::ClaimRow>(SQL)
                     .bind(now)
                     .bind(lease_until)
                     .bind(rest as i64)
+                    .bind(&excluded)
                     .fetch_all(&self.write)
                     .await?,
             );
         }
-        claimed.into_iter().map(|r| r.open(&self.keys)).collect()
+        rows::open_claims(claimed, &self.keys)
     }
 
     fn watch_for_callbacks(&self, waiters: Arc<Waiters>) {

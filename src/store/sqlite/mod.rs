@@ -104,6 +104,14 @@ impl SqliteStore {
         Ok(None)
     }
 
+    /// Always the transaction of separate statements, as for captures.
+    async fn finish_successes_in_one_statement(
+        &self,
+        _fs: &[Finish],
+    ) -> Result<Option<Vec<Finished>>> {
+        Ok(None)
+    }
+
     /// Nothing to lock: SQLite has one writer, so a batch's transaction holds every row.
     async fn lock_endpoints(_tx: &mut Transaction<'_, Sqlite>, _ids: &[&str]) -> Result<()> {
         Ok(())
@@ -183,6 +191,6 @@ impl_store!(SqliteStore, {
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
-        claimed.into_iter().map(|r| r.open(&self.keys)).collect()
+        rows::open_claims(claimed, &self.keys)
     }
 });
