@@ -358,8 +358,8 @@ macro_rules! claim_destination_cols {
 pub(crate) use claim_destination_cols;
 
 /// Opens a claim's rows. Deliveries of one destination share one opened [`Destination`]:
-/// opening decrypts its secrets and headers and parses five JSON columns, which per row was a
-/// tenth of the worker's CPU at a few thousand sends a second. Rows of one destination are
+/// opening decrypts its secrets and headers and parses five JSON columns, which per row was
+/// about 5 % of Herald's CPU at a few thousand sends a second. Rows of one destination are
 /// the same row version when their `updated_at` agrees.
 pub(crate) fn open_claims(rows: Vec<ClaimRow>, keys: &Keyring) -> Result<Vec<Claimed>, StoreError> {
     let mut opened: Vec<((String, i64), std::sync::Arc<Destination>)> = Vec::new();
