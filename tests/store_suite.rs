@@ -351,20 +351,34 @@ async fn next_due_reports_the_earliest_pending_delivery(kind: StoreKind) {
     assert_eq!(s.next_due().await.unwrap(), Some(300));
 }
 
-async fn a_batch_of_outcomes_has_the_effect_of_finishing_each_in_turn(kind: StoreKind) {
-    let (s, _db) = store(kind).await;
-    tenant(&*s, "acme", 1).await;
-    let events: Vec<_> = (0..4).map(|_| event("acme")).collect();
+/// `n` deliveries of one tenant with one destination, claimed at 0. The last one "crashed":
+/// it is released and claimed again, so its first claim (`stale`) no longer holds it and the
+/// second (`fresh`) does. Returns the other claims, the stale one and the fresh one.
+async fn claims_with_a_stale_one(
+    s: &dyn Store,
+    n: usize,
+) -> (
+    Vec<herald::store::Claimed>,
+    herald::store::Claimed,
+    herald::store::Claimed,
+) {
+    tenant(s, "acme", 1).await;
+    let events: Vec<_> = (0..n).map(|_| event("acme")).collect();
     s.publish(&events, 0).await.unwrap();
     let mut c = s.claim(10, 0, 100).await.unwrap();
-    assert_eq!(c.len(), 4);
-    // The fourth "crashed": its lease is rescued and it is claimed again, so its old attempt
-    // is stale.
+    assert_eq!(c.len(), n);
     let stale = c.pop().unwrap();
     s.release(&stale.delivery_id, stale.attempt, 10)
         .await
         .unwrap();
     let fresh = s.claim(10, 10, 100).await.unwrap().remove(0);
+    assert_eq!(fresh.delivery_id, stale.delivery_id);
+    (c, stale, fresh)
+}
+
+async fn a_batch_of_outcomes_has_the_effect_of_finishing_each_in_turn(kind: StoreKind) {
+    let (s, _db) = store(kind).await;
+    let (c, stale, fresh) = claims_with_a_stale_one(&*s, 4).await;
 
     let mut retry = finish(&c[1], DeliveryStatus::Retrying, 50);
     retry.next_attempt_at = Some(5000);
@@ -421,17 +435,7 @@ async fn a_batch_of_successes_applies_to_held_deliveries_logs_every_attempt_and_
     kind: StoreKind,
 ) {
     let (s, _db) = store(kind).await;
-    tenant(&*s, "acme", 1).await;
-    let events: Vec<_> = (0..5).map(|_| event("acme")).collect();
-    s.publish(&events, 0).await.unwrap();
-    let mut c = s.claim(10, 0, 100).await.unwrap();
-    assert_eq!(c.len(), 5);
-    let stale = c.pop().unwrap();
-    s.release(&stale.delivery_id, stale.attempt, 10)
-        .await
-        .unwrap();
-    let fresh = s.claim(10, 10, 100).await.unwrap().remove(0);
-    assert_eq!(fresh.delivery_id, stale.delivery_id);
+    let (c, stale, fresh) = claims_with_a_stale_one(&*s, 5).await;
 
     // One failure: a streak of one of the two that disable the destination.
     assert_eq!(s.finish(&failure(&c[0], 20)).await.unwrap().disabled, None);
