@@ -159,10 +159,7 @@ impl Application {
         let (shutdown, _) = watch::channel(false);
         Ok(Self {
             listener,
-            state: AppState {
-                herald,
-                admin_token_hash,
-            },
+            state: AppState::new(herald, admin_token_hash),
             worker,
             config,
             shutdown,

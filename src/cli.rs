@@ -76,6 +76,9 @@ pub enum Command {
         /// figures of phases not run are `null`. For profiling one side at a time.
         #[arg(long, default_value = "all")]
         phases: String,
+        /// Concurrent senders of the ingest phase, each posting to an endpoint of its own.
+        #[arg(long, default_value_t = 128)]
+        ingest_clients: usize,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -145,6 +148,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             postgres_url,
             json,
             phases,
+            ingest_clients,
         } => {
             let stores = match store.as_str() {
                 "all" => vec!["sqlite", "postgres"],
@@ -157,6 +161,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     postgres_url: postgres_url.clone(),
                     json,
                     phases: phases.parse()?,
+                    ingest_clients,
                 };
                 let figures = crate::bench::run(opts).await?;
                 if json {

@@ -27,7 +27,16 @@ fn herald_bench_json_prints_one_object_per_store_with_every_contract_figure_and_
     let postgres = std::env::var("HERALD_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let out = Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args(["bench", "--store", "all", "--events", "300", "--json"])
+        .args([
+            "bench",
+            "--store",
+            "all",
+            "--events",
+            "300",
+            "--ingest-clients",
+            "16",
+            "--json",
+        ])
         .current_dir(dir.path())
         .env("HERALD_BENCH_POSTGRES_URL", postgres)
         .env("RUST_LOG", "warn")
@@ -53,8 +62,19 @@ fn herald_bench_json_prints_one_object_per_store_with_every_contract_figure_and_
                 v[key]
             );
         }
-        // The run's parameters come with the figures.
+        // The run's parameters come with the figures, and how busy the machine was: the share
+        // of CPU the hypervisor stole is what makes a run on a shared host incomparable.
         assert_eq!(v["events"], 300);
+        assert_eq!(v["ingest_clients"], 16);
+        for key in ["cpu_busy_pct", "cpu_steal_pct"] {
+            let pct = v[key].as_f64();
+            assert!(
+                pct.is_some_and(|p| (0.0..=100.0).contains(&p)),
+                "{store}: `{key}` is {}",
+                v[key]
+            );
+        }
+        assert!(v["cpu_busy_pct"].as_f64().unwrap() > 0.0, "{v}");
         // 150 single + one batch of 500, then 200 idle, 100+ under load: all received.
         assert!(v["distinct_ids_received"].as_u64().unwrap() >= 950, "{v}");
     }

@@ -34,10 +34,7 @@ pub async fn run(mut config: Config, url: Option<String>) -> anyhow::Result<()> 
         tracing::info!(listen = %app.local_addr(), store = app.herald().store.kind(),
             "embedded Herald for MCP is running");
         let limits = WaitLimits::of(&app.herald().inbound);
-        let state = AppState {
-            herald: app.herald().clone(),
-            admin_token_hash: Some(hash_token(&token).into()),
-        };
+        let state = AppState::new(app.herald().clone(), Some(hash_token(&token).into()));
         let api = ApiClient::InProcess(crate::http::api::routes().with_state(state));
         let shutdown = app.shutdown_handle();
         let running = tokio::spawn(app.run_until_stopped());

@@ -31,6 +31,15 @@ fn free_port() -> u16 {
 
 // --- Herald as a process --------------------------------------------------------------------
 
+/// The binary the tests run: the one cargo built for them, or `HERALD_TEST_BIN` (a release
+/// build, to take throughput figures from the multi-process test; BENCHMARKS.md).
+pub fn herald_binary() -> PathBuf {
+    std::env::var_os("HERALD_TEST_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_herald")),
+        PathBuf::from,
+    )
+}
+
 /// `herald serve` as a child process of the test, on its own port and data directory.
 pub struct HeraldProcess {
     child: Child,
@@ -47,7 +56,7 @@ impl HeraldProcess {
         let port = free_port();
         let log = dir.path().join("herald.log");
         let out = std::fs::File::create(&log).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+        let mut cmd = Command::new(herald_binary());
         cmd.arg("serve")
             // No herald.toml from the developer's checkout.
             .current_dir(dir.path())

@@ -31,14 +31,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::HeaderMap;
 use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
 
 use crate::app::Application;
 use crate::config::Config;
+
+mod wire;
 
 const ADMIN: &str = "bench-admin-token";
 
@@ -54,6 +53,10 @@ pub struct BenchOptions {
     pub json: bool,
     /// Which phases run.
     pub phases: Phases,
+    /// Concurrent senders (and endpoints) of the ingest phase, each a keep-alive connection
+    /// posting to an endpoint of its own: spread over endpoints because each endpoint's
+    /// cursor serializes its own callbacks.
+    pub ingest_clients: usize,
 }
 
 /// The phases a run measures: both sides, or one of them (to profile it alone).
@@ -112,30 +115,8 @@ fn now_us() -> u64 {
         .as_micros() as u64
 }
 
-async fn receive(
-    State(st): State<Arc<ReceiverState>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> &'static str {
-    let arrived = now_us();
-    st.requests.fetch_add(1, Ordering::Relaxed);
-    if let Some(id) = headers.get("webhook-id").and_then(|v| v.to_str().ok()) {
-        st.ids.lock().expect("not poisoned").insert(id.to_string());
-    }
-    if let Ok(v) = serde_json::from_slice::<Value>(&body)
-        && let Some(t) = v["data"]["t"].as_u64()
-    {
-        st.latencies_us
-            .lock()
-            .expect("not poisoned")
-            .push(arrived.saturating_sub(t));
-    }
-    st.arrived.notify_waiters();
-    "ok"
-}
-
-/// Starts the receiver on a runtime and thread of its own, so it does not compete with
-/// Herald's scheduler for the same worker threads.
+/// Starts the receiver ([`wire::receive`]) on a runtime and thread of its own, so it does not
+/// compete with Herald's scheduler for the same worker threads.
 fn start_receiver() -> anyhow::Result<(String, Arc<ReceiverState>)> {
     let state = Arc::new(ReceiverState::default());
     let st = state.clone();
@@ -153,8 +134,7 @@ fn start_receiver() -> anyhow::Result<(String, Arc<ReceiverState>)> {
                     .expect("bind");
                 tx.send(listener.local_addr().expect("addr"))
                     .expect("main thread waits");
-                let app = axum::Router::new().fallback(receive).with_state(st);
-                let _ = axum::serve(listener, app).await;
+                wire::receive(listener, st).await;
             });
         })?;
     let addr = rx.recv()?;
@@ -167,6 +147,48 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     }
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i] as f64 / 1000.0
+}
+
+/// The machine's CPU time so far (the `cpu` line of `/proc/stat`, in clock ticks): time spent
+/// busy (user, nice, system, irq, softirq), idle (idle, iowait), and stolen by the hypervisor.
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuTimes {
+    busy: u64,
+    idle: u64,
+    steal: u64,
+}
+
+impl CpuTimes {
+    fn now() -> Option<Self> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let f: Vec<u64> = stat
+            .lines()
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .map(|x| x.parse().unwrap_or(0))
+            .collect();
+        let at = |i: usize| f.get(i).copied().unwrap_or(0);
+        Some(Self {
+            busy: at(0) + at(1) + at(2) + at(5) + at(6),
+            idle: at(3) + at(4),
+            steal: at(7),
+        })
+    }
+
+    /// Shares of the time between `self` and `later` spent busy and stolen, in percent of all
+    /// cores. A virtual machine whose host is oversubscribed has CPU time *stolen*: every
+    /// figure of such a run is low by about that share, so the benchmark prints it.
+    fn shares_until(self, later: Self) -> (f64, f64) {
+        let (busy, idle, steal) = (
+            later.busy.saturating_sub(self.busy) as f64,
+            later.idle.saturating_sub(self.idle) as f64,
+            later.steal.saturating_sub(self.steal) as f64,
+        );
+        let all = (busy + idle + steal).max(1.0);
+        let pct = |x: f64| (x / all * 1000.0).round() / 10.0;
+        (pct(busy), pct(steal))
+    }
 }
 
 fn peak_rss_mb() -> f64 {
@@ -182,26 +204,45 @@ fn peak_rss_mb() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-/// `n` POSTs in all, from one concurrent client per entry of `urls` (each keeps posting to
-/// its own URL), each request finished by `build`; returns requests per second.
-async fn concurrent_posts(
-    client: &reqwest::Client,
-    urls: Vec<String>,
-    n: usize,
-    pb: indicatif::ProgressBar,
+/// A closed-loop load: one client (a keep-alive connection of its own) per entry of `paths`,
+/// each posting to its own path with `headers` and a fresh body until `posts` are sent in all.
+struct Posts {
+    paths: Vec<String>,
+    posts: usize,
+    /// Items each post carries (events in a batch), for the progress bar.
+    items_per_post: u64,
+    /// Header lines, each ending in `\r\n`.
+    headers: String,
     what: &'static str,
-    build: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder + Clone + Send + 'static,
+}
+
+/// Runs `load` against Herald at `addr`; returns posts per second.
+async fn concurrent_posts(
+    addr: std::net::SocketAddr,
+    load: Posts,
+    pb: indicatif::ProgressBar,
+    body: impl Fn() -> String + Clone + Send + 'static,
 ) -> anyhow::Result<f64> {
     let next = Arc::new(AtomicU64::new(0));
+    let mut conns = Vec::with_capacity(load.paths.len());
+    for _ in &load.paths {
+        conns.push(wire::Conn::connect(addr).await?);
+    }
+    let (n, what, per_post) = (load.posts as u64, load.what, load.items_per_post);
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for url in urls {
-        let (client, next, pb, build) = (client.clone(), next.clone(), pb.clone(), build.clone());
+    for (path, mut conn) in load.paths.into_iter().zip(conns) {
+        let (next, pb, body, headers) =
+            (next.clone(), pb.clone(), body.clone(), load.headers.clone());
         tasks.spawn(async move {
-            while next.fetch_add(1, Ordering::Relaxed) < n as u64 {
-                let r = build(client.post(&url)).send().await?;
-                anyhow::ensure!(r.status().is_success(), "{what}: {}", r.status());
-                pb.inc(1);
+            while next.fetch_add(1, Ordering::Relaxed) < n {
+                let status = conn.post(&path, &headers, body().as_bytes()).await?;
+                anyhow::ensure!(
+                    (200..300).contains(&status),
+                    "{what}: {status} {}",
+                    String::from_utf8_lossy(conn.body())
+                );
+                pb.inc(per_post);
             }
             Ok(())
         });
@@ -216,6 +257,8 @@ async fn concurrent_posts(
 struct Bench {
     opts: BenchOptions,
     base: String,
+    /// Herald's address, for the load generator's own connections ([`wire::Conn`]).
+    addr: std::net::SocketAddr,
     client: reqwest::Client,
     rx: Arc<ReceiverState>,
     progress: Option<indicatif::MultiProgress>,
@@ -253,58 +296,54 @@ impl Bench {
     }
 
     fn event(tenant: &str, topic: &str) -> Value {
-        json!({"tenant_id": tenant, "topic": topic, "data": {"t": now_us(), "payload": "x".repeat(200)}})
+        serde_json::from_str(&Bench::event_json(tenant, topic)).expect("valid JSON")
+    }
+
+    /// An event as the load generator sends it: its publish time (`t`, µs) and 200 bytes of
+    /// payload. Written directly, like a client holding its own serialized data would.
+    fn event_json(tenant: &str, topic: &str) -> String {
+        format!(
+            r#"{{"tenant_id":"{tenant}","topic":"{topic}","data":{{"t":{},"payload":"{PAYLOAD}"}}}}"#,
+            now_us()
+        )
     }
 
     /// Single-event publishes from 32 concurrent clients; returns events per second.
     async fn publish_single(&self, tenant: &str, n: usize) -> anyhow::Result<f64> {
-        let pb = self.bar(n as u64, "publish (single)");
-        let urls = vec![format!("{}/v1/events", self.base); 32];
+        let load = Posts {
+            paths: vec!["/v1/events".into(); 32],
+            posts: n,
+            items_per_post: 1,
+            headers: format!("authorization: Bearer {ADMIN}\r\n"),
+            what: "publish",
+        };
         let tenant = tenant.to_string();
-        concurrent_posts(&self.client, urls, n, pb, "publish", move |r| {
-            r.bearer_auth(ADMIN)
-                .json(&Bench::event(&tenant, "bench.single"))
+        let pb = self.bar(n as u64, "publish (single)");
+        concurrent_posts(self.addr, load, pb, move || {
+            Bench::event_json(&tenant, "bench.single")
         })
         .await
     }
 
     /// Batches of 500 from 4 concurrent clients; returns events per second.
     async fn publish_batches(&self, tenant: &str, n: usize) -> anyhow::Result<f64> {
-        let pb = self.bar(n as u64, "publish (batch)");
-        let batches = n.div_ceil(500);
-        let next = Arc::new(AtomicU64::new(0));
-        let started = Instant::now();
-        let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..4 {
-            let (client, base, next, pb, tenant) = (
-                self.client.clone(),
-                self.base.clone(),
-                next.clone(),
-                pb.clone(),
-                tenant.to_string(),
-            );
-            tasks.spawn(async move {
-                while next.fetch_add(1, Ordering::Relaxed) < batches as u64 {
-                    let events: Vec<Value> = (0..500)
-                        .map(|_| Bench::event(&tenant, "bench.batch"))
-                        .collect();
-                    let r = client
-                        .post(format!("{base}/v1/events/batch"))
-                        .bearer_auth(ADMIN)
-                        .json(&json!({ "events": events }))
-                        .send()
-                        .await?;
-                    anyhow::ensure!(r.status().is_success(), "batch: {}", r.status());
-                    pb.inc(500);
-                }
-                Ok(())
-            });
-        }
-        while let Some(r) = tasks.join_next().await {
-            r??;
-        }
-        pb.finish();
-        Ok((batches * 500) as f64 / started.elapsed().as_secs_f64())
+        let load = Posts {
+            paths: vec!["/v1/events/batch".into(); 4],
+            posts: n.div_ceil(500),
+            items_per_post: 500,
+            headers: format!("authorization: Bearer {ADMIN}\r\n"),
+            what: "batch",
+        };
+        let tenant = tenant.to_string();
+        let pb = self.bar(n.div_ceil(500) as u64 * 500, "publish (batch)");
+        let batches_per_s = concurrent_posts(self.addr, load, pb, move || {
+            let events: Vec<String> = (0..500)
+                .map(|_| Bench::event_json(&tenant, "bench.batch"))
+                .collect();
+            format!(r#"{{"events":[{}]}}"#, events.join(","))
+        })
+        .await?;
+        Ok(batches_per_s * 500.0)
     }
 
     /// Waits until the receiver has seen `target` distinct ids; returns the seconds it took
@@ -379,6 +418,7 @@ fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
 }
 
 async fn run_on(opts: &BenchOptions, database_url: &str) -> anyhow::Result<Value> {
+    let cpu_at_start = CpuTimes::now();
     let (receiver_url, rx) = start_receiver()?;
     let config = Config {
         listen: "127.0.0.1:0".into(),
@@ -393,7 +433,8 @@ async fn run_on(opts: &BenchOptions, database_url: &str) -> anyhow::Result<Value
     };
     let (concurrency, batch_size) = (config.worker_concurrency, config.worker_batch_size);
     let app = Application::build(config).await?;
-    let base = format!("http://{}", app.local_addr());
+    let addr = app.local_addr();
+    let base = format!("http://{addr}");
     let worker = app.worker();
     let herald = app.herald().clone();
     let stop = app.shutdown_handle();
@@ -402,6 +443,7 @@ async fn run_on(opts: &BenchOptions, database_url: &str) -> anyhow::Result<Value
     let bench = Bench {
         opts: opts.clone(),
         base,
+        addr,
         client: reqwest::Client::builder()
             .pool_max_idle_per_host(64)
             .build()?,
@@ -436,6 +478,9 @@ async fn run_on(opts: &BenchOptions, database_url: &str) -> anyhow::Result<Value
     stop.trigger();
     let _ = server.await;
 
+    let cpu = cpu_at_start
+        .zip(CpuTimes::now())
+        .map(|(start, end)| start.shares_until(end));
     let o = out.as_ref();
     let rounded = |f: Option<f64>| f.map(f64::round);
     let p = |l: Option<&Vec<u64>>, q: f64| l.map(|l| percentile(l, q));
@@ -456,7 +501,7 @@ async fn run_on(opts: &BenchOptions, database_url: &str) -> anyhow::Result<Value
         "ingest_per_s": rounded(ingest_per_s),
         "wake_p50_ms": p(wake, 0.50),
         "wake_p99_ms": p(wake, 0.99),
-        "ingest_clients": INGEST_CLIENTS,
+        "ingest_clients": opts.ingest_clients,
         "wake_samples": wake.map_or(0, |w| w.len()),
         "idle_samples": o.map_or(0, |o| o.idle.len()),
         "worker_concurrency": concurrency,
@@ -465,12 +510,13 @@ async fn run_on(opts: &BenchOptions, database_url: &str) -> anyhow::Result<Value
         "distinct_ids_received": rx.distinct(),
         "requests_received": rx.requests.load(Ordering::Relaxed),
         "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "cpu_busy_pct": cpu.map(|c| c.0),
+        "cpu_steal_pct": cpu.map(|c| c.1),
     }))
 }
 
-/// Concurrent senders and endpoints of the ingest phase: enough to keep both cores busy,
-/// spread over endpoints because each endpoint's cursor serializes its own callbacks.
-const INGEST_CLIENTS: usize = 32;
+/// The payload of every benchmark event and callback: 200 bytes.
+const PAYLOAD: &str = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
 /// Callbacks sent one at a time in the wake-up phase.
 const WAKE_SAMPLES: usize = 200;
 
@@ -486,16 +532,30 @@ impl Bench {
         Ok((field("id")?, field("url")?))
     }
 
-    /// `n` callbacks from [`INGEST_CLIENTS`] concurrent senders, each to an endpoint of its
+    /// `n` callbacks from `ingest_clients` concurrent senders, each to an endpoint of its
     /// own; returns callbacks stored per second.
     async fn ingest(&self, n: usize) -> anyhow::Result<f64> {
-        let mut urls = Vec::with_capacity(INGEST_CLIENTS);
-        for _ in 0..INGEST_CLIENTS {
-            urls.push(self.callback_endpoint().await?.1);
+        let mut paths = Vec::with_capacity(self.opts.ingest_clients);
+        for _ in 0..self.opts.ingest_clients {
+            let url = self.callback_endpoint().await?.1;
+            let at = url
+                .find("/in/")
+                .context("a capture URL ends in /in/{slug}")?;
+            paths.push(url[at..].to_string());
         }
+        let load = Posts {
+            paths,
+            posts: n,
+            items_per_post: 1,
+            headers: String::new(),
+            what: "ingest",
+        };
         let pb = self.bar(n as u64, "ingest (callbacks)");
-        concurrent_posts(&self.client, urls, n, pb, "ingest", |r| {
-            r.json(&json!({"t": now_us(), "status": "done", "output": "x".repeat(200)}))
+        concurrent_posts(self.addr, load, pb, || {
+            format!(
+                r#"{{"t":{},"status":"done","output":"{PAYLOAD}"}}"#,
+                now_us()
+            )
         })
         .await
     }
