@@ -150,9 +150,6 @@ async fn serve_connection(mut stream: TcpStream, st: Arc<ReceiverState>) -> anyh
         fill(&mut stream, &mut buf, head + len).await?;
         let arrived = super::now_us();
         st.requests.fetch_add(1, Ordering::Relaxed);
-        if let Some(id) = id {
-            st.ids.lock().expect("not poisoned").insert(id);
-        }
         if let Some(t) = publish_time(&buf[head..head + len]) {
             st.latencies_us
                 .lock()
@@ -161,7 +158,9 @@ async fn serve_connection(mut stream: TcpStream, st: Arc<ReceiverState>) -> anyh
         }
         buf.drain(..head + len);
         stream.write_all(OK).await?;
-        st.arrived.notify_waiters();
+        if let Some(id) = id {
+            st.record_id(id);
+        }
     }
 }
 
@@ -227,5 +226,22 @@ mod tests {
         assert_eq!(st.requests.load(Ordering::Relaxed), 3);
         assert_eq!(st.distinct(), 2);
         assert_eq!(st.latencies_us.lock().unwrap().len(), 3);
+    }
+
+    /// The waiting phase is woken when its target is reached, not left to its timeout.
+    #[tokio::test]
+    async fn a_wait_for_distinct_ids_is_woken_by_the_id_that_reaches_its_target() {
+        let st = Arc::new(ReceiverState::default());
+        let recorder = st.clone();
+        tokio::spawn(async move {
+            for i in 0..3 {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                recorder.record_id(format!("msg_{i}"));
+            }
+        });
+        let started = std::time::Instant::now();
+        let seen = st.wait_for(3, std::time::Duration::from_secs(30)).await;
+        assert_eq!(seen, 3);
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
     }
 }
