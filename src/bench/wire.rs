@@ -228,20 +228,23 @@ mod tests {
         assert_eq!(st.latencies_us.lock().unwrap().len(), 3);
     }
 
-    /// The waiting phase is woken when its target is reached, not left to its timeout.
-    #[tokio::test]
+    /// The waiting phase is woken when its target is reached, not left to its timeout. Time is
+    /// paused: had the ids not woken it, the runtime would have moved the clock on to the
+    /// timeout, and the elapsed time would show it.
+    #[tokio::test(start_paused = true)]
     async fn a_wait_for_distinct_ids_is_woken_by_the_id_that_reaches_its_target() {
         let st = Arc::new(ReceiverState::default());
-        let recorder = st.clone();
-        tokio::spawn(async move {
-            for i in 0..3 {
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-                recorder.record_id(format!("msg_{i}"));
-            }
+        let started = tokio::time::Instant::now();
+        let waiter = tokio::spawn({
+            let st = st.clone();
+            async move { st.wait_for(3, std::time::Duration::from_secs(30)).await }
         });
-        let started = std::time::Instant::now();
-        let seen = st.wait_for(3, std::time::Duration::from_secs(30)).await;
-        assert_eq!(seen, 3);
-        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        // Let the waiter park on its wait before the ids arrive.
+        tokio::task::yield_now().await;
+        for i in 0..3 {
+            st.record_id(format!("msg_{i}"));
+        }
+        assert_eq!(waiter.await.unwrap(), 3);
+        assert_eq!(started.elapsed(), std::time::Duration::ZERO);
     }
 }
