@@ -124,7 +124,8 @@ async fn a_tenant_replays_a_failed_delivery_rotates_a_secret_and_toggles_a_desti
     b.click(&b.find("#f-status option[value=failed]").await)
         .await;
     b.click(&b.find_text("button", "Apply").await).await;
-    assert!(b.current_url().await.contains("status=failed"));
+    // Wait for the filtered list: until it loads, the unfiltered one is still on screen.
+    assert!(b.url_contains("status=failed").await);
     b.screenshot("deliveries-failed-desktop").await;
     b.click(&b.find("table.deliveries tbody tr a.badge").await)
         .await;

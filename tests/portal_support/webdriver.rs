@@ -167,6 +167,22 @@ impl Browser {
         }
     }
 
+    /// Whether the address bar contains `text` within 10 s. Like [`Browser::shows`], this is
+    /// what a check right after submitting a form must use: until the answer has loaded, the
+    /// browser still shows (and `find` still searches) the page the form was on.
+    pub async fn url_contains(&self, text: &str) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if self.current_url().await.contains(text) {
+                return true;
+            }
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn find(&self, css: &str) -> Element {
         let v = self
             .cmd(
