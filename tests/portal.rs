@@ -7,7 +7,7 @@ mod portal_support;
 use std::time::Duration;
 
 use common::{Receiver, Reply, StoreKind, TestApp};
-use portal_support::{Portal, open_link, portal_link};
+use portal_support::{Portal, hidden_field, open_link, portal_link, submit_login};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -51,6 +51,74 @@ async fn a_login_link_sets_an_httponly_lax_cookie_scoped_to_the_portal_and_works
     assert_eq!(again.status, StatusCode::GONE);
     assert!(again.body.contains("already been used"), "{}", again.body);
     assert!(again.headers.get("set-cookie").is_none());
+}
+
+async fn opening_a_link_shows_a_sign_in_page_and_only_submitting_it_spends_the_link(
+    kind: StoreKind,
+) {
+    let app = TestApp::spawn(kind).await;
+    app.tenant("acme").await;
+    let link = portal_link(&app, "acme").await;
+    // A chat app's link preview fetches the page (twice, say): no session, nothing spent.
+    for _ in 0..2 {
+        let page = portal_support::open_page(&app, &link).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        assert!(page.headers.get("set-cookie").is_none());
+        assert!(
+            page.body
+                .contains(r#"<form id="login" method="post" action="/portal/login""#)
+        );
+        assert!(page.body.contains(r#"<script src="/portal/login.js">"#));
+        let token = hidden_field(&page.body, "token").unwrap();
+        assert!(link.ends_with(&token));
+        assert_eq!(page.headers["referrer-policy"], "no-referrer");
+    }
+    let script = app
+        .client
+        .get(app.url("/portal/login.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        script.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    assert!(
+        script
+            .text()
+            .await
+            .unwrap()
+            .contains(r#"getElementById("login").submit()"#)
+    );
+
+    // The browser submits the page's form: signed in, once.
+    let token = link.rsplit("token=").next().unwrap();
+    let signed_in = submit_login(&app, &[("token", token)]).await;
+    assert_eq!(signed_in.status, StatusCode::SEE_OTHER);
+    assert!(
+        signed_in.headers["set-cookie"]
+            .to_str()
+            .unwrap()
+            .starts_with("herald_portal=hps_")
+    );
+    let again = submit_login(&app, &[("token", token)]).await;
+    assert_eq!(again.status, StatusCode::GONE);
+    assert!(again.body.contains("already been used"));
+    let reopened = portal_support::open_page(&app, &link).await;
+    assert_eq!(reopened.status, StatusCode::GONE);
+    assert!(reopened.body.contains("already been used"));
+
+    // A form without a token, or with one that was never issued, signs nobody in.
+    for fields in [
+        vec![],
+        vec![("token", "hpl_never-issued")],
+        vec![("token", "hps_x")],
+    ] {
+        let refused = submit_login(&app, &fields).await;
+        assert_eq!(refused.status, StatusCode::NOT_FOUND, "{fields:?}");
+        assert!(refused.body.contains("not valid"));
+        assert!(refused.headers.get("set-cookie").is_none());
+    }
 }
 
 async fn a_session_ends_after_its_lifetime(kind: StoreKind) {
@@ -802,6 +870,7 @@ async fn the_portal_link_command_prints_a_link_that_signs_in(kind: StoreKind) {
 
 for_each_store!(
     a_login_link_sets_an_httponly_lax_cookie_scoped_to_the_portal_and_works_once,
+    opening_a_link_shows_a_sign_in_page_and_only_submitting_it_spends_the_link,
     a_session_ends_after_its_lifetime,
     the_overview_pages_through_many_destinations,
     an_expired_link_shows_a_clear_page_with_the_return_url,

@@ -16,7 +16,7 @@ use super::tokens::hash_token;
 use super::{Herald, PublishRequest, Result, ServiceError};
 use crate::domain::health::{DestinationHealth, HEALTH_WINDOW_MS};
 use crate::domain::time::Millis;
-use crate::store::{LinkRedemption, Published, Scope};
+use crate::store::{LinkState, Published, Scope};
 
 /// Portal settings (`portal_*` in the configuration).
 #[derive(Debug, Clone)]
@@ -67,6 +67,16 @@ pub enum LinkError {
     AlreadyUsed,
     #[error("this sign-in link is not valid")]
     Unknown,
+}
+
+/// A usable link's tenant, or why the link is no good.
+fn link_error(state: LinkState) -> std::result::Result<String, LinkError> {
+    match state {
+        LinkState::Usable { tenant_id } => Ok(tenant_id),
+        LinkState::Expired => Err(LinkError::Expired),
+        LinkState::AlreadyUsed => Err(LinkError::AlreadyUsed),
+        LinkState::Unknown => Err(LinkError::Unknown),
+    }
 }
 
 /// The portal's CSRF token for a session: derived from the session token, so it needs no
@@ -122,16 +132,24 @@ impl Herald {
                 now,
             )
             .await?;
-        Ok(match outcome {
-            LinkRedemption::Redeemed { tenant_id } => Ok(PortalSession {
-                token,
-                tenant_id,
-                expires_at,
-            }),
-            LinkRedemption::Expired => Err(LinkError::Expired),
-            LinkRedemption::AlreadyUsed => Err(LinkError::AlreadyUsed),
-            LinkRedemption::Unknown => Err(LinkError::Unknown),
-        })
+        Ok(link_error(outcome).map(|tenant_id| PortalSession {
+            token,
+            tenant_id,
+            expires_at,
+        }))
+    }
+
+    /// Whether a login link would open a session now, without spending it: the sign-in page
+    /// asks before it offers the button, so a dead link says so at once.
+    pub async fn check_portal_link(
+        &self,
+        link_token: &str,
+    ) -> Result<std::result::Result<(), LinkError>> {
+        let state = self
+            .store
+            .check_portal_link(&hash_token(link_token), self.clock.now())
+            .await?;
+        Ok(link_error(state).map(|_tenant| ()))
     }
 
     /// The tenant a session cookie belongs to, while the session lasts.

@@ -854,8 +854,8 @@ macro_rules! impl_store {
                 Ok(())
             }
 
-            async fn redeem_portal_link(&self, link_hash: &str, session_hash: &str, session_expires_at: Millis, now: Millis) -> Result<$crate::store::LinkRedemption> {
-                use $crate::store::LinkRedemption;
+            async fn redeem_portal_link(&self, link_hash: &str, session_hash: &str, session_expires_at: Millis, now: Millis) -> Result<$crate::store::LinkState> {
+                use $crate::store::LinkState;
                 let mut tx = self.write.begin().await?;
                 // Checked and spent in one statement: of two racing redeemers only one updates.
                 let tenant: Option<String> = sqlx::query_scalar(
@@ -863,14 +863,10 @@ macro_rules! impl_store {
                      WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING tenant_id")
                     .bind(link_hash).bind(now).fetch_optional(&mut *tx).await?;
                 let Some(tenant_id) = tenant else {
-                    let found: Option<(Option<i64>, i64)> = sqlx::query_as(
-                        "SELECT used_at, expires_at FROM portal_links WHERE token_hash = $1")
+                    let found: Option<(String, Option<i64>, i64)> = sqlx::query_as(
+                        "SELECT tenant_id, used_at, expires_at FROM portal_links WHERE token_hash = $1")
                         .bind(link_hash).fetch_optional(&mut *tx).await?;
-                    return Ok(match found {
-                        None => LinkRedemption::Unknown,
-                        Some((Some(_), _)) => LinkRedemption::AlreadyUsed,
-                        Some((None, _)) => LinkRedemption::Expired,
-                    });
+                    return Ok(LinkState::of(found, now));
                 };
                 sqlx::query(
                     "INSERT INTO portal_sessions (token_hash, tenant_id, expires_at, created_at) \
@@ -878,7 +874,15 @@ macro_rules! impl_store {
                     .bind(session_hash).bind(&tenant_id).bind(session_expires_at).bind(now)
                     .execute(&mut *tx).await?;
                 tx.commit().await?;
-                Ok(LinkRedemption::Redeemed { tenant_id })
+                Ok(LinkState::Usable { tenant_id })
+            }
+
+            async fn check_portal_link(&self, link_hash: &str, now: Millis) -> Result<$crate::store::LinkState> {
+                // On the writer: a link redeemed a moment ago must not read as usable.
+                let found: Option<(String, Option<i64>, i64)> = sqlx::query_as(
+                    "SELECT tenant_id, used_at, expires_at FROM portal_links WHERE token_hash = $1")
+                    .bind(link_hash).fetch_optional(&self.write).await?;
+                Ok($crate::store::LinkState::of(found, now))
             }
 
             async fn find_portal_session(&self, hash: &str, now: Millis) -> Result<Option<String>> {

@@ -424,7 +424,9 @@ pub trait Store: Send + Sync + 'static {
         session_hash: &str,
         session_expires_at: Millis,
         now: Millis,
-    ) -> Result<LinkRedemption>;
+    ) -> Result<LinkState>;
+    /// What the link is worth now, without spending it (`Usable` stays usable).
+    async fn check_portal_link(&self, link_hash: &str, now: Millis) -> Result<LinkState>;
     /// The tenant of an unexpired session.
     async fn find_portal_session(&self, hash: &str, now: Millis) -> Result<Option<String>>;
     async fn delete_portal_session(&self, hash: &str) -> Result<()>;
@@ -438,16 +440,29 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<crate::domain::health::DestinationHealth>;
 }
 
-/// What redeeming a portal login link found.
+/// What a portal login link is worth.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LinkRedemption {
-    /// The link was good: it is now used, and a session for this tenant exists.
-    Redeemed {
+pub enum LinkState {
+    /// The link is unused and unexpired. From `redeem_portal_link`: it was, it is now used,
+    /// and a session for this tenant exists.
+    Usable {
         tenant_id: String,
     },
     Expired,
     AlreadyUsed,
     Unknown,
+}
+
+impl LinkState {
+    /// Reads a `portal_links` row (`tenant_id, used_at, expires_at`), or its absence.
+    pub(crate) fn of(row: Option<(String, Option<Millis>, Millis)>, now: Millis) -> LinkState {
+        match row {
+            None => LinkState::Unknown,
+            Some((_, Some(_), _)) => LinkState::AlreadyUsed,
+            Some((_, None, expires_at)) if expires_at <= now => LinkState::Expired,
+            Some((tenant_id, None, _)) => LinkState::Usable { tenant_id },
+        }
+    }
 }
 
 /// Opens the store a database URL names: `sqlite://…` or `postgres://…`. Credentials are

@@ -60,15 +60,45 @@ async fn page(r: reqwest::Response) -> Page {
     }
 }
 
-/// The value of the first hidden CSRF field on a page.
-pub fn csrf_of(html: &str) -> Option<String> {
-    let at = html.find(r#"name="csrf" value=""#)? + r#"name="csrf" value=""#.len();
+/// The value of the first hidden field called `name` on a page.
+pub fn hidden_field(html: &str, name: &str) -> Option<String> {
+    let attr = format!(r#"name="{name}" value=""#);
+    let at = html.find(&attr)? + attr.len();
     Some(html[at..].split('"').next()?.to_string())
 }
 
-/// Opens a sign-in link without following the redirect.
+/// The value of the first hidden CSRF field on a page.
+pub fn csrf_of(html: &str) -> Option<String> {
+    hidden_field(html, "csrf")
+}
+
+/// Opens a sign-in link as a browser does, without following redirects: loads the sign-in
+/// page and, when it offers its form, submits it (what the page's script does). Returns the
+/// last answer: the sign-in (or its refusal), or the page's own refusal.
 pub async fn open_link(app: &TestApp, path: &str) -> Page {
+    let shown = open_page(app, path).await;
+    if shown.status != StatusCode::OK {
+        return shown;
+    }
+    let token = hidden_field(&shown.body, "token").expect("the sign-in page has its form");
+    submit_login(app, &[("token", &token)]).await
+}
+
+/// GETs a page (a sign-in link, say) without a cookie and without following redirects.
+pub async fn open_page(app: &TestApp, path: &str) -> Page {
     page(no_redirects().get(app.url(path)).send().await.unwrap()).await
+}
+
+/// POSTs the sign-in form with exactly these fields.
+pub async fn submit_login(app: &TestApp, fields: &[(&str, &str)]) -> Page {
+    let r = no_redirects()
+        .post(app.url("/portal/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(fields).unwrap())
+        .send()
+        .await
+        .unwrap();
+    page(r).await
 }
 
 impl<'a> Portal<'a> {

@@ -136,6 +136,11 @@ impl Browser {
         self.cmd("POST", "/url", json!({ "url": url })).await;
     }
 
+    /// The browser's Back button.
+    pub async fn back(&self) {
+        self.cmd("POST", "/back", json!({})).await;
+    }
+
     pub async fn current_url(&self) -> String {
         self.cmd("GET", "/url", Value::Null)
             .await
@@ -167,13 +172,13 @@ impl Browser {
         }
     }
 
-    /// Whether the address bar contains `text` within 10 s. Like [`Browser::shows`], this is
+    /// Whether the address bar satisfies `check` within 10 s. Like [`Browser::shows`], this is
     /// what a check right after submitting a form must use: until the answer has loaded, the
     /// browser still shows (and `find` still searches) the page the form was on.
-    pub async fn url_contains(&self, text: &str) -> bool {
+    pub async fn url_becomes(&self, check: impl Fn(&str) -> bool) -> bool {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
-            if self.current_url().await.contains(text) {
+            if check(&self.current_url().await) {
                 return true;
             }
             if std::time::Instant::now() > deadline {

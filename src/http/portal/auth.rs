@@ -1,5 +1,7 @@
 //! Signing in with a login link, and signing out.
 
+use askama::Template;
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -30,22 +32,48 @@ fn cookie(s: &AppState, value: &str, max_age_secs: u64) -> HeaderValue {
     .expect("cookie values are ASCII")
 }
 
-/// `GET /portal/login?token=…`: spends the link, sets the session cookie and sends the
-/// browser on to the overview (so the token leaves the address bar and the history).
-pub async fn login(
+/// A well-formed login token, or the "not valid" page.
+fn login_token(s: &AppState, token: Option<String>) -> Result<String, PortalError> {
+    token
+        .filter(|t| t.starts_with("hpl_") && t.len() < 100)
+        .ok_or_else(|| PortalError::Link(LinkError::Unknown, s.herald.portal.return_url.clone()))
+}
+
+/// The sign-in page: a form that carries the link's token.
+#[derive(Template)]
+#[template(path = "portal/login.html")]
+struct LoginPage {
+    token: String,
+}
+
+/// `GET /portal/login?token=…`: the page behind a sign-in link. Opening it spends nothing:
+/// chat and mail apps fetch a link to preview it, and a single-use link spent by a preview
+/// would greet its tenant with "already used". A dead link says why at once.
+pub async fn login_page(
     State(s): State<AppState>,
     PortalQuery(p): PortalQuery<LoginParams>,
 ) -> Result<Response, PortalError> {
-    let return_url = s.herald.portal.return_url.clone();
-    let token = p
-        .token
-        .filter(|t| t.starts_with("hpl_") && t.len() < 100)
-        .ok_or_else(|| PortalError::Link(LinkError::Unknown, return_url.clone()))?;
+    let token = login_token(&s, p.token)?;
+    if let Err(e) = s.herald.check_portal_link(&token).await? {
+        return Err(PortalError::Link(e, s.herald.portal.return_url.clone()));
+    }
+    render(StatusCode::OK, &LoginPage { token })
+}
+
+/// `POST /portal/login` (form field `token`): spends the link, sets the session cookie and
+/// sends the browser on to the overview.
+///
+/// There is no CSRF token to check (there is no session yet). A forged POST could only sign a
+/// browser in to the forger's own tenant, as sending someone the link itself would.
+pub async fn login(State(s): State<AppState>, body: Bytes) -> Result<Response, PortalError> {
+    let p: LoginParams = serde_urlencoded::from_bytes(&body)
+        .map_err(|_| PortalError::BadForm("the form is not URL-encoded".into()))?;
+    let token = login_token(&s, p.token)?;
     let session = s
         .herald
         .redeem_portal_link(&token)
         .await?
-        .map_err(|e| PortalError::Link(e, return_url))?;
+        .map_err(|e| PortalError::Link(e, s.herald.portal.return_url.clone()))?;
     let mut resp = see_other("/portal");
     resp.headers_mut().insert(
         header::SET_COOKIE,

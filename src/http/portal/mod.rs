@@ -1,8 +1,9 @@
-//! The tenant portal (SPEC §5): server-rendered HTML under `/portal/…`, plain forms, no
-//! JavaScript, one stylesheet served from the binary.
+//! The tenant portal (SPEC §5): server-rendered HTML under `/portal/…`, plain forms, one
+//! stylesheet served from the binary, and one script: the sign-in page's.
 //!
 //! Access starts with a single-use link (`/portal/login?token=…`, see
-//! [`crate::service::portal`]) that sets the session cookie. Every page reads the session
+//! [`crate::service::portal`]). Opening it shows a sign-in page whose form (submitted at once
+//! by its script) spends the link and sets the session cookie. Every page reads the session
 //! with the [`Session`] extractor and calls the ordinary services with
 //! `Scope::Tenant(session tenant)`: another tenant's ids are simply not found. Every form
 //! posts a CSRF token, checked by [`PortalForm`] before the handler runs, so a forged POST
@@ -40,7 +41,8 @@ pub fn routes() -> Router<AppState> {
         .route("/portal", get(destinations::overview))
         .route("/portal/", get(destinations::overview))
         .route("/portal/portal.css", get(stylesheet))
-        .route("/portal/login", get(auth::login))
+        .route("/portal/login", get(auth::login_page).post(auth::login))
+        .route("/portal/login.js", get(login_script))
         .route("/portal/logout", post(auth::logout))
         .route("/portal/destinations", post(destinations::create))
         .route("/portal/destinations/new", get(destinations::new_form))
@@ -98,6 +100,18 @@ async fn stylesheet() -> Response {
             (header::CACHE_CONTROL, "public, max-age=3600"),
         ],
         include_str!("../../../templates/portal/portal.css"),
+    )
+        .into_response()
+}
+
+/// The sign-in page's script (see `templates/portal/login.js`), compiled in like the stylesheet.
+async fn login_script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../../../templates/portal/login.js"),
     )
         .into_response()
 }
