@@ -9,6 +9,7 @@
 //! each test gives Herald.
 
 mod common;
+mod portal_support;
 
 use std::time::Duration;
 
@@ -37,6 +38,7 @@ for_each_store!(
     broker_addresses_refused_by_the_ssrf_policy_are_never_connected_to,
     bad_rabbitmq_destinations_get_a_422_naming_the_field_and_write_nothing,
     patching_a_rabbitmq_destination_changes_its_target_and_null_restores_the_default_key,
+    a_tenant_creates_and_edits_a_rabbitmq_destination_in_the_portal_and_messages_follow_it,
     destinations_on_one_broker_share_one_connection_and_channels_are_not_leaked,
     a_forced_close_of_the_connection_loses_no_deliveries,
     a_storm_loses_nothing_when_the_broker_drops_the_connection_twice_mid_delivery,
@@ -589,6 +591,125 @@ async fn patching_a_rabbitmq_destination_changes_its_target_and_null_restores_th
     let stored = app.get_json(&path).await;
     assert_eq!(stored["exchange"], "b", "the refused patch changed nothing");
     assert!(stored["url"].is_null());
+}
+
+async fn a_tenant_creates_and_edits_a_rabbitmq_destination_in_the_portal_and_messages_follow_it(
+    kind: StoreKind,
+) {
+    let Scene { rabbit, app, ex, q } = scene(kind, "acme.#").await;
+    let portal = portal_support::Portal::sign_in(&app, "acme").await;
+
+    // The overview offers the RabbitMQ form, which asks for a broker, not an endpoint.
+    assert!(
+        portal
+            .get("/portal")
+            .await
+            .body
+            .contains(r#"href="/portal/destinations/new?type=rabbitmq""#)
+    );
+    let form = portal.get("/portal/destinations/new?type=rabbitmq").await;
+    assert_eq!(form.status, 200);
+    assert!(form.body.contains(r#"id="amqp_url""#) && form.body.contains(r#"id="exchange""#));
+    assert!(!form.body.contains(r#"id="url""#));
+    assert!(form.body.contains(r#"name="kind" value="rabbitmq""#));
+    let bogus = portal.get("/portal/destinations/new?type=smtp").await;
+    assert_eq!(bogus.status, 400);
+
+    // A bad broker comes back next to its field, and nothing is saved.
+    let fields = |amqp_url: &'static str, key: &'static str| {
+        vec![
+            ("kind", "rabbitmq"),
+            ("amqp_url", amqp_url),
+            ("exchange", ex.as_str()),
+            ("routing_key", key),
+            ("topics", "*"),
+        ]
+    };
+    let bad = portal
+        .post("/portal/destinations", &fields("http://127.0.0.1:5672", ""))
+        .await;
+    assert_eq!(bad.status, 422, "{}", bad.body);
+    assert!(bad.body.contains(r#"id="amqp_url-error""#), "{}", bad.body);
+    let none = app.get_json("/v1/tenants/acme/destinations").await;
+    assert!(none["data"].as_array().unwrap().is_empty());
+
+    let created = portal
+        .post("/portal/destinations", &fields(BROKER, "acme.{topic}"))
+        .await;
+    assert_eq!(created.status, 303, "{}", created.body);
+    let id = created.location.unwrap()["/portal/destinations/".len()..]
+        .trim_end_matches("?done=created")
+        .to_string();
+    let path = format!("/v1/tenants/acme/destinations/{id}");
+    let d = app.get_json(&path).await;
+    assert_eq!(d["type"], "rabbitmq");
+    assert_eq!(d["exchange"], ex.as_str());
+    assert_eq!(d["routing_key"], "acme.{topic}");
+
+    app.publish("acme", "job.done", json!({"n": 1})).await;
+    assert_eq!(app.worker.drain().await, 1);
+    let m = rabbit.take(&q, 1).await.remove(0);
+    assert_eq!(m.routing_key.as_str(), "acme.job.done");
+
+    // The edit form shows the target without the password and keeps the broker when its
+    // field is left empty.
+    let edit = portal.get(&format!("/portal/destinations/{id}/edit")).await;
+    assert_eq!(edit.status, 200);
+    assert!(
+        edit.body.contains("amqp://guest:***@127.0.0.1:5672/%2f"),
+        "{}",
+        edit.body
+    );
+    assert!(!edit.body.contains("guest:guest"));
+    assert!(edit.body.contains(r#"value="acme.{topic}""#));
+    let bad_key = portal
+        .post(
+            &format!("/portal/destinations/{id}"),
+            &fields("", "acme.{nope}"),
+        )
+        .await;
+    assert_eq!(bad_key.status, 422);
+    assert!(
+        bad_key.body.contains(r#"id="routing_key-error""#),
+        "{}",
+        bad_key.body
+    );
+    assert_eq!(app.get_json(&path).await["routing_key"], "acme.{topic}");
+    let edited = portal
+        .post(
+            &format!("/portal/destinations/{id}"),
+            &fields("", "acme.{tenant_id}.{topic}"),
+        )
+        .await;
+    assert_eq!(edited.status, 303, "{}", edited.body);
+    let d = app.get_json(&path).await;
+    assert_eq!(d["routing_key"], "acme.{tenant_id}.{topic}");
+    assert_eq!(d["amqp_url"], "amqp://guest:***@127.0.0.1:5672/%2f", "kept");
+
+    app.publish("acme", "job.done", json!({"n": 2})).await;
+    assert_eq!(app.worker.drain().await, 1);
+    let m = rabbit.take(&q, 1).await.remove(0);
+    assert_eq!(m.routing_key.as_str(), "acme.acme.job.done");
+
+    // An empty key restores the default; a webhook field on this form is refused by name.
+    let reset = portal
+        .post(&format!("/portal/destinations/{id}"), &fields("", ""))
+        .await;
+    assert_eq!(reset.status, 303);
+    assert_eq!(app.get_json(&path).await["routing_key"], "{topic}");
+    let forged = portal
+        .post(
+            &format!("/portal/destinations/{id}"),
+            &[("url", "https://example.com/h"), ("topics", "*")],
+        )
+        .await;
+    assert_eq!(forged.status, 422);
+    assert!(
+        forged.body.contains("applies only to webhook destinations"),
+        "{}",
+        forged.body
+    );
+    assert_eq!(app.get_json(&path).await["exchange"], ex.as_str());
 }
 
 async fn destinations_on_one_broker_share_one_connection_and_channels_are_not_leaked(

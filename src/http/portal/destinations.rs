@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use super::views::{DeliveryRow, DestinationRow, Time, local_time_value, parse_local_time};
 use super::{Chrome, NoFields, PortalError, PortalForm, PortalQuery, Session, render, see_other};
+use crate::domain::amqp::DEFAULT_ROUTING_KEY;
 use crate::domain::model::{Destination, DestinationKind, Recovery};
 use crate::domain::time::rfc3339;
 use crate::http::AppState;
@@ -324,8 +325,25 @@ pub async fn recover(
 /// The create and edit form's fields, as typed (so a rejected form comes back as it was).
 #[derive(Debug, Default, Deserialize)]
 pub struct DestinationFields {
+    /// `webhook` (also when empty) or `rabbitmq`: which target fields the form has. A hidden
+    /// field: the type is chosen before the form opens and never changes.
+    #[serde(default)]
+    kind: String,
+    /// `webhook`: the endpoint.
     #[serde(default)]
     url: String,
+    /// `rabbitmq`: the broker. Never shown back once saved (it holds a password): empty on
+    /// the edit form, where empty keeps the current broker.
+    #[serde(default)]
+    amqp_url: String,
+    #[serde(default)]
+    exchange: String,
+    /// Empty: the default, `{topic}`.
+    #[serde(default)]
+    routing_key: String,
+    /// The current broker with its password hidden, shown on the edit form.
+    #[serde(skip)]
+    broker: String,
     #[serde(default)]
     description: String,
     /// Comma- or line-separated patterns.
@@ -349,8 +367,17 @@ struct Parsed {
 
 impl DestinationFields {
     fn from_destination(d: &Destination) -> Self {
+        let amqp = d.amqp.as_ref();
         DestinationFields {
+            kind: d.kind.as_str().to_string(),
             url: d.url.clone().unwrap_or_default(),
+            amqp_url: String::new(),
+            exchange: amqp.map(|t| t.exchange.clone()).unwrap_or_default(),
+            routing_key: amqp
+                .map(|t| t.routing_key.clone())
+                .filter(|k| k != DEFAULT_ROUTING_KEY)
+                .unwrap_or_default(),
+            broker: amqp.map(|t| t.url.redacted()).unwrap_or_default(),
             description: d.description.clone().unwrap_or_default(),
             topics: d.topics.join("\n"),
             filter: d
@@ -365,6 +392,26 @@ impl DestinationFields {
                 .collect::<Vec<_>>()
                 .join("\n"),
         }
+    }
+
+    fn is_rabbitmq(&self) -> bool {
+        self.kind == "rabbitmq"
+    }
+
+    /// The destination type the form is for; anything but the two types is a forged form.
+    fn destination_kind(&self) -> Result<DestinationKind, PortalError> {
+        match self.kind.as_str() {
+            "" | "webhook" => Ok(DestinationKind::Webhook),
+            "rabbitmq" => Ok(DestinationKind::Rabbitmq),
+            other => Err(PortalError::BadForm(format!(
+                "`{other}` is not a destination type: webhook or rabbitmq"
+            ))),
+        }
+    }
+
+    /// A field's trimmed text, `None` when empty.
+    fn given(field: &str) -> Option<String> {
+        Some(field.trim().to_string()).filter(|v| !v.is_empty())
     }
 
     fn parse(&self) -> Result<Parsed, (&'static str, String)> {
@@ -441,13 +488,20 @@ impl FormPage {
 
 /// Which form field a service validation error belongs to (`topics[2]` → `topics`).
 fn form_field(field: &str) -> Option<&'static str> {
-    ["url", "description", "topics", "filter", "headers"]
-        .into_iter()
-        .find(|f| {
-            field == *f
-                || field.starts_with(&format!("{f}."))
-                || field.starts_with(&format!("{f}["))
-        })
+    [
+        "url",
+        "amqp_url",
+        "exchange",
+        "routing_key",
+        "description",
+        "topics",
+        "filter",
+        "headers",
+    ]
+    .into_iter()
+    .find(|f| {
+        field == *f || field.starts_with(&format!("{f}.")) || field.starts_with(&format!("{f}["))
+    })
 }
 
 /// The form again, with the error next to its field: 422, nothing saved.
@@ -477,11 +531,24 @@ fn field_error(e: ServiceError) -> Result<(String, String), PortalError> {
     }
 }
 
-pub async fn new_form(session: Session) -> Result<Response, PortalError> {
+#[derive(Debug, Default, Deserialize)]
+pub struct NewParams {
+    #[serde(default, rename = "type")]
+    kind: String,
+}
+
+/// `GET /portal/destinations/new[?type=rabbitmq]`: the create form for a webhook (the
+/// default) or a RabbitMQ exchange.
+pub async fn new_form(
+    session: Session,
+    PortalQuery(p): PortalQuery<NewParams>,
+) -> Result<Response, PortalError> {
     let f = DestinationFields {
+        kind: p.kind,
         topics: "*".into(),
         ..DestinationFields::default()
     };
+    f.destination_kind()?;
     let page = FormPage::new(&session, None, f);
     render(StatusCode::OK, &page)
 }
@@ -507,16 +574,19 @@ pub async fn create(
     State(s): State<AppState>,
     PortalForm(session, f): PortalForm<DestinationFields>,
 ) -> Result<Response, PortalError> {
+    let kind = f.destination_kind()?;
     let p = match f.parse() {
         Ok(p) => p,
         Err((field, msg)) => return rejected(&session, None, f, field, msg),
     };
+    let rabbitmq = kind == DestinationKind::Rabbitmq;
     let req = CreateDestination {
-        kind: DestinationKind::Webhook,
-        url: Some(f.url.trim().to_string()),
-        amqp_url: None,
-        exchange: None,
-        routing_key: None,
+        kind,
+        url: (!rabbitmq).then(|| f.url.trim().to_string()),
+        // Sent as typed (an empty one is "required"); the exchange may be "", the default.
+        amqp_url: rabbitmq.then(|| f.amqp_url.trim().to_string()),
+        exchange: rabbitmq.then(|| f.exchange.trim().to_string()),
+        routing_key: DestinationFields::given(&f.routing_key).filter(|_| rabbitmq),
         description: p.description,
         topics: p.topics,
         filter: p.filter,
@@ -545,15 +615,22 @@ pub async fn update(
     Path(id): Path<String>,
     PortalForm(session, f): PortalForm<DestinationFields>,
 ) -> Result<Response, PortalError> {
+    f.destination_kind()?;
     let p = match f.parse() {
         Ok(p) => p,
         Err((field, msg)) => return rejected(&session, Some(id), f, field, msg),
     };
+    // The form's target fields; the service refuses them if the destination is of the other
+    // type (a stale or forged form).
+    let rabbitmq = f.is_rabbitmq();
     let req = UpdateDestination {
-        url: Some(f.url.trim().to_string()),
-        amqp_url: None,
-        exchange: None,
-        routing_key: None,
+        url: (!rabbitmq).then(|| f.url.trim().to_string()),
+        amqp_url: DestinationFields::given(&f.amqp_url).filter(|_| rabbitmq),
+        exchange: rabbitmq.then(|| f.exchange.trim().to_string()),
+        // Empty restores the default, `{topic}`.
+        routing_key: rabbitmq.then(|| {
+            DestinationFields::given(&f.routing_key).map_or(serde_json::Value::Null, Into::into)
+        }),
         description: Some(p.description.map_or(serde_json::Value::Null, Into::into)),
         topics: Some(p.topics),
         filter: Some(p.filter.unwrap_or(serde_json::Value::Null)),
