@@ -552,7 +552,9 @@ async fn poll_ack_replay_list_and_delete_work_as_tools(kind: StoreKind) {
     // The replay re-sent the captured body and headers to the target.
     assert_eq!(out["replayed"]["success"], true, "{}", out["replayed"]);
     assert_eq!(out["replayed"]["status_code"], 200);
+    assert_eq!(out["replayed"]["method"], "POST");
     let got = target.wait_for(1, Duration::from_secs(5)).await;
+    assert_eq!(got[0].method, "POST");
     assert_eq!(got[0].json(), json!({"n": 2}));
     assert_eq!(got[0].headers["content-type"], "application/json");
     assert_eq!(
@@ -566,6 +568,53 @@ async fn poll_ack_replay_list_and_delete_work_as_tools(kind: StoreKind) {
     assert_eq!(left.len(), 1);
     assert_eq!(left[0]["label"], "b");
     assert_eq!(out["gone"], "callback endpoint not found");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_keeps_the_method_the_callback_arrived_with() {
+    let app = TestApp::spawn(StoreKind::Sqlite).await;
+    let target = Receiver::start().await;
+    let e: Value = app
+        .post("/v1/callback-endpoints", json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let url = e["url"].as_str().unwrap();
+    for method in [reqwest::Method::PUT, reqwest::Method::PATCH] {
+        let sent = app
+            .client
+            .request(method.clone(), url)
+            .json(&json!({"via": method.as_str()}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(sent.status(), 200);
+    }
+    let polled = app.get_json("/v1/callbacks?acked=false").await;
+    let ids: Vec<String> = polled["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    for (i, id) in ids.iter().enumerate() {
+        let out: Value = app
+            .post(
+                &format!("/v1/callbacks/{id}/replay"),
+                json!({"target_url": target.url}),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        let got = target.wait_for(i + 1, Duration::from_secs(5)).await;
+        let body = got[i].json();
+        assert_eq!(got[i].method, body["via"], "{out}");
+        assert_eq!(out["method"], body["via"]);
+        assert_eq!(out["success"], true);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -438,8 +438,8 @@ impl HeraldMcp {
         }))
     }
 
-    /// Send a captured callback (by its `cb_…` id) again, body and headers, to another URL,
-    /// e.g. your own receiver while debugging it. Returns what that URL answered.
+    /// Send a captured callback (by its `cb_…` id) again, method, body and headers, to another
+    /// URL, e.g. your own receiver while debugging it. Returns what that URL answered.
     #[tool(annotations(read_only_hint = false, open_world_hint = true))]
     async fn replay_callback(
         &self,

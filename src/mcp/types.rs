@@ -159,7 +159,7 @@ pub struct VerifyArgs {
 pub struct ReplayArgs {
     /// The captured callback's id (`cb_…`).
     pub id: String,
-    /// Where to POST its body and headers again (http or https).
+    /// Where to send its body and headers again (http or https), with its original method.
     pub target_url: String,
 }
 

@@ -89,9 +89,23 @@ impl HttpSender {
         &self.policy
     }
 
-    /// POSTs `body` to `url`. Never fails: every outcome is a [`SendResult`] for the log.
+    /// POSTs `body` to `url` (a delivery). Never fails: every outcome is a [`SendResult`]
+    /// for the log.
     pub async fn post(
         &self,
+        url: &str,
+        headers: &[(String, String)],
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> SendResult {
+        self.send(reqwest::Method::POST, url, headers, body, timeout)
+            .await
+    }
+
+    /// Sends `body` to `url` with any method (a replayed callback keeps its sender's).
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
         url: &str,
         headers: &[(String, String)],
         body: Vec<u8>,
@@ -120,7 +134,11 @@ impl HttpSender {
         {
             return SendResult::failed(ErrorKind::BlockedAddress, blocked.to_string(), started);
         }
-        let mut req = self.client.post(parsed).timeout(timeout).body(body);
+        let mut req = self
+            .client
+            .request(method, parsed)
+            .timeout(timeout)
+            .body(body);
         for (name, value) in headers {
             req = req.header(name.as_str(), value.as_str());
         }

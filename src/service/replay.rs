@@ -35,6 +35,8 @@ const HOP_BY_HOP: &[&str] = &[
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, schemars::JsonSchema)]
 pub struct ReplayResult {
     pub callback_id: String,
+    /// The method the callback arrived with, and was replayed with.
+    pub method: String,
     pub target_url: String,
     /// The target answered 2xx.
     pub success: bool,
@@ -54,8 +56,8 @@ impl Herald {
             .ok_or(ServiceError::NotFound("callback"))
     }
 
-    /// POSTs the captured body with its headers to `target_url`, through the same SSRF guard
-    /// as deliveries. Headers whose value was redacted at capture (the endpoint's own
+    /// Sends the captured body with its headers to `target_url`, with the method it arrived
+    /// with (a `PUT` stays a `PUT`), through the same SSRF guard as deliveries. Headers whose value was redacted at capture (the endpoint's own
     /// credential) are left out; `x-herald-replay-of` names the original.
     pub async fn replay_callback(
         &self,
@@ -75,11 +77,22 @@ impl Herald {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         headers.push(("x-herald-replay-of".into(), callback.id.clone()));
+        // Stored from a request hyper parsed, so it is a valid method.
+        let method = reqwest::Method::from_bytes(callback.method.as_bytes()).map_err(|_| {
+            ServiceError::Conflict(format!("cannot replay a {} request", callback.method))
+        })?;
         let sent = HttpSender::new(self.policy.clone())
-            .post(url.as_str(), &headers, callback.body, REPLAY_TIMEOUT)
+            .send(
+                method,
+                url.as_str(),
+                &headers,
+                callback.body,
+                REPLAY_TIMEOUT,
+            )
             .await;
         Ok(ReplayResult {
             callback_id: callback.id,
+            method: callback.method,
             target_url: url.to_string(),
             success: sent.is_success(),
             status_code: sent.status_code,

@@ -340,6 +340,7 @@ impl Drop for TestApp {
 /// One request the receiver got.
 #[derive(Debug, Clone)]
 pub struct Received {
+    pub method: String,
     pub headers: HashMap<String, String>,
     pub body: Bytes,
     pub peer: SocketAddr,
@@ -452,6 +453,7 @@ impl Receiver {
 async fn record(
     State(state): State<Arc<ReceiverState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: axum::http::Method,
     headers: HeaderMap,
     body: Bytes,
 ) -> impl IntoResponse {
@@ -469,6 +471,7 @@ async fn record(
         tokio::time::sleep(reply.delay).await;
     }
     state.got.lock().unwrap().push(Received {
+        method: method.to_string(),
         headers,
         body,
         peer,

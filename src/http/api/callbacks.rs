@@ -302,7 +302,7 @@ pub async fn get_callback(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayRequest {
-    /// Where to POST the captured body and headers again.
+    /// Where to send the captured body and headers again, with the method they arrived with.
     pub target_url: String,
 }
 
