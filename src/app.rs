@@ -63,6 +63,8 @@ pub struct Application {
     state: AppState,
     worker: Arc<Worker>,
     config: Config,
+    /// Shared by the publisher and the publish-from-queue consumer.
+    amqp_tls: Arc<crate::outbound::amqp::AmqpTls>,
     shutdown: watch::Sender<bool>,
     /// The admin token, when this start generated it (shown once).
     pub generated_admin_token: Option<String>,
@@ -89,6 +91,7 @@ impl Application {
         }
         let herald = Herald::new(store.clone(), clock.clone(), config.ssrf_policy())
             .with_limits(config.limits());
+        let amqp_tls = Arc::new(config.amqp_tls()?);
 
         let (admin_token_hash, generated_admin_token) = match &config.admin_token {
             Some(t) => (Some(Arc::from(hash_token(t))), None),
@@ -145,10 +148,13 @@ impl Application {
             .with_lease(Duration::from_secs(config.lease_secs))
             .with_operator_events(config.operator_webhook_url.is_some())
             .with_public_url(public_url)
-            .with_amqp(Arc::new(AmqpSender::new(
-                config.ssrf_policy(),
-                format!("{} publisher", config.amqp_connection_name),
-            ))),
+            .with_amqp(Arc::new(
+                AmqpSender::new(
+                    config.ssrf_policy(),
+                    format!("{} publisher", config.amqp_connection_name),
+                )
+                .with_tls(amqp_tls.clone()),
+            )),
         );
         let worker = Arc::new(Worker::new(
             store.clone(),
@@ -162,6 +168,7 @@ impl Application {
             state: AppState::new(herald, admin_token_hash),
             worker,
             config,
+            amqp_tls,
             shutdown,
             generated_admin_token,
             generated_operator_secret,
@@ -200,6 +207,7 @@ impl Application {
             state,
             worker,
             config,
+            amqp_tls,
             shutdown,
             ..
         } = self;
@@ -223,7 +231,7 @@ impl Application {
         });
         // Publishing from a queue is the API's job, so worker-only nodes do not consume.
         let queue_task = config
-            .queue_settings()
+            .queue_settings(amqp_tls)
             .filter(|_| config.api)
             .map(|settings| {
                 tokio::spawn(crate::queue::run(

@@ -140,6 +140,9 @@ pub struct Config {
     /// Names this node's broker connections (`{name} publisher`, `{name} consumer`), as the
     /// broker shows them.
     pub amqp_connection_name: String,
+    /// A PEM file of CA certificates `amqps://` brokers' certificates may chain to, besides
+    /// the system's roots (a private CA). Unset: the system's roots only.
+    pub amqp_tls_ca_file: Option<String>,
 }
 
 impl Default for Config {
@@ -202,6 +205,7 @@ impl Default for Config {
             amqp_dead_letter_queue: None,
             amqp_prefetch: 64,
             amqp_connection_name: "herald".into(),
+            amqp_tls_ca_file: None,
         }
     }
 }
@@ -425,7 +429,20 @@ impl Config {
         if self.amqp_prefetch == 0 {
             return invalid("amqp_prefetch", "must be at least 1".into());
         }
+        self.amqp_tls()?;
         Ok(())
+    }
+
+    /// How `amqps://` brokers' certificates are checked (`amqp_tls_ca_file`).
+    pub fn amqp_tls(&self) -> Result<crate::outbound::amqp::AmqpTls, ConfigError> {
+        match &self.amqp_tls_ca_file {
+            None => Ok(crate::outbound::amqp::AmqpTls::default()),
+            Some(path) => crate::outbound::amqp::AmqpTls::with_ca_file(std::path::Path::new(path))
+                .map_err(|message| ConfigError::Invalid {
+                    setting: "amqp_tls_ca_file",
+                    message,
+                }),
+        }
     }
 
     pub fn retry_schedule(&self) -> Result<RetrySchedule, String> {
@@ -537,7 +554,10 @@ impl Config {
 
     /// The publish-from-queue consumer's settings, when `amqp_url` and `amqp_publish_queue`
     /// are both set.
-    pub fn queue_settings(&self) -> Option<crate::queue::QueueSettings> {
+    pub fn queue_settings(
+        &self,
+        tls: std::sync::Arc<crate::outbound::amqp::AmqpTls>,
+    ) -> Option<crate::queue::QueueSettings> {
         Some(crate::queue::QueueSettings {
             url: self.amqp_url.clone()?,
             queue: self.amqp_publish_queue.clone()?,
@@ -545,6 +565,7 @@ impl Config {
             prefetch: self.amqp_prefetch,
             connection_name: format!("{} consumer", self.amqp_connection_name),
             max_body_bytes: self.max_body_bytes,
+            tls,
         })
     }
 
@@ -558,5 +579,35 @@ impl Config {
             retention: Duration::from_secs(self.retention_days * 24 * 3600),
             ..WorkerConfig::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_ca_file(path: &str) -> Result<(), ConfigError> {
+        Config {
+            amqp_tls_ca_file: Some(path.into()),
+            ..Config::default()
+        }
+        .validate()
+    }
+
+    #[test]
+    fn the_amqp_ca_file_must_exist_and_hold_certificates() {
+        let setting = |r: Result<(), ConfigError>| match r {
+            Err(ConfigError::Invalid { setting, message }) => (setting, message),
+            other => panic!("expected an invalid setting, got {other:?}"),
+        };
+        let (s, m) = setting(with_ca_file("/nonexistent/ca.pem"));
+        assert_eq!(s, "amqp_tls_ca_file");
+        assert!(m.contains("/nonexistent/ca.pem"), "{m}");
+        let empty = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/README.md");
+        let (s, m) = setting(with_ca_file(empty));
+        assert_eq!(s, "amqp_tls_ca_file");
+        assert!(m.contains("no certificate"), "{m}");
+        let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/ca.pem");
+        with_ca_file(ca).unwrap();
     }
 }

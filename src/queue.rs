@@ -37,7 +37,7 @@ use tokio::task::JoinSet;
 
 use crate::http::error::ApiError;
 use crate::http::extract::parse_json;
-use crate::outbound::amqp::connect;
+use crate::outbound::amqp::{AmqpTls, connect};
 use crate::service::{Herald, PublishRequest};
 use crate::store::Scope;
 
@@ -57,6 +57,8 @@ pub struct QueueSettings {
     pub connection_name: String,
     /// The largest message body accepted, like the API's request body limit.
     pub max_body_bytes: usize,
+    /// For an `amqps://` broker: the CAs its certificate may chain to.
+    pub tls: Arc<AmqpTls>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +75,14 @@ pub async fn run(herald: Herald, settings: QueueSettings, mut shutdown: watch::R
     let settings = Arc::new(settings);
     let redacted = crate::domain::amqp::redact(&settings.url);
     loop {
-        let open = || connect(&settings.url, None, &settings.connection_name);
+        let open = || {
+            connect(
+                &settings.url,
+                None,
+                &settings.tls,
+                &settings.connection_name,
+            )
+        };
         let backoff = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(100))
             .with_max_delay(Duration::from_secs(5))

@@ -11,6 +11,7 @@
 mod common;
 mod portal_support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Receiver, StoreKind, TestApp};
@@ -39,6 +40,7 @@ for_each_store!(
     bad_rabbitmq_destinations_get_a_422_naming_the_field_and_write_nothing,
     patching_a_rabbitmq_destination_changes_its_target_and_null_restores_the_default_key,
     a_tenant_creates_and_edits_a_rabbitmq_destination_in_the_portal_and_messages_follow_it,
+    an_amqps_broker_is_reached_over_tls_and_an_untrusted_certificate_is_a_tls_failure,
     destinations_on_one_broker_share_one_connection_and_channels_are_not_leaked,
     a_forced_close_of_the_connection_loses_no_deliveries,
     a_storm_loses_nothing_when_the_broker_drops_the_connection_twice_mid_delivery,
@@ -288,7 +290,112 @@ async fn rabbit_destination(app: &TestApp, exchange: &str, extra: Value) -> (Str
     app.destination_with("acme", body).await
 }
 
+/// A TLS endpoint in front of the test broker: it presents `tests/fixtures/tls/server.pem`
+/// (signed by the test CA `ca.pem`, for `localhost` and 127.0.0.1) and relays the plain AMQP
+/// inside to 127.0.0.1:5672. Returns its port.
+async fn tls_proxy() -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
+    let certs = CertificateDer::pem_file_iter(format!("{dir}/server.pem"))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(format!("{dir}/server.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                // A client that refuses the certificate ends here, as it should.
+                let Ok(mut tls) = acceptor.accept(socket).await else {
+                    return;
+                };
+                let mut broker = tokio::net::TcpStream::connect("127.0.0.1:5672")
+                    .await
+                    .unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut broker).await;
+            });
+        }
+    });
+    port
+}
+
 // --- Destinations -------------------------------------------------------------------------
+
+async fn an_amqps_broker_is_reached_over_tls_and_an_untrusted_certificate_is_a_tls_failure(
+    kind: StoreKind,
+) {
+    let rabbit = Rabbit::new().await;
+    let (ex, q) = (rabbit.name("events"), rabbit.name("inbox"));
+    rabbit.exchange(&ex).await;
+    rabbit.private_queue(&q, Some((&ex, "#"))).await;
+    let port = tls_proxy().await;
+    let broker = format!("amqps://guest:guest@localhost:{port}/%2f");
+
+    // Trusting the test CA: the message arrives through TLS, signed as over plain AMQP.
+    let prefix = rabbit.prefix.clone();
+    let app = TestApp::spawn_with(kind, move |c| {
+        c.amqp_connection_name = prefix;
+        c.amqp_tls_ca_file =
+            Some(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/ca.pem").into());
+    })
+    .await;
+    app.tenant("acme").await;
+    let (_, secret) = app
+        .destination_with(
+            "acme",
+            json!({"type": "rabbitmq", "amqp_url": broker, "exchange": ex, "topics": ["*"]}),
+        )
+        .await;
+    let id = app.publish("acme", "job.done", json!({"tls": true})).await;
+    assert_eq!(app.worker.drain().await, 1);
+    let m = rabbit.take(&q, 1).await.remove(0);
+    assert_eq!(m.routing_key.as_str(), "job.done");
+    let ts: i64 = header(&m, "webhook-timestamp").unwrap().parse().unwrap();
+    assert_eq!(
+        header(&m, "webhook-signature").unwrap(),
+        signature::sign(&secret, &id, ts, &m.data).unwrap()
+    );
+    let d = app.only_delivery("acme", &id).await;
+    assert_eq!(d["status"], "succeeded", "{d}");
+
+    // The system's roots alone do not know the test CA: a TLS failure, nothing published.
+    let prefix = rabbit.prefix.clone();
+    let strict = TestApp::spawn_with(kind, move |c| {
+        c.amqp_connection_name = prefix;
+        c.retry_schedule = String::new();
+    })
+    .await;
+    strict.tenant("acme").await;
+    strict
+        .destination_with(
+            "acme",
+            json!({"type": "rabbitmq", "amqp_url": broker, "exchange": ex, "topics": ["*"]}),
+        )
+        .await;
+    let id = strict
+        .publish("acme", "job.done", json!({"tls": false}))
+        .await;
+    assert_eq!(strict.worker.drain().await, 1);
+    let d = strict.only_delivery("acme", &id).await;
+    assert_eq!(d["status"], "failed", "{d}");
+    let a = &d["attempts"][0];
+    assert_eq!(a["error_kind"], "tls", "{a}");
+    assert!(a["error"].as_str().unwrap().contains("certificate"), "{a}");
+    assert!(!a["error"].as_str().unwrap().contains("guest:guest"), "{a}");
+    assert!(rabbit.get(&q).await.is_none(), "nothing went through");
+}
 
 async fn a_delivery_arrives_persistent_with_the_webhook_headers_and_a_verifiable_signature(
     kind: StoreKind,
@@ -521,10 +628,7 @@ async fn bad_rabbitmq_destinations_get_a_422_naming_the_field_and_write_nothing(
             rabbit(json!({"amqp_url": "http://127.0.0.1:5672"})),
             "amqp_url",
         ),
-        (
-            rabbit(json!({"amqp_url": "amqps://127.0.0.1:5671"})),
-            "amqp_url",
-        ),
+        (rabbit(json!({"amqp_url": "amqps://"})), "amqp_url"),
         (rabbit(json!({"exchange": "no spaces"})), "exchange"),
         (rabbit(json!({"routing_key": "{data}"})), "routing_key"),
         (rabbit(json!({"url": "http://127.0.0.1:9/"})), "url"),

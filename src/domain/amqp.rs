@@ -4,8 +4,7 @@
 //! Pure functions, like the rest of `domain`: the publisher in `outbound::amqp` and the
 //! destination service both rely on what is checked here.
 //!
-//! Only `amqp://` for now: Herald is built without an AMQP TLS stack (see `Cargo.toml`), so
-//! `amqps://` is refused when saved rather than failing at every attempt.
+//! `amqp://` and `amqps://` (TLS, see [`crate::outbound::amqp::AmqpTls`]).
 
 use serde::{Serialize, Serializer};
 use utoipa::ToSchema;
@@ -19,7 +18,7 @@ pub const MAX_SHORT_STRING: usize = 255;
 /// patterns like `job.#`.
 pub const DEFAULT_ROUTING_KEY: &str = "{topic}";
 
-/// An `amqp://` broker URL, credentials included.
+/// An `amqp://` or `amqps://` broker URL, credentials included.
 ///
 /// The password must never reach an API answer or a log line, so `Serialize` and `Debug` both
 /// print the redacted form; only [`AmqpUrl::expose`] gives the real URL, for connecting.
@@ -27,7 +26,7 @@ pub const DEFAULT_ROUTING_KEY: &str = "{topic}";
 pub struct AmqpUrl(String);
 
 impl AmqpUrl {
-    /// Checks a URL a tenant typed: `amqp`, a host, no fragment or query.
+    /// Checks a URL a tenant typed: `amqp` or `amqps`, a host, no fragment or query.
     pub fn parse(field: &str, raw: &str) -> Result<Self, Invalid> {
         if raw.len() > MAX_URL {
             return Err(Invalid::new(
@@ -37,15 +36,8 @@ impl AmqpUrl {
         }
         let url = url::Url::parse(raw)
             .map_err(|e| Invalid::new(field, format!("is not a valid URL: {e}")))?;
-        match url.scheme() {
-            "amqp" => {}
-            "amqps" => {
-                return Err(Invalid::new(
-                    field,
-                    "amqps:// (TLS) is not supported yet; use amqp://",
-                ));
-            }
-            _ => return Err(Invalid::new(field, "must be an amqp:// URL")),
+        if !matches!(url.scheme(), "amqp" | "amqps") {
+            return Err(Invalid::new(field, "must be an amqp:// or amqps:// URL"));
         }
         if url.host_str().is_none_or(str::is_empty) {
             return Err(Invalid::new(field, "must have a host"));
@@ -233,7 +225,7 @@ mod tests {
     fn only_amqp_urls_with_a_host_and_a_plain_vhost_are_accepted() {
         for bad in [
             "http://rabbit.test",
-            "amqps://rabbit.test",
+            "amqps://",
             "amqp://",
             "not a url",
             "amqp://h/a/b",
@@ -244,6 +236,8 @@ mod tests {
             assert_eq!(e.field, "amqp_url", "{bad}");
         }
         assert!(AmqpUrl::parse("amqp_url", "amqp://127.0.0.1").is_ok());
+        let tls = AmqpUrl::parse("amqp_url", "amqps://herald:pw@rabbit.test:5671/prod").unwrap();
+        assert_eq!(tls.redacted(), "amqps://herald:***@rabbit.test:5671/prod");
     }
 
     #[test]

@@ -14,19 +14,25 @@
 //! The broker's host is an outbound destination like a webhook URL: it is resolved here, each
 //! address checked against the SSRF [`Policy`], and the socket connects only to the addresses
 //! that passed (so DNS rebinding cannot slip past the check).
+//!
+//! `amqps://` brokers are reached over TLS (rustls, [`AmqpTls`]): their certificate is checked
+//! against the system's roots, as for HTTPS deliveries, plus any CA the operator added with
+//! `amqp_tls_ca_file` (a private CA, or a test broker).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
 use lapin::message::BasicReturnMessage;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::tcp::AsyncTcpStream;
+use lapin::tcp::{AsyncTcpStream, RustlsConnector};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::uri::{AMQPScheme, AMQPUri};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 
 use super::http::SendResult;
 use super::ssrf::{self, Policy};
@@ -42,6 +48,65 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A broker connection no delivery used for this long is closed.
 const IDLE_BROKER: Duration = Duration::from_secs(10 * 60);
+
+/// How `amqps://` brokers' certificates are checked: the platform's verifier (the system's
+/// roots) plus the operator's extra CAs. The verifier is built on first use, so a node that
+/// never talks TLS to a broker never loads the system's roots for it.
+#[derive(Default)]
+pub struct AmqpTls {
+    extra_roots: Vec<CertificateDer<'static>>,
+    connector: OnceLock<Result<RustlsConnector, String>>,
+}
+
+impl std::fmt::Debug for AmqpTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpTls")
+            .field("extra_roots", &self.extra_roots.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AmqpTls {
+    /// Trusts the CA certificates in a PEM file too (`amqp_tls_ca_file`).
+    pub fn with_ca_file(path: &std::path::Path) -> Result<Self, String> {
+        let roots = CertificateDer::pem_file_iter(path)
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if roots.is_empty() {
+            return Err(format!("{}: no certificate in the file", path.display()));
+        }
+        Ok(Self {
+            extra_roots: roots,
+            connector: OnceLock::new(),
+        })
+    }
+
+    fn connector(&self) -> Result<RustlsConnector, Failure> {
+        self.connector
+            .get_or_init(|| {
+                let provider = Arc::new(rustls::crypto::ring::default_provider());
+                let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(
+                    self.extra_roots.iter().cloned(),
+                    provider.clone(),
+                )
+                .map_err(|e| e.to_string())?;
+                let config = rustls::ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| e.to_string())?
+                    .dangerous() // not dangerous: the platform's verifier, as in reqwest
+                    .with_custom_certificate_verifier(Arc::new(verifier))
+                    .with_no_client_auth();
+                Ok(RustlsConnector::from(config))
+            })
+            .clone()
+            .map_err(|e| Failure::new(ErrorKind::Tls, format!("TLS setup: {e}")))
+    }
+}
+
+/// A TLS handshake that failed, told apart from other socket errors for the attempt log.
+#[derive(Debug, thiserror::Error)]
+#[error("TLS: {0}")]
+struct TlsHandshake(std::io::Error);
 
 /// One message to publish.
 pub struct Message<'a> {
@@ -102,8 +167,7 @@ impl Broker {
     async fn connection(
         &self,
         url: &str,
-        policy: &Policy,
-        name: &str,
+        reach: Reach<'_>,
     ) -> Result<(Arc<Connection>, bool), Failure> {
         let mut conn = self.conn.lock().await;
         if let Some(c) = conn.as_ref()
@@ -113,19 +177,14 @@ impl Broker {
         }
         // Channels of the dead connection are dead too.
         self.idle.lock().expect("not poisoned").clear();
-        let fresh = Arc::new(connect(url, Some(policy), name).await?);
+        let fresh = Arc::new(connect(url, Some(reach.policy), reach.tls, reach.name).await?);
         *conn = Some(fresh.clone());
         Ok((fresh, true))
     }
 
     /// An open channel in confirm mode, from the pool or new.
-    async fn channel(
-        &self,
-        url: &str,
-        policy: &Policy,
-        name: &str,
-    ) -> Result<(Channel, bool), Failure> {
-        let (conn, fresh) = self.connection(url, policy, name).await?;
+    async fn channel(&self, url: &str, reach: Reach<'_>) -> Result<(Channel, bool), Failure> {
+        let (conn, fresh) = self.connection(url, reach).await?;
         loop {
             let Some(ch) = self.idle.lock().expect("not poisoned").pop() else {
                 break;
@@ -154,9 +213,18 @@ impl Broker {
     }
 }
 
+/// What opening a connection to a tenant's broker needs.
+#[derive(Clone, Copy)]
+struct Reach<'a> {
+    policy: &'a Policy,
+    tls: &'a AmqpTls,
+    name: &'a str,
+}
+
 /// Publishes deliveries to brokers. One per process; cheap to share.
 pub struct AmqpSender {
     policy: Policy,
+    tls: Arc<AmqpTls>,
     /// Shown by the broker for each connection (`connection_name`), e.g. in the management UI.
     connection_name: String,
     /// Keyed by the full broker URL: destinations naming the same broker, vhost and
@@ -168,9 +236,16 @@ impl AmqpSender {
     pub fn new(policy: Policy, connection_name: impl Into<String>) -> Self {
         Self {
             policy,
+            tls: Arc::default(),
             connection_name: connection_name.into(),
             brokers: Mutex::default(),
         }
+    }
+
+    /// Checks `amqps://` brokers' certificates with `tls` (extra CAs).
+    pub fn with_tls(mut self, tls: Arc<AmqpTls>) -> Self {
+        self.tls = tls;
+        self
     }
 
     fn broker(&self, url: &str) -> Arc<Broker> {
@@ -223,9 +298,12 @@ impl AmqpSender {
     }
 
     async fn try_publish(&self, broker: &Broker, m: &Message<'_>) -> Result<(), Failure> {
-        let (ch, fresh) = broker
-            .channel(m.target.url.expose(), &self.policy, &self.connection_name)
-            .await?;
+        let reach = Reach {
+            policy: &self.policy,
+            tls: &self.tls,
+            name: &self.connection_name,
+        };
+        let (ch, fresh) = broker.channel(m.target.url.expose(), reach).await?;
         let sent = ch
             .basic_publish(
                 ShortString::from(m.target.exchange.as_str()),
@@ -358,20 +436,28 @@ fn classify_publish(e: &lapin::Error, m: &Message<'_>) -> Failure {
 
 /// Maps a lapin error to the attempt log's kind and a readable message.
 fn classify(e: &lapin::Error) -> Failure {
-    let kind = if e.is_io_error() {
-        ErrorKind::Connect
-    } else {
-        ErrorKind::Amqp
+    let tls = match e.kind() {
+        lapin::ErrorKind::IOError(io) => io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<TlsHandshake>()),
+        _ => None,
+    };
+    let kind = match tls {
+        Some(_) => ErrorKind::Tls,
+        None if e.is_io_error() => ErrorKind::Connect,
+        None => ErrorKind::Amqp,
     };
     Failure::new(kind, e.to_string())
 }
 
 /// Opens a connection to the broker `url` names. With a `policy`, the host's addresses are
 /// checked against it first and the socket goes only to the allowed ones; without (the
-/// operator's own broker, `HERALD_AMQP_URL`), any address is fine.
+/// operator's own broker, `HERALD_AMQP_URL`), any address is fine. An `amqps://` broker is
+/// then spoken to over TLS, its certificate checked for the URL's host.
 pub async fn connect(
     url: &str,
     policy: Option<&Policy>,
+    tls: &AmqpTls,
     connection_name: &str,
 ) -> Result<Connection, Failure> {
     let uri: AMQPUri = url
@@ -389,12 +475,10 @@ pub async fn connect(
         Some(blocked) => Failure::new(ErrorKind::BlockedAddress, blocked.to_string()),
         None => Failure::new(ErrorKind::Dns, format!("{host}: {e}")),
     })?;
-    if uri.scheme != AMQPScheme::AMQP {
-        return Err(Failure::new(
-            ErrorKind::Tls,
-            "amqps:// (TLS) is not supported yet",
-        ));
-    }
+    let tls = match uri.scheme {
+        AMQPScheme::AMQP => None,
+        AMQPScheme::AMQPS => Some((tls.connector()?, host.trim_matches(['[', ']']).to_string())),
+    };
     let runtime = lapin::runtime::default_runtime().map_err(|e| classify(&e))?;
     let properties =
         ConnectionProperties::default().with_connection_name(LongString::from(connection_name));
@@ -410,7 +494,13 @@ pub async fn connect(
             .map_err(|_| {
                 std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
             })??;
-            Ok(tcp)
+            match &tls {
+                None => Ok(tcp),
+                Some((connector, server_name)) => Ok(tcp
+                    .into_rustls(connector, server_name)
+                    .await
+                    .map_err(|e| std::io::Error::other(TlsHandshake(e)))?),
+            }
         },
         properties,
     );

@@ -128,13 +128,11 @@ impl Herald {
 
     fn check_amqp_url(&self, field: &str, raw: &str) -> Result<AmqpUrl> {
         let amqp_url = AmqpUrl::parse(field, raw)?;
-        if self.policy.https_only {
-            // Plain AMQP is as readable on the wire as plain HTTP.
-            return Err(
-                Invalid::new(field, "https_only is on and amqps:// is not supported yet").into(),
-            );
-        }
         let url = url::Url::parse(raw).map_err(|e| Invalid::new(field, e.to_string()))?;
+        if self.policy.https_only && url.scheme() != "amqps" {
+            // Plain AMQP is as readable on the wire as plain HTTP.
+            return Err(Invalid::new(field, "https_only is on: use amqps://").into());
+        }
         self.check_literal_host(field, &url)?;
         Ok(amqp_url)
     }
