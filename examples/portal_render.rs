@@ -144,11 +144,17 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let link = herald.create_portal_link("acme").await?;
-    let path = &link.url[link.url.find("/portal/login").unwrap()..];
+    let token = &link.url[link.url.find("token=").unwrap() + "token=".len()..];
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
-    let r = client.get(format!("{base}{path}")).send().await?;
+    // What the sign-in page's form sends (opening the link alone spends nothing).
+    let r = client
+        .post(format!("{base}/portal/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={token}"))
+        .send()
+        .await?;
     let cookie = r.headers()["set-cookie"]
         .to_str()?
         .split(';')
