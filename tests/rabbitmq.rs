@@ -41,6 +41,7 @@ for_each_store!(
     patching_a_rabbitmq_destination_changes_its_target_and_null_restores_the_default_key,
     a_tenant_creates_and_edits_a_rabbitmq_destination_in_the_portal_and_messages_follow_it,
     an_amqps_broker_is_reached_over_tls_and_an_untrusted_certificate_is_a_tls_failure,
+    publish_from_queue_consumes_from_an_amqps_broker,
     destinations_on_one_broker_share_one_connection_and_channels_are_not_leaked,
     a_forced_close_of_the_connection_loses_no_deliveries,
     a_storm_loses_nothing_when_the_broker_drops_the_connection_twice_mid_delivery,
@@ -1039,6 +1040,27 @@ async fn a_storm_loses_nothing_when_the_broker_drops_the_connection_twice_mid_de
 // --- Publishing from a queue --------------------------------------------------------------
 
 /// An app consuming `queue`, dead-lettering to `dead_letter` when given.
+async fn publish_from_queue_consumes_from_an_amqps_broker(kind: StoreKind) {
+    let rabbit = Rabbit::new().await;
+    let queue = rabbit.name("publish");
+    rabbit.shared_queue(&queue, FieldTable::default()).await;
+    let port = tls_proxy().await;
+    let (prefix, q) = (rabbit.prefix.clone(), queue.clone());
+    let app = TestApp::spawn_with(kind, move |c| {
+        c.amqp_url = Some(format!("amqps://guest:guest@localhost:{port}/%2f"));
+        c.amqp_publish_queue = Some(q);
+        c.amqp_connection_name = prefix;
+        c.amqp_tls_ca_file =
+            Some(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/ca.pem").into());
+    })
+    .await;
+    app.tenant("acme").await;
+    wait_for_consumer(&rabbit, &queue).await;
+    rabbit.send(&queue, &event(7), FieldTable::default()).await;
+    eventually("the event", || async { events_of(&app).await.len() == 1 }).await;
+    assert_eq!(events_of(&app).await[0]["data"], json!({"n": 7}));
+}
+
 async fn consuming_app(
     kind: StoreKind,
     rabbit: &Rabbit,
