@@ -186,6 +186,14 @@ async fn a_tenant_replays_a_failed_delivery_rotates_a_secret_and_toggles_a_desti
     let err = b.text(&b.find("#url-error").await).await;
     assert!(!err.is_empty());
     b.screenshot("destination-form-error-desktop").await;
+    // The RabbitMQ form asks for a broker and an exchange instead of a URL.
+    b.goto(&app.url("/portal")).await;
+    b.click(&b.find_text("a", "New RabbitMQ destination").await)
+        .await;
+    b.find("#amqp_url").await;
+    b.find("#exchange").await;
+    assert!(!b.source().await.contains(r#"id="url""#));
+    b.screenshot("destination-form-rabbitmq-desktop").await;
     // An inbound endpoint with a captured request.
     let e: Value = app
         .post(
