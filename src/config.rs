@@ -429,11 +429,12 @@ impl Config {
         if self.amqp_prefetch == 0 {
             return invalid("amqp_prefetch", "must be at least 1".into());
         }
-        self.amqp_tls()?;
         Ok(())
     }
 
-    /// How `amqps://` brokers' certificates are checked (`amqp_tls_ca_file`).
+    /// How `amqps://` brokers' certificates are checked (`amqp_tls_ca_file`). Reads the file,
+    /// so it is called once, at start; a missing file or one without a certificate is a
+    /// configuration error naming the setting.
     pub fn amqp_tls(&self) -> Result<crate::outbound::amqp::AmqpTls, ConfigError> {
         match &self.amqp_tls_ca_file {
             None => Ok(crate::outbound::amqp::AmqpTls::default()),
@@ -586,17 +587,17 @@ impl Config {
 mod tests {
     use super::*;
 
-    fn with_ca_file(path: &str) -> Result<(), ConfigError> {
+    fn with_ca_file(path: &str) -> Result<crate::outbound::amqp::AmqpTls, ConfigError> {
         Config {
             amqp_tls_ca_file: Some(path.into()),
             ..Config::default()
         }
-        .validate()
+        .amqp_tls()
     }
 
     #[test]
     fn the_amqp_ca_file_must_exist_and_hold_certificates() {
-        let setting = |r: Result<(), ConfigError>| match r {
+        let setting = |r: Result<_, ConfigError>| match r {
             Err(ConfigError::Invalid { setting, message }) => (setting, message),
             other => panic!("expected an invalid setting, got {other:?}"),
         };

@@ -570,17 +570,22 @@ async fn poll_ack_replay_list_and_delete_work_as_tools(kind: StoreKind) {
     assert_eq!(out["gone"], "callback endpoint not found");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replay_keeps_the_method_the_callback_arrived_with() {
-    let app = TestApp::spawn(StoreKind::Sqlite).await;
-    let target = Receiver::start().await;
+/// A new callback endpoint's URL.
+async fn new_callback_url(app: &TestApp) -> String {
     let e: Value = app
         .post("/v1/callback-endpoints", json!({}))
         .await
         .json()
         .await
         .unwrap();
-    let url = e["url"].as_str().unwrap();
+    e["url"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_keeps_the_method_the_callback_arrived_with() {
+    let app = TestApp::spawn(StoreKind::Sqlite).await;
+    let target = Receiver::start().await;
+    let url = &new_callback_url(&app).await;
     for method in [reqwest::Method::PUT, reqwest::Method::PATCH] {
         let sent = app
             .client
@@ -622,13 +627,7 @@ async fn a_replay_names_a_bad_target_url_and_goes_through_the_ssrf_guard() {
     // Private destinations refused, as in production.
     let app =
         TestApp::spawn_with(StoreKind::Sqlite, |c| c.allow_private_destinations = false).await;
-    let e: Value = app
-        .post("/v1/callback-endpoints", json!({}))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let url = e["url"].as_str().unwrap();
+    let url = &new_callback_url(&app).await;
     assert_eq!(
         app.client
             .post(url)

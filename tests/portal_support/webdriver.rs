@@ -160,25 +160,24 @@ impl Browser {
     /// Whether the page shows `text` within 10 s. A click on a form's button returns before
     /// the browser has loaded the answer, so a check right after it must wait for the page.
     pub async fn shows(&self, text: &str) -> bool {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            if self.source().await.contains(text) {
-                return true;
-            }
-            if std::time::Instant::now() > deadline {
-                return false;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        self.within_10s(async || self.source().await.contains(text))
+            .await
     }
 
-    /// Whether the address bar satisfies `check` within 10 s. Like [`Browser::shows`], this is
-    /// what a check right after submitting a form must use: until the answer has loaded, the
+    /// Whether the address bar satisfies `check` within 10 s: like [`Browser::shows`], what a
+    /// check right after submitting a form must use, since until the answer has loaded the
     /// browser still shows (and `find` still searches) the page the form was on.
     pub async fn url_becomes(&self, check: impl Fn(&str) -> bool) -> bool {
+        self.within_10s(async || check(&self.current_url().await))
+            .await
+    }
+
+    /// Asks `holds` every 50 ms until it is true (→ true) or 10 s have passed (→ false).
+    /// WebDriver has no event for "the page changed", so this polls.
+    async fn within_10s(&self, holds: impl AsyncFn() -> bool) -> bool {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
-            if check(&self.current_url().await) {
+            if holds().await {
                 return true;
             }
             if std::time::Instant::now() > deadline {
