@@ -82,6 +82,9 @@ pub enum Command {
     },
     /// Apply database migrations and exit.
     Migrate,
+    /// Print a new encryption key (32 random bytes, base64) for HERALD_ENCRYPTION_KEY. Give
+    /// the same key to every node that shares a Postgres database.
+    GenerateKey,
     /// Create or update a tenant.
     Tenant {
         id: String,
@@ -130,6 +133,11 @@ pub enum Command {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    // Needs no configuration: it is what an operator runs before there is one.
+    if let Command::GenerateKey = cli.command {
+        println!("{}", crate::store::seal::generate_key());
+        return Ok(());
+    }
     let mut config = Config::load(Some(&cli.config))?;
     crate::telemetry::init(&config.log_format);
     match cli.command {
@@ -189,6 +197,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             anyhow::ensure!(r.status().is_success(), "{url} answered {}", r.status());
             Ok(())
         }
+        Command::GenerateKey => unreachable!("answered before the configuration is loaded"),
         Command::Migrate => {
             let store =
                 crate::store::connect(&config.database_url(), Arc::new(config.keyring()?)).await?;

@@ -18,43 +18,61 @@ use crate::outbound::ssrf::{Cidr, Policy};
 use crate::store::seal::{Keyring, load_or_create_key_file};
 use crate::worker::WorkerConfig;
 
+/// Why a Postgres store needs a configured key, and how to make one.
+const MISSING_KEY: &str = "must be set with a Postgres store (HERALD_ENCRYPTION_KEY, or \
+    HERALD_ENCRYPTION_KEY_FILE naming a file that holds it): every node sharing the database \
+    needs the same key, and a key generated inside one node would be lost with it. Make one \
+    with `herald generate-key`, and give the same key to every node";
+
 /// How much of a lease is left for recording the outcome after the longest send allowed.
 pub const LEASE_HEADROOM_MS: u64 = 1000;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Every setting. Each field's doc comment is its entry in `docs/configuration.md`, which
+/// [`reference`] generates (and a test keeps in step), so write them for operators.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Address the HTTP server binds.
     pub listen: String,
-    /// Base URL used in callback and portal links; defaults to `http://{listen}`.
+    /// Base URL used in callback URLs, reply URLs and portal links, as senders and browsers
+    /// reach Herald (behind a proxy: the proxy's address). Unset: `http://{listen}`.
     pub public_url: Option<String>,
-    /// `sqlite://path` or `postgres://…`; defaults to a SQLite file in `data_dir`.
+    /// `sqlite://path` or `postgres://user@host:port/db`. Unset: the SQLite file
+    /// `{data_dir}/herald.db`. The ecosystem's `DATABASE_URL` is read too;
+    /// `HERALD_DATABASE_URL` wins over it.
     pub database_url: Option<String>,
-    /// Where the embedded store lives.
+    /// Where the embedded SQLite store (and its generated encryption key) lives.
     pub data_dir: PathBuf,
     /// The platform's admin bearer token. When unset, one is generated on first start, printed
     /// once, and stored hashed.
     pub admin_token: Option<String>,
     /// The key that seals credentials at rest (signing secrets, destination headers, inbound
-    /// verification secrets): 32 bytes in base64. When unset, one is generated on first start
-    /// into `{data_dir}/encryption.key` (mode 0600). Every node sharing a Postgres database
-    /// needs the same key: set it explicitly there.
+    /// verification secrets): 32 bytes in base64 (`herald generate-key` makes one). Required
+    /// with a Postgres store, where every node needs the same key. With the embedded SQLite
+    /// store it may be left unset: a key is then generated on first start into
+    /// `{data_dir}/encryption.key` (mode 0600), beside the database it protects.
     pub encryption_key: Option<String>,
+    /// A file holding `encryption_key` (e.g. a Docker or Kubernetes secret), instead of the
+    /// key itself. Set one of the two, not both.
+    pub encryption_key_file: Option<PathBuf>,
     /// Previous keys, still used to open values sealed before a rotation (values are
-    /// re-sealed with `encryption_key` at start; then these can be removed). SECURITY.md.
+    /// re-sealed with `encryption_key` at start; then these can be removed). SECURITY.md has
+    /// the rotation procedure. In the environment, a list: `HERALD_ENCRYPTION_OLD_KEYS=[k1,k2]`.
     pub encryption_old_keys: Vec<String>,
     /// Let destinations resolve to loopback/private addresses (development and tests only).
     pub allow_private_destinations: bool,
-    /// CIDRs allowed despite being private, e.g. `["10.1.0.0/16"]`.
+    /// CIDRs destinations may resolve to despite being private, e.g. `["10.1.0.0/16"]`.
     pub allowed_cidrs: Vec<String>,
-    /// Refuse plain-http webhook URLs.
+    /// Refuse plain-http webhook URLs and plain `amqp://` brokers.
     pub https_only: bool,
     /// Seconds before each retry, comma-separated; its length + 1 is the number of attempts.
+    /// Empty: a single attempt, no retries.
     #[serde(deserialize_with = "string_or_number")]
     pub retry_schedule: String,
     /// Each retry delay is scaled by a random factor in `1 ± retry_jitter`.
     pub retry_jitter: f64,
-    /// Default request timeout for webhook deliveries.
+    /// Default request timeout for webhook deliveries, in milliseconds (a destination may set
+    /// its own, up to 60 s).
     pub request_timeout_ms: u64,
     /// Serve the REST API in this process (`false` for worker-only nodes, which still answer
     /// `/healthz`, `/readyz` and `/metrics`). `herald serve --role` sets this and `worker`.
@@ -70,59 +88,75 @@ pub struct Config {
     pub operator_webhook_url: Option<String>,
     /// The operator webhook's `whsec_` signing secret; generated and printed once when unset.
     pub operator_webhook_secret: Option<String>,
+    /// Most deliveries this node sends at once.
     pub worker_concurrency: usize,
+    /// Most due deliveries claimed in one database round trip.
     pub worker_batch_size: u32,
+    /// How long a claimed delivery belongs to this node. A node that dies mid-send loses
+    /// nothing: another takes the delivery over when the lease runs out. Must exceed
+    /// `request_timeout_ms` by a second.
     pub lease_secs: u64,
+    /// How often an idle worker looks for due work when no notification woke it (new events
+    /// wake it at once; this catches retries coming due).
     pub poll_interval_ms: u64,
+    /// On SIGTERM, how long sends in flight may take to finish before they are put back in
+    /// the queue.
     pub shutdown_grace_secs: u64,
     /// Events, deliveries and attempts older than this many days are deleted.
     pub retention_days: u64,
-    /// Largest request body the API accepts.
+    /// Largest request body the API accepts, in bytes.
     pub max_body_bytes: usize,
     /// How long a client may take to send its request headers (cuts off slowloris clients).
     pub header_read_timeout_secs: u64,
     /// How long a client may take, after its headers, to send its request body.
     pub body_read_timeout_secs: u64,
-    /// Most request headers a client may send (more: 431), and their largest total size in
-    /// bytes (at least 8192; more: 431).
+    /// Most request headers a client may send (more: 431).
     pub max_request_headers: usize,
+    /// Largest total size of a request's headers, in bytes (at least 8192; more: 431).
     pub max_request_header_bytes: usize,
     /// Events in one batch publish.
     pub max_batch_size: usize,
-    /// `data` plus `metadata` of one event, serialized.
+    /// Largest `data` plus `metadata` of one event, serialized, in bytes.
     pub max_event_bytes: usize,
-    /// Topic patterns per destination.
+    /// Most topic patterns per destination.
     pub max_topics_per_destination: usize,
-    /// Custom headers per destination.
+    /// Most custom headers per destination.
     pub max_destination_headers: usize,
-    /// Longest webhook URL, destination description, custom header value and idempotency
-    /// key (`Idempotency-Key` or event `id`), in bytes.
+    /// Longest webhook URL, in bytes.
     pub max_url_length: usize,
+    /// Longest destination description, in bytes.
     pub max_description_length: usize,
+    /// Longest custom header value of a destination, in bytes.
     pub max_header_value_length: usize,
+    /// Longest idempotency key (`Idempotency-Key` or the event's `id`), in bytes.
     pub max_idempotency_key_length: usize,
     /// Destinations per tenant (0: no limit).
     pub max_destinations_per_tenant: u32,
-    /// Nesting levels and conditions of a destination's payload filter.
+    /// Most nesting levels of a destination's payload filter (at most 64).
     pub max_filter_depth: usize,
+    /// Most conditions in a destination's payload filter.
     pub max_filter_conditions: usize,
-    /// Largest body captured at `/in/{slug}`; above it the sender gets 413.
+    /// Largest body captured at `/in/{slug}`, in bytes; above it the sender gets 413.
     pub inbound_max_body_bytes: usize,
-    /// Requests per second one callback endpoint accepts (0: unlimited), per process...
+    /// Requests per second one callback endpoint accepts, per process (0: unlimited); more
+    /// get 429 with `Retry-After`.
     pub inbound_rate_limit_per_s: u32,
-    /// ...and how many may arrive at once after a quiet period.
+    /// How many requests one callback endpoint accepts at once after a quiet period.
     pub inbound_rate_limit_burst: u32,
-    /// How long a wait lasts when the caller gives no `timeout_ms`.
+    /// How long a wait lasts when the caller gives no `timeout_ms`, in milliseconds.
     pub wait_default_timeout_ms: u64,
-    /// The longest wait, whatever the caller asks for.
+    /// The longest wait, whatever the caller asks for, in milliseconds (an MCP client that
+    /// asks for progress notifications may wait up to 15 minutes).
     pub wait_max_timeout_ms: u64,
-    /// How often an MCP `wait_for_callback` sends a progress notification.
+    /// How often an MCP `wait_for_callback` sends a progress notification, in milliseconds.
     pub wait_progress_interval_ms: u64,
-    /// `pretty` or `json`.
+    /// `pretty` (coloured only on a terminal, and never with `NO_COLOR` set) or `json` (one
+    /// object per line). Logs go to stderr; `RUST_LOG` sets the levels.
     pub log_format: String,
-    /// How long a tenant portal login link stays valid (it also works only once).
+    /// How long a tenant portal sign-in link stays valid, in seconds (it also works only
+    /// once).
     pub portal_link_ttl_secs: u64,
-    /// How long a portal session lasts after signing in.
+    /// How long a portal session lasts after signing in, in seconds.
     pub portal_session_ttl_secs: u64,
     /// The platform's page the portal sends people back to (e.g. from an expired link).
     pub portal_return_url: Option<String>,
@@ -154,6 +188,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./herald-data"),
             admin_token: None,
             encryption_key: None,
+            encryption_key_file: None,
             encryption_old_keys: vec![],
             allow_private_destinations: false,
             allowed_cidrs: vec![],
@@ -288,6 +323,12 @@ impl Config {
             && let Err(e) = crate::store::seal::decode_key(k)
         {
             return invalid("encryption_key", e.to_string());
+        }
+        if self.encryption_key.is_some() && self.encryption_key_file.is_some() {
+            return invalid(
+                "encryption_key_file",
+                "and `encryption_key` are both set: set one of them".into(),
+            );
         }
         for k in &self.encryption_old_keys {
             if let Err(e) = crate::store::seal::decode_key(k) {
@@ -484,31 +525,66 @@ impl Config {
         }
     }
 
-    /// Where the generated encryption key lives when `encryption_key` is unset.
-    pub fn encryption_key_file(&self) -> PathBuf {
+    /// Where the embedded store's generated encryption key lives when no key is configured.
+    pub fn generated_key_file(&self) -> PathBuf {
         self.data_dir.join("encryption.key")
     }
 
-    /// The keys credentials are sealed with: `encryption_key`, or the key file in `data_dir`
-    /// (created on first start), plus `encryption_old_keys`.
+    /// Whether the store is Postgres (the production store several nodes share).
+    pub fn uses_postgres(&self) -> bool {
+        let url = self.database_url();
+        url.starts_with("postgres://") || url.starts_with("postgresql://")
+    }
+
+    /// The keys credentials are sealed with, plus `encryption_old_keys`. The current key is
+    /// `encryption_key`, or the contents of `encryption_key_file`. With neither:
+    ///
+    /// - SQLite: the key generated into `{data_dir}/encryption.key` on first start. It lives
+    ///   beside the database, so whoever backs one up backs up both.
+    /// - Postgres: refused. A generated key would live on one node (or in one container) only,
+    ///   and be lost with it: the next node, or the next container of an upgrade, would make
+    ///   another and could open no secret. The exception is a deployment that already runs on
+    ///   a generated key file: it keeps starting with it, with a warning that says how to move
+    ///   the key into the setting.
     pub fn keyring(&self) -> Result<Keyring, ConfigError> {
-        let current = match &self.encryption_key {
-            Some(k) => k.clone(),
-            None => {
-                let path = self.encryption_key_file();
-                load_or_create_key_file(&path).map_err(|e| ConfigError::Invalid {
-                    setting: "encryption_key",
-                    message: format!("is unset and {} cannot be used: {e}", path.display()),
-                })?
+        let (current, setting) = match (&self.encryption_key, &self.encryption_key_file) {
+            (Some(k), _) => (k.clone(), "encryption_key"),
+            (None, Some(path)) => {
+                let key = std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
+                    setting: "encryption_key_file",
+                    message: format!("{}: {e}", path.display()),
+                })?;
+                (key.trim().to_string(), "encryption_key_file")
             }
+            (None, None) => (self.generated_key()?, "encryption_key (generated file)"),
         };
         Keyring::parse(&current, &self.encryption_old_keys).map_err(|e| ConfigError::Invalid {
-            setting: if self.encryption_key.is_some() {
-                "encryption_key"
-            } else {
-                "encryption_key (file)"
-            },
+            setting,
             message: e.to_string(),
+        })
+    }
+
+    /// The key of `{data_dir}/encryption.key`, made on first start where that is safe.
+    fn generated_key(&self) -> Result<String, ConfigError> {
+        let path = self.generated_key_file();
+        if self.uses_postgres() {
+            if !path.exists() {
+                return Err(ConfigError::Invalid {
+                    setting: "encryption_key",
+                    message: MISSING_KEY.into(),
+                });
+            }
+            tracing::warn!(
+                file = %path.display(),
+                "the Postgres store's encryption key comes from a file generated in data_dir; \
+                 move it into the configuration so every node and every new container has it: \
+                 set HERALD_ENCRYPTION_KEY to the file's contents, or HERALD_ENCRYPTION_KEY_FILE \
+                 to a copy of it kept outside data_dir"
+            );
+        }
+        load_or_create_key_file(&path).map_err(|e| ConfigError::Invalid {
+            setting: "encryption_key",
+            message: format!("is unset and {} cannot be used: {e}", path.display()),
         })
     }
 
@@ -583,9 +659,154 @@ impl Config {
     }
 }
 
+/// One setting as the configuration reference lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Setting {
+    /// The name in `herald.toml`.
+    pub name: String,
+    /// The environment variable, `HERALD_` + the name upper-cased.
+    pub env: String,
+    /// The default as TOML would write it, or `None` when unset by default.
+    pub default: Option<String>,
+    /// The field's doc comment.
+    pub description: String,
+}
+
+/// Every setting, in declaration order, from the `Config` type itself: names and defaults
+/// from serde, descriptions from the doc comments (through the derived JSON schema).
+pub fn reference() -> Vec<Setting> {
+    let schema = schemars::schema_for!(Config);
+    let properties = schema
+        .get("properties")
+        .and_then(|p| p.as_object())
+        .cloned()
+        .unwrap_or_default();
+    let defaults = serde_json::to_value(Config::default()).unwrap_or_default();
+    let toml = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(format!("{s:?}")),
+        other => Some(other.to_string()),
+    };
+    properties
+        .iter()
+        .map(|(name, p)| Setting {
+            name: name.clone(),
+            env: format!("HERALD_{}", name.to_uppercase()),
+            default: toml(&defaults[name]),
+            description: p
+                .get("description")
+                .and_then(|d| d.as_str())
+                .unwrap_or_default()
+                .to_string(),
+        })
+        .collect()
+}
+
+/// `docs/configuration.md`, generated from [`reference`].
+pub fn reference_markdown() -> String {
+    let mut out = String::from(
+        "# Configuration reference\n\n\
+         <!-- Generated from src/config.rs: edit the doc comments there, then run\n     \
+         HERALD_UPDATE_DOCS=1 cargo test --lib config::tests::the_configuration_reference -->\n\n\
+         Herald reads its settings from, in increasing priority: the defaults below; the TOML \
+         file `herald.toml` in the working directory (or the one `--config` names); and \
+         environment variables, `HERALD_` followed by the setting's name in capitals. \
+         [`herald.toml.example`](../herald.toml.example) is a commented starting point. \
+         Settings are checked at start, and a bad one stops Herald with a message that names \
+         it.\n\n\
+         Durations carry their unit in the name (`_ms`, `_secs`, `_hours`, `_days`); sizes \
+         are in bytes. Lists are TOML arrays in the file and `[a,b]` in the environment. \
+         Settings are listed alphabetically, so related ones (`amqp_*`, `inbound_*`, `max_*`, \
+         `portal_*`, `wait_*`) stand together.\n",
+    );
+    for s in reference() {
+        out.push_str(&format!("\n## `{}`\n\n", s.name));
+        out.push_str(&format!("- Environment: `{}`\n", s.env));
+        match &s.default {
+            Some(d) => out.push_str(&format!("- Default: `{d}`\n")),
+            None => out.push_str("- Default: unset\n"),
+        }
+        out.push('\n');
+        out.push_str(s.description.trim());
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const REFERENCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configuration.md");
+    const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/herald.toml.example");
+
+    /// `docs/configuration.md` is what the code says; `HERALD_UPDATE_DOCS=1` rewrites it.
+    #[test]
+    fn the_configuration_reference_is_generated_from_the_code() {
+        let generated = reference_markdown();
+        if std::env::var_os("HERALD_UPDATE_DOCS").is_some() {
+            std::fs::write(REFERENCE, &generated).unwrap();
+        }
+        let committed = std::fs::read_to_string(REFERENCE).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "docs/configuration.md is out of date: run \
+             HERALD_UPDATE_DOCS=1 cargo test --lib config::tests::the_configuration_reference"
+        );
+    }
+
+    #[test]
+    // `figment::Jail`'s closure must return figment's own (large) error type.
+    #[allow(clippy::result_large_err)]
+    fn every_setting_is_described_and_read_from_its_environment_variable() {
+        let settings = reference();
+        assert!(settings.len() > 50, "{}", settings.len());
+        for s in &settings {
+            assert!(
+                s.description.len() > 10,
+                "`{}` needs a doc comment: it is its entry in the reference",
+                s.name
+            );
+        }
+        // The environment variable named in the reference really sets the setting.
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("HERALD_MAX_BATCH_SIZE", "7");
+            jail.set_env("HERALD_PORTAL_RETURN_URL", "https://example.com/back");
+            let c = Config::load(Some(std::path::Path::new("/nonexistent/herald.toml")))
+                .map_err(|e| e.to_string())?;
+            assert_eq!(c.max_batch_size, 7);
+            assert_eq!(
+                c.portal_return_url.as_deref(),
+                Some("https://example.com/back")
+            );
+            Ok(())
+        });
+    }
+
+    /// `herald.toml.example` names every setting (set or commented out) and no other.
+    #[test]
+    fn the_example_file_lists_every_setting_and_nothing_else() {
+        let example = std::fs::read_to_string(EXAMPLE).unwrap();
+        let named: std::collections::BTreeSet<String> = example
+            .lines()
+            .filter_map(|l| {
+                let l = l.trim_start_matches('#').trim();
+                let (key, _) = l.split_once('=')?;
+                let key = key.trim();
+                (!key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+                    .then(|| key.to_string())
+            })
+            .collect();
+        let settings: std::collections::BTreeSet<String> =
+            reference().into_iter().map(|s| s.name).collect();
+        let missing: Vec<_> = settings.difference(&named).collect();
+        let unknown: Vec<_> = named.difference(&settings).collect();
+        assert!(missing.is_empty(), "herald.toml.example lacks {missing:?}");
+        assert!(
+            unknown.is_empty(),
+            "herald.toml.example names unknown {unknown:?}"
+        );
+    }
 
     fn with_ca_file(path: &str) -> Result<crate::outbound::amqp::AmqpTls, ConfigError> {
         Config {

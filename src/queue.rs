@@ -1,4 +1,4 @@
-//! Publish from a queue (SPEC §2.1): Herald consumes publish requests from a RabbitMQ queue,
+//! Publish from a queue (docs/delivery.md): Herald consumes publish requests from a RabbitMQ queue,
 //! for platforms that already produce events onto RabbitMQ at volume.
 //!
 //! Each message body is the JSON of `POST /v1/events`, decoded and validated by the same code

@@ -1,4 +1,4 @@
-//! `herald bench --json` (SPEC §10): one JSON object per store on stdout and nothing else,
+//! `herald bench --json` (BENCHMARKS.md): one JSON object per store on stdout and nothing else,
 //! each with every figure the contract names, measured (not null). A small run: the figures
 //! themselves are for BENCHMARKS.md, from a release build.
 
@@ -6,7 +6,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-/// The keys SPEC §10 promises, besides `store`.
+/// The keys BENCHMARKS.md documents, besides `store`.
 const FIGURES: [&str; 11] = [
     "publish_per_s",
     "publish_batch_per_s",

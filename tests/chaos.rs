@@ -1,4 +1,4 @@
-//! Chaos (SPEC §9): Herald killed with SIGKILL mid-storm, Postgres restarted mid-delivery, a
+//! Chaos (BENCHMARKS.md has the figures): Herald killed with SIGKILL mid-storm, Postgres restarted mid-delivery, a
 //! receiver that misbehaves in every way it can, and several Herald processes on one database.
 //! Each test ends with exact counts and prints its figures (`-- --nocapture` to see them).
 //!

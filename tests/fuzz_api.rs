@@ -1,4 +1,4 @@
-//! The OpenAPI document against the live server (SPEC §7, §10): `schemathesis` generates
+//! The OpenAPI document against the live server (docs/api.md): `schemathesis` generates
 //! requests from `/openapi.json` — valid, boundary and malformed — and checks that none gets
 //! a 5xx and that every answer matches the schema the document gives for it.
 //!

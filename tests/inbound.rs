@@ -1,5 +1,5 @@
 //! Inbound capture on both stores: endpoints, every verification scheme over real HTTP, ingest
-//! limits, dedupe, cursors, bad input (SPEC §3.1, §3.2, §3.4).
+//! limits, dedupe, cursors, bad input (docs/inbound.md).
 
 mod common;
 mod inbound_support;
@@ -32,6 +32,7 @@ for_each_store!(
     invalid_endpoint_settings_are_422_naming_the_field,
     the_openapi_document_describes_the_inbound_endpoints,
     metrics_count_received_duplicate_and_rejected_callbacks,
+    a_signing_secret_is_accepted_or_refused_alike_by_destinations_endpoints_and_verify_signature,
 );
 
 /// The value of `herald_inbound_callbacks_total{result="…"}` (0 before the first one).
@@ -897,4 +898,83 @@ async fn invalid_endpoint_settings_are_422_naming_the_field(kind: StoreKind) {
         list["data"].as_array().unwrap().is_empty(),
         "nothing half-written"
     );
+}
+
+/// One parser reads Standard Webhooks secrets everywhere: a secret a destination refuses is
+/// refused by an inbound `standard_webhooks` endpoint and by `verify_signature` (the service
+/// function the MCP tool calls), with the field named, and one it accepts signs and verifies
+/// the same way in all three.
+async fn a_signing_secret_is_accepted_or_refused_alike_by_destinations_endpoints_and_verify_signature(
+    kind: StoreKind,
+) {
+    use herald::service::callbacks::{VerificationRequest, check_signature};
+    let app = TestApp::spawn(kind).await;
+    let rx = common::Receiver::start().await;
+    app.tenant("acme").await;
+    let key = STANDARD.encode([9u8; 32]);
+    let cases = [
+        (format!("whsec_{key}"), true),
+        // The bare form the Standard Webhooks libraries also accept, and unpadded base64.
+        (key.clone(), true),
+        (format!("whsec_{}", key.trim_end_matches('=')), true),
+        // 16 bytes: shorter than the 24 the specification asks for.
+        (format!("whsec_{}", STANDARD.encode([9u8; 16])), false),
+        ("whsec_not*base64!".to_string(), false),
+        (format!("whsec_{}", STANDARD.encode([9u8; 65])), false),
+    ];
+    for (secret, ok) in cases {
+        let d = app
+            .post(
+                "/v1/tenants/acme/destinations",
+                json!({"type": "webhook", "url": rx.url, "topics": ["never"], "secret": secret}),
+            )
+            .await;
+        let e = app
+            .post(
+                "/v1/callback-endpoints",
+                json!({"verification": {"scheme": "standard_webhooks", "secret": secret}}),
+            )
+            .await;
+        let v = check_signature(
+            VerificationRequest {
+                scheme: "standard_webhooks".into(),
+                secret: Some(secret.clone()),
+                ..Default::default()
+            },
+            &[],
+            b"{}",
+            now_secs(),
+        );
+        if ok {
+            assert_eq!(d.status(), 201, "destination, {secret}");
+            assert_eq!(e.status(), 201, "endpoint, {secret}");
+            assert!(v.is_ok(), "verify_signature, {secret}: {v:?}");
+            // Signed by the outbound signer, verified at the endpoint.
+            let e: Value = e.json().await.unwrap();
+            let ts = now_secs();
+            let body = br#"{"ok":true}"#;
+            let sig = standard_webhooks_signature(&secret, "msg_1", ts, body).unwrap();
+            let r = app
+                .client
+                .post(e["url"].as_str().unwrap())
+                .header("webhook-id", "msg_1")
+                .header("webhook-timestamp", ts.to_string())
+                .header("webhook-signature", sig)
+                .body(&body[..])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "ingest, {secret}");
+        } else {
+            for (what, r, field) in [
+                ("destination", d, "secret"),
+                ("endpoint", e, "verification.secret"),
+            ] {
+                assert_eq!(r.status(), 422, "{what}, {secret}");
+                let p: Value = r.json().await.unwrap();
+                assert_eq!(p["field"], field, "{what}, {secret}: {p}");
+            }
+            assert!(v.is_err(), "verify_signature, {secret}");
+        }
+    }
 }

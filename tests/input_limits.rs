@@ -1,4 +1,4 @@
-//! Input limits on both stores (SPEC §7): each configurable limit is answered with a 4xx
+//! Input limits on both stores (docs/configuration.md): each configurable limit is answered with a 4xx
 //! problem+json naming the field and leaves nothing written; the per-tenant destination limit
 //! holds under concurrent creates; oversized request heads are refused by the server.
 

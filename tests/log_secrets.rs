@@ -1,4 +1,4 @@
-//! Logs never carry a secret or a full token (SPEC §7): every line Herald and its libraries
+//! Logs never carry a secret or a full token (SECURITY.md): every line Herald and its libraries
 //! write, at the most verbose levels, is captured while a destination is created and rotated,
 //! events are published with a tenant token and delivered (one failure, one success), and
 //! callbacks are ingested, rejected and acknowledged — then searched for every credential.

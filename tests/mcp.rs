@@ -1,4 +1,4 @@
-//! The MCP server (SPEC §4), driven by a real MCP client: the official Python SDK (`mcp` 2.x,
+//! The MCP server (docs/mcp.md), driven by a real MCP client: the official Python SDK (`mcp` 2.x,
 //! installed by `scripts/test`) running `tests/mcp/client.py` against Herald over Streamable
 //! HTTP (`/mcp`) and over stdio (`herald mcp`, embedded or proxying with `--url`).
 //!

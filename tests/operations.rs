@@ -230,3 +230,47 @@ async fn a_worker_only_node_serves_health_and_metrics_but_not_the_api(kind: Stor
         assert_eq!(app.get(path).await.status(), 200, "{path}");
     }
 }
+
+/// Logs written to a pipe (a file, journald, a container's log driver) are plain text: no
+/// ANSI colour escapes, though the same build colours them on a terminal.
+#[tokio::test]
+async fn logs_written_to_a_pipe_carry_no_colour_escapes() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("HERALD_DATA_DIR", dir.path())
+        .env("HERALD_LISTEN", "127.0.0.1:0")
+        .env("HERALD_ADMIN_TOKEN", "log-test")
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR")
+        .env_remove("HERALD_LOG_FORMAT")
+        .env_remove("HERALD_DATABASE_URL")
+        .env_remove("DATABASE_URL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = String::new();
+    let running = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.contains("Herald is running") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    child.kill().await.unwrap();
+    assert_eq!(running, Ok(true), "no start-up line in:\n{seen}");
+    assert!(seen.contains("INFO"), "{seen}");
+    assert!(
+        !seen.contains('\u{1b}'),
+        "ANSI escapes in piped logs:\n{seen:?}"
+    );
+}

@@ -908,7 +908,7 @@ async fn a_forced_close_of_the_connection_loses_no_deliveries(kind: StoreKind) {
     );
 }
 
-/// Chaos (SPEC §9, "RabbitMQ connection dropped during delivery"): 2,000 events stream to a
+/// Chaos (a RabbitMQ connection dropped during delivery): 2,000 events stream to a
 /// RabbitMQ destination with the worker's claim loop running, and the broker closes Herald's
 /// connection twice while messages are in flight (after 300 and after 900 are queued).
 /// Herald reconnects by itself; at the end the queue has seen every event id exactly counted,

@@ -1,4 +1,4 @@
-//! Reply channels (SPEC §3.5) on both stores: an event carries a URL its subscriber answers on,
+//! Reply channels (docs/reply-channels.md) on both stores: an event carries a URL its subscriber answers on,
 //! and the publisher waits for the answer. Real receiver, real HTTP, both directions.
 
 mod common;

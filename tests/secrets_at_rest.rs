@@ -1,4 +1,4 @@
-//! Secrets at rest on both stores (SPEC §7): what reaches the database file holds no
+//! Secrets at rest on both stores (SECURITY.md): what reaches the database file holds no
 //! credential in clear, deliveries still sign with the sealed secrets, clear rows from before
 //! sealing are sealed at start, a key rotation re-seals everything, and a node with the wrong
 //! key refuses to start.
@@ -18,7 +18,9 @@ for_each_store!(
     the_raw_database_holds_no_credential_in_clear_and_deliveries_still_sign,
     clear_rows_from_before_sealing_are_sealed_at_the_next_start,
     a_key_rotation_reseals_every_value_and_the_old_key_can_then_be_retired,
-    a_generated_key_is_kept_in_the_data_dir_and_a_node_with_another_key_refuses_to_start,
+    a_key_file_in_the_data_dir_is_kept_and_a_node_with_another_key_refuses_to_start,
+    a_key_named_by_encryption_key_file_seals_and_opens_the_secrets,
+    a_query_token_is_redacted_however_its_key_is_encoded,
 );
 
 /// A signing secret the test knows: `whsec_` + base64 of 32 fixed bytes.
@@ -33,11 +35,11 @@ const HEADER_SECRET: &str = "Bearer hdr-s3cret-7f1c0d";
 const GITHUB_SECRET: &str = "gh-s3cret-2b9e44";
 const INBOUND_TOKEN: &str = "tok-s3cret-90aa1e";
 
-/// Everything the database holds, as text: the SQLite file and its WAL byte for byte, or
-/// every row of every Postgres table.
 /// The password in a RabbitMQ destination's broker URL.
 const AMQP_PASSWORD: &str = "amqp-pw-s3cret";
 
+/// Everything the database holds, as text: the SQLite file and its WAL byte for byte, or
+/// every row of every Postgres table.
 async fn raw_dump(db: &TestDb, kind: StoreKind) -> String {
     match kind {
         StoreKind::Sqlite => {
@@ -275,7 +277,7 @@ async fn a_key_rotation_reseals_every_value_and_the_old_key_can_then_be_retired(
     assert!(Application::build(stale).await.is_ok());
 }
 
-async fn a_generated_key_is_kept_in_the_data_dir_and_a_node_with_another_key_refuses_to_start(
+async fn a_key_file_in_the_data_dir_is_kept_and_a_node_with_another_key_refuses_to_start(
     kind: StoreKind,
 ) {
     let dir = tempfile::tempdir().unwrap();
@@ -287,11 +289,16 @@ async fn a_generated_key_is_kept_in_the_data_dir_and_a_node_with_another_key_ref
             c.data_dir = data_dir;
         }
     };
+    let key_file = data_dir.join("encryption.key");
+    if kind == StoreKind::Postgres {
+        // Postgres generates no key; a deployment that an older Herald started this way
+        // already has the file, and keeps starting with it (with a warning).
+        herald::store::seal::load_or_create_key_file(&key_file).unwrap();
+    }
     let app = TestApp::spawn_on(db.clone(), generated(data_dir.clone())).await;
     let rx = Receiver::start().await;
     let id = secret_destination(&app, &rx).await;
     app.stop().await;
-    let key_file = data_dir.join("encryption.key");
     let key = std::fs::read_to_string(&key_file).unwrap();
     #[cfg(unix)]
     {
@@ -311,8 +318,8 @@ async fn a_generated_key_is_kept_in_the_data_dir_and_a_node_with_another_key_ref
     restarted.stop().await;
     assert_eq!(std::fs::read_to_string(&key_file).unwrap(), key);
 
-    // A second node that generated its own key (a forgotten `encryption_key` on a shared
-    // Postgres) stops at start instead of sealing with a key the others lack.
+    // A second node without the key stops at start instead of sealing with a key the others
+    // lack: on SQLite it generated another one; on Postgres it generates none.
     let mut other = test_config(&db);
     generated(dir.path().join("node2"))(&mut other);
     let err = Application::build(other)
@@ -320,4 +327,169 @@ async fn a_generated_key_is_kept_in_the_data_dir_and_a_node_with_another_key_ref
         .err()
         .expect("a node with another key refuses to start");
     assert!(err.to_string().contains("encryption_key"), "{err}");
+}
+
+async fn a_key_named_by_encryption_key_file_seals_and_opens_the_secrets(kind: StoreKind) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("herald-key");
+    std::fs::write(&file, format!("{ENCRYPTION_KEY}\n")).unwrap();
+    let db = Arc::new(TestDb::new(kind).await);
+    let from_file = |c: &mut herald::config::Config| {
+        c.encryption_key = None;
+        c.encryption_key_file = Some(file.clone());
+        c.data_dir = dir.path().join("data");
+    };
+    let app = TestApp::spawn_on(db.clone(), from_file).await;
+    let rx = Receiver::start().await;
+    let id = secret_destination(&app, &rx).await;
+    assert!(
+        stored_secrets(&db, kind, &id)
+            .await
+            .starts_with(&format!("{PREFIX}{}:", key_id(ENCRYPTION_KEY)))
+    );
+    assert_delivered_signed(&app, &rx).await;
+    app.stop().await;
+    assert!(
+        !dir.path().join("data").join("encryption.key").exists(),
+        "no key is generated when one is configured"
+    );
+
+    // A missing file, or both settings at once, is a configuration error naming the setting.
+    let mut missing = test_config(&db);
+    missing.encryption_key = None;
+    missing.encryption_key_file = Some(dir.path().join("nope"));
+    let err = Application::build(missing).await.err().expect("refused");
+    assert!(err.to_string().contains("`encryption_key_file`"), "{err}");
+    let mut both = test_config(&db);
+    both.encryption_key_file = Some(file.clone());
+    let err = herald::config::Config::validate(&both).unwrap_err();
+    assert!(err.to_string().contains("`encryption_key_file`"), "{err}");
+}
+
+/// Two nodes on one Postgres, given the same key (one in the setting, one in a key file): a
+/// destination created through one is delivered, signed with its sealed secret, by the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_given_the_same_key_share_one_postgres_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("herald-key");
+    std::fs::write(&file, ENCRYPTION_KEY).unwrap();
+    let db = Arc::new(TestDb::new(StoreKind::Postgres).await);
+    let a = TestApp::spawn_on(db.clone(), |_| {}).await;
+    let b = TestApp::spawn_on(db.clone(), |c| {
+        c.encryption_key = None;
+        c.encryption_key_file = Some(file.clone());
+    })
+    .await;
+    let rx = Receiver::start().await;
+    secret_destination(&a, &rx).await;
+    assert_delivered_signed(&b, &rx).await;
+    assert_delivered_signed(&a, &rx).await;
+    // Both read the destination's headers back in clear through the API.
+    for node in [&a, &b] {
+        let d = node.get_json("/v1/tenants/acme/destinations").await;
+        assert_eq!(d["data"][0]["headers"]["Authorization"], HEADER_SECRET);
+    }
+}
+
+/// `herald serve` on Postgres with no key at all exits with an error that names the setting
+/// and the command that makes a key, and leaves no key file behind.
+#[tokio::test]
+async fn herald_on_postgres_without_a_key_refuses_to_start_and_says_how_to_make_one() {
+    let db = TestDb::new(StoreKind::Postgres).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HERALD_DATABASE_URL", &db.url)
+        .env("HERALD_DATA_DIR", dir.path())
+        .env("HERALD_LISTEN", "127.0.0.1:0")
+        .env("HERALD_ADMIN_TOKEN", "t")
+        .current_dir(dir.path())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("`encryption_key` must be set with a Postgres store"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("HERALD_ENCRYPTION_KEY"), "{stderr}");
+    assert!(stderr.contains("herald generate-key"), "{stderr}");
+    assert!(!dir.path().join("encryption.key").exists());
+
+    // The command it names prints a key that the setting accepts.
+    let key = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .arg("generate-key")
+        .output()
+        .await
+        .unwrap();
+    assert!(key.status.success());
+    let key = String::from_utf8(key.stdout).unwrap();
+    Keyring::parse(key.trim(), &[]).expect("a usable key");
+}
+
+/// The `token` scheme reads `?token=` form-decoded, so the stored query is redacted the same
+/// way: an encoded key (`%74oken`), a repeated key, `+` for a space and an empty value all
+/// verify or fail as they should, and the token is nowhere in the database afterwards.
+async fn a_query_token_is_redacted_however_its_key_is_encoded(kind: StoreKind) {
+    const TOKEN: &str = "q-s3cret 7d2a";
+    let app = TestApp::spawn(kind).await;
+    let r = app
+        .post(
+            "/v1/callback-endpoints",
+            json!({"verification": {"scheme": "token", "token": TOKEN}}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let ep: Value = r.json().await.unwrap();
+    let url = ep["url"].as_str().unwrap();
+    for (query, status) in [
+        ("%74oken=q-s3cret%207d2a", 200),
+        ("a=1&t%6Fken=q-s3cret+7d2a", 200),
+        ("token=&token=q-s3cret+7d2a&b=2", 200),
+        ("token=wrong&%74oken=q-s3cret+7d2a", 401),
+        ("token=", 401),
+    ] {
+        let r = app
+            .client
+            .post(format!("{url}?{query}"))
+            .json(&json!({"done": true}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{query}");
+    }
+    let queries = |status: &'static str| {
+        let path = format!(
+            "/v1/callback-endpoints/{}/events?status={status}",
+            ep["id"].as_str().unwrap()
+        );
+        let app = &app;
+        async move {
+            let listed = app.get_json(&path).await;
+            listed["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["query"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        queries("accepted").await,
+        [
+            "token=[redacted]",
+            "a=1&token=[redacted]",
+            "token=[redacted]&token=[redacted]&b=2",
+        ]
+    );
+    // Rejected requests, newest first.
+    assert_eq!(
+        queries("rejected").await,
+        ["token=[redacted]", "token=[redacted]&token=[redacted]"]
+    );
+    let dump = raw_dump(&app.db, kind).await;
+    assert!(!dump.contains("q-s3cret"), "the token is in the database");
 }

@@ -1,4 +1,4 @@
-//! Waiting on callbacks (SPEC §3.3) on both stores: long-poll, cursors, SSE resume, poll/ack,
+//! Waiting on callbacks (docs/waiting.md) on both stores: long-poll, cursors, SSE resume, poll/ack,
 //! and on Postgres the wake-up across processes.
 
 mod common;

@@ -463,6 +463,8 @@ async fn run_on(opts: &BenchOptions, database_url: &str) -> anyhow::Result<Value
         listen: "127.0.0.1:0".into(),
         database_url: Some(database_url.into()),
         admin_token: Some(ADMIN.into()),
+        // A key of its own: the benchmark's store is thrown away with it.
+        encryption_key: Some(crate::store::seal::generate_key()),
         allow_private_destinations: true,
         worker: false,
         // The benchmark measures capacity, not the per-endpoint abuse limit.

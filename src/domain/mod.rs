@@ -12,6 +12,7 @@ pub mod health;
 pub mod ids;
 pub mod model;
 pub mod retry;
+pub mod secrets;
 pub mod signature;
 pub mod state;
 pub mod time;

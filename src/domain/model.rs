@@ -1,5 +1,5 @@
 //! The objects Herald stores, as the rest of the program sees them. They serialize to the
-//! API's JSON shapes (SPEC §10); times are Unix milliseconds inside and RFC 3339 outside.
+//! API's JSON shapes (docs/api.md); times are Unix milliseconds inside and RFC 3339 outside.
 
 use std::collections::BTreeMap;
 

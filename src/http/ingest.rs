@@ -1,4 +1,4 @@
-//! `ANY /in/{slug}`: where callbacks arrive (SPEC §3.2). No bearer token: the unguessable slug
+//! `ANY /in/{slug}`: where callbacks arrive (docs/inbound.md). No bearer token: the unguessable slug
 //! and the endpoint's verification scheme protect it.
 //!
 //! The handler does only what must happen before answering — read the body within the limit,

@@ -1,4 +1,4 @@
-//! Inbound capture (SPEC §3): the half of Herald that lets an agent stop polling.
+//! Inbound capture (docs/inbound.md, docs/waiting.md): the half of Herald that lets an agent stop polling.
 //!
 //! An agent creates a callback endpoint, hands its URL (`/in/{slug}`) to slow work elsewhere, and
 //! waits on it. This module holds the parts that are neither SQL nor HTTP:

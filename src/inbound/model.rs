@@ -1,4 +1,4 @@
-//! Callback endpoints and captured callbacks, as stored and as the API shows them (SPEC §10).
+//! Callback endpoints and captured callbacks, as stored and as the API shows them (docs/api.md).
 
 use std::collections::BTreeMap;
 

@@ -1,10 +1,11 @@
-//! Verification of inbound webhook requests captured at callback endpoints (SPEC §3.1, §3.4).
+//! Verification of inbound webhook requests captured at callback endpoints (docs/inbound.md).
 //!
 //! Everything here is a pure function of the endpoint's scheme config and the captured request
 //! (headers, query, raw body, the caller's clock), so the ingest handler, the MCP
 //! `verify_signature` tool and the tests share one implementation and need no I/O.
-//! The Standard Webhooks signer lives here as well, so the outbound sender and the inbound
-//! verifier cannot drift apart (both are pinned by `shared/vectors/signatures.json`).
+//! Standard Webhooks secrets are read and signed by `domain::signature`, the same code the
+//! outbound sender uses, so the two cannot drift apart (both are pinned by
+//! `tests/vectors/signatures.json`).
 //!
 //! Every comparison of a secret-derived value is constant time, and malformed input (bad
 //! base64/hex, unparsable timestamps, foreign JSON) is reported as an error, never a panic.
@@ -14,7 +15,6 @@ use std::fmt;
 
 use base64::Engine as _;
 use base64::alphabet;
-use base64::engine::general_purpose::STANDARD;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
@@ -23,13 +23,15 @@ use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256, Sha512};
 use subtle::ConstantTimeEq;
 
+use crate::domain::signature::{self, Accept, SecretError};
+
 /// Allowed clock skew, either way, for timestamped schemes: it bounds the replay window while
 /// tolerating unsynchronised clocks (the ±5 min every provider documents).
 pub const TOLERANCE_SECS: i64 = 300;
 
 /// Config of a callback endpoint's verification (stored as JSON; secret already decrypted).
 ///
-/// `Debug` is implemented by hand so that logging a config never prints a secret (SPEC §7).
+/// `Debug` is implemented by hand so that logging a config never prints a secret (SECURITY.md).
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "scheme", rename_all = "snake_case")]
 pub enum Verification {
@@ -218,7 +220,7 @@ pub fn verify(v: &Verification, req: &Request<'_>) -> Result<Verified, VerifyErr
 /// `"object":"event"`), `Idempotency-Key`. First found wins.
 ///
 /// Senders retry with the same id, so this is what lets ingest answer a retry 200 without storing
-/// it twice (SPEC §3.2).
+/// it twice (docs/inbound.md).
 pub fn dedupe_key(headers: &[(String, String)], body: &[u8]) -> Option<String> {
     ["webhook-id", "svix-id", "X-GitHub-Delivery"]
         .iter()
@@ -228,18 +230,15 @@ pub fn dedupe_key(headers: &[(String, String)], body: &[u8]) -> Option<String> {
         .or_else(|| header(headers, "Idempotency-Key").map(str::to_owned))
 }
 
-/// Standard Webhooks signing, also used by the outbound sender:
-/// `v1,<base64 HMAC-SHA256(key, "{id}.{ts}.{body}")>`, where the key is the base64-decoded part
-/// after `whsec_` (a secret without the prefix is tolerated, as the reference libraries do).
+/// A Standard Webhooks signature, `v1,<base64>`, by the outbound sender's signer
+/// (`domain::signature`), with the secret read as a stored one.
 pub fn standard_webhooks_signature(
     secret: &str,
     msg_id: &str,
     timestamp: i64,
     body: &[u8],
 ) -> Result<String, VerifyError> {
-    let key = decode_whsec(secret)?;
-    let mac = standard_webhooks_mac(&key, msg_id, timestamp, body)?;
-    Ok(format!("v1,{}", STANDARD.encode(mac)))
+    signature::sign(secret, msg_id, timestamp, body).map_err(secret_error)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -269,8 +268,9 @@ fn verify_standard_webhooks(secret: &str, req: &Request<'_>) -> Result<(), Verif
     let ts = parse_timestamp(ts_raw, "webhook-timestamp")?;
     check_tolerance(ts, req.now_unix)?;
 
-    let key = decode_whsec(secret)?;
-    let expected = standard_webhooks_mac(&key, id, ts, req.body)?;
+    // Stored rules: an endpoint saved under the older, more lenient ones keeps verifying.
+    let key = signature::parse_secret(secret, Accept::Stored).map_err(secret_error)?;
+    let expected = signature::mac(&key, id, ts, req.body);
     // Several entries appear during secret rotation; other versions (e.g. `v1a`) are not ours.
     let candidates: Vec<_> = signatures
         .split_whitespace()
@@ -394,7 +394,7 @@ fn verify_a2a_token(token: &str, req: &Request<'_>) -> Result<(), VerifyError> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A2A bodies (SPEC §3.4)
+// A2A bodies (docs/inbound.md)
 
 /// Accepts the v1.0 `StreamResponse` shapes and the v0.3 `Task` / event bodies; anything else is
 /// not an A2A notification and is rejected rather than stored without a task id.
@@ -551,28 +551,8 @@ fn hmac(alg: HmacAlgorithm, key: &[u8], parts: &[&[u8]]) -> Result<Vec<u8>, Veri
     }
 }
 
-fn standard_webhooks_mac(
-    key: &[u8],
-    msg_id: &str,
-    timestamp: i64,
-    body: &[u8],
-) -> Result<Vec<u8>, VerifyError> {
-    let ts = timestamp.to_string();
-    hmac(
-        HmacAlgorithm::Sha256,
-        key,
-        &[msg_id.as_bytes(), b".", ts.as_bytes(), b".", body],
-    )
-}
-
-fn decode_whsec(secret: &str) -> Result<Vec<u8>, VerifyError> {
-    let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
-    match decode_base64(encoded) {
-        Some(key) if !key.is_empty() => Ok(key),
-        _ => Err(VerifyError::Malformed(
-            "secret is not `whsec_` followed by base64".into(),
-        )),
-    }
+fn secret_error(e: SecretError) -> VerifyError {
+    VerifyError::Malformed(e.to_string())
 }
 
 /// Senders differ on alphabet and padding; accepting both costs nothing since the MAC decides.
@@ -662,49 +642,42 @@ fn bearer_token(value: &str) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-/// First non-empty value of a query parameter, form-urlencoded (`+` is a space), as browsers
-/// and HTTP clients encode it.
-fn query_param(query: &str, name: &str) -> Option<String> {
+/// A query string's pairs as written (`raw`) and decoded, form-urlencoded (`%74` is `t`, `+`
+/// is a space) as browsers and HTTP clients encode them. Verification and the redaction of
+/// stored queries both read queries through this, so a key that verifies is a key that is
+/// redacted, however it was encoded.
+fn query_pairs(query: &str) -> impl Iterator<Item = (&str, Cow<'_, str>, Cow<'_, str>)> {
     let query = query.strip_prefix('?').unwrap_or(query);
-    query
-        .split('&')
-        .filter_map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (form_decode(k) == name).then(|| form_decode(v).into_owned())
-        })
+    query.split('&').filter(|raw| !raw.is_empty()).map(|raw| {
+        let (k, v) = form_urlencoded::parse(raw.as_bytes())
+            .next()
+            .unwrap_or_default();
+        (raw, k, v)
+    })
+}
+
+/// First non-empty value of a query parameter.
+fn query_param(query: &str, name: &str) -> Option<String> {
+    query_pairs(query)
+        .filter(|(_, k, _)| k == name)
+        .map(|(_, _, v)| v.into_owned())
         .find(|v| !v.is_empty())
 }
 
-fn form_decode(s: &str) -> Cow<'_, str> {
-    if !s.contains(['+', '%']) {
-        return Cow::Borrowed(s);
-    }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => match (
-                bytes.get(i + 1).and_then(hex_value),
-                bytes.get(i + 2).and_then(hex_value),
-            ) {
-                (Some(hi), Some(lo)) => {
-                    out.push(hi << 4 | lo);
-                    i += 2;
-                }
-                // A stray `%` is kept literally, as form decoders do.
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
-}
-
-fn hex_value(b: &u8) -> Option<u8> {
-    (*b as char).to_digit(16).map(|d| d as u8)
+/// The query with every value of `name` replaced by `[redacted]`, whatever the key's
+/// encoding or how often it repeats; other pairs are kept as written.
+/// `a=1&%74oken=s3cret` → `a=1&token=[redacted]`.
+pub fn redact_query_param(query: &str, name: &str) -> String {
+    query_pairs(query)
+        .map(|(raw, k, _)| {
+            if k == name {
+                format!("{name}=[redacted]")
+            } else {
+                raw.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -713,7 +686,7 @@ fn hex_value(b: &u8) -> Option<u8> {
 mod tests {
     use super::*;
 
-    const VECTORS: &str = include_str!("../../../shared/vectors/signatures.json");
+    const VECTORS: &str = include_str!("../../tests/vectors/signatures.json");
     const NOW: i64 = 1_700_000_000;
 
     fn vectors() -> Value {
@@ -1012,6 +985,22 @@ mod tests {
             payload.as_bytes(),
         );
         assert_eq!(bare, Ok(sig));
+    }
+
+    #[test]
+    fn an_endpoint_saved_under_the_old_rules_keeps_verifying() {
+        // Before one parser served every place, endpoints took URL-safe base64 and short keys;
+        // such a stored secret is read as it was accepted then.
+        let secret = "whsec_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_";
+        let short = "whsec_MTIzNDU2Nzg5MDEyMzQ1Njc4OTA=";
+        for secret in [secret, short] {
+            let cfg = Verification::StandardWebhooks {
+                secret: secret.into(),
+            };
+            let sig = standard_webhooks_signature(secret, "msg_1", NOW, b"{}").unwrap();
+            let h = sw_headers("msg_1", NOW, &sig);
+            assert!(run(&cfg, &h, b"{}", NOW).is_ok(), "{secret}");
+        }
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The MCP server (SPEC §4): Herald's callbacks and deliveries as tools an agent calls from any
+//! The MCP server (docs/mcp.md): Herald's callbacks and deliveries as tools an agent calls from any
 //! MCP client, built on the official SDK, `rmcp`.
 //!
 //! - [`tools`]: the server and its tools; waits in slices with progress and cancellation.

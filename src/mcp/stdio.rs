@@ -7,7 +7,6 @@
 //! carries only MCP messages; logs go to standard error.
 
 use anyhow::Context;
-use rand::RngCore;
 use rmcp::ServiceExt;
 
 use super::api::ApiClient;
@@ -22,11 +21,10 @@ pub async fn run(mut config: Config, url: Option<String>) -> anyhow::Result<()> 
     let Some(url) = url else {
         // The tools reach the embedded API with an admin token of this process's own, unless
         // one is configured (then the API on HERALD_LISTEN accepts exactly that one).
-        let token = config.admin_token.clone().unwrap_or_else(|| {
-            let mut b = [0u8; 32];
-            rand::rng().fill_bytes(&mut b);
-            hex::encode(b)
-        });
+        let token = config
+            .admin_token
+            .clone()
+            .unwrap_or_else(crate::service::tokens::generate_token);
         config.admin_token = Some(token.clone());
         let app = Application::build(config)
             .await

@@ -29,7 +29,7 @@ use crate::service::{InboundSettings, VerificationRequest};
 /// the 60 s at which many clients give up on a silent request does not apply.
 pub const MAX_WAIT_WITH_PROGRESS: Duration = Duration::from_secs(15 * 60);
 
-/// How long `wait_for_callback` waits (SPEC §4).
+/// How long `wait_for_callback` waits (docs/mcp.md).
 #[derive(Debug, Clone, Copy)]
 pub struct WaitLimits {
     /// A wait without `timeout_ms` lasts this long (30 s)...

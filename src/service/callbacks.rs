@@ -1,14 +1,11 @@
-//! Inbound use cases (SPEC §3): manage callback endpoints, ingest what arrives at them, and let
+//! Inbound use cases (docs/inbound.md, docs/waiting.md): manage callback endpoints, ingest what arrives at them, and let
 //! agents wait, stream, poll and acknowledge.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use futures_util::Stream;
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -16,6 +13,8 @@ use utoipa::ToSchema;
 use super::{Herald, Result, ServiceError, page_limit};
 use crate::domain::ids::{Kind, new_id};
 use crate::domain::model::Page;
+use crate::domain::secrets::{self, SecretKind};
+use crate::domain::signature::{self, Accept};
 use crate::domain::validate::{self, Invalid};
 use crate::inbound::model::{
     Callback, CallbackEndpoint, CallbackStatus, CallbackView, EndpointView, Ingested,
@@ -65,18 +64,7 @@ const MAX_SECRET: usize = 512;
 
 /// 192 random bits, base64url: the slug is the capability, so it must not be guessable.
 pub fn new_slug() -> String {
-    let mut bytes = [0u8; 24];
-    rand::rng().fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-fn random_secret(prefix: &str, bytes: usize) -> String {
-    let mut b = vec![0u8; bytes];
-    rand::rng().fill_bytes(&mut b);
-    match prefix {
-        "whsec_" => format!("whsec_{}", STANDARD.encode(b)),
-        p => format!("{p}{}", URL_SAFE_NO_PAD.encode(b)),
-    }
+    secrets::generate(SecretKind::CallbackSlug)
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -93,7 +81,7 @@ pub struct CreateCallbackEndpoint {
     pub metadata: Option<Value>,
 }
 
-/// SPEC §10: `{scheme, secret?, token?, header?, algorithm?, encoding?, prefix?}`. A secret or
+/// The API's `verification` object (docs/inbound.md): `{scheme, secret?, token?, header?, algorithm?, encoding?, prefix?}`. A secret or
 /// token left out is generated and returned once.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -170,7 +158,7 @@ pub enum IngestError {
     Store(StoreError),
 }
 
-/// The answer to a wait (SPEC §3.3).
+/// The answer to a wait (docs/waiting.md).
 #[derive(Debug, Clone)]
 pub enum WaitOutcome {
     /// `cursor` is the callback's: wait again with `after=cursor` for the next one.
@@ -389,7 +377,7 @@ impl Herald {
             path: req.path,
             query: req.query.map(|q| {
                 if secret_bearing {
-                    redact_token_param(&q)
+                    verify::redact_query_param(&q, "token")
                 } else {
                     q
                 }
@@ -752,12 +740,12 @@ fn build_verification(
             .into());
         }
     }
-    let token = || r.token.clone().unwrap_or_else(|| random_secret("", 32));
-    let secret = |prefix: &str| {
-        r.secret
+    let token = || {
+        r.token
             .clone()
-            .unwrap_or_else(|| random_secret(prefix, 32))
+            .unwrap_or_else(|| secrets::generate(SecretKind::InboundSecret))
     };
+    let secret = |kind: SecretKind| r.secret.clone().unwrap_or_else(|| secrets::generate(kind));
     let v = match r.scheme.as_str() {
         "none" => {
             if r.secret.is_some() {
@@ -772,22 +760,25 @@ fn build_verification(
         "token" => Verification::Token { token: token() },
         "a2a" => Verification::A2a { token: token() },
         "standard_webhooks" => {
-            let secret = secret("whsec_");
-            if verify::standard_webhooks_signature(&secret, "msg", 0, b"").is_err() {
-                return Err(Invalid::new(
-                    "verification.secret",
-                    "must be `whsec_` followed by base64",
-                )
-                .into());
-            }
+            // The same rule as a destination's secret (`domain::signature`).
+            let secret = secret(SecretKind::SigningSecret);
+            signature::parse_secret(&secret, Accept::New)
+                .map_err(|e| Invalid::new("verification.secret", e.to_string()))?;
             Verification::StandardWebhooks { secret }
         }
-        "github" => Verification::Github { secret: secret("") },
-        "stripe" => Verification::Stripe {
-            secret: secret("whsec_"),
+        "github" => Verification::Github {
+            secret: secret(SecretKind::InboundSecret),
         },
-        "shopify" => Verification::Shopify { secret: secret("") },
-        "slack" => Verification::Slack { secret: secret("") },
+        // Stripe's secrets look like `whsec_…` but are used as text, not decoded.
+        "stripe" => Verification::Stripe {
+            secret: secret(SecretKind::SigningSecret),
+        },
+        "shopify" => Verification::Shopify {
+            secret: secret(SecretKind::InboundSecret),
+        },
+        "slack" => Verification::Slack {
+            secret: secret(SecretKind::InboundSecret),
+        },
         "hmac" => {
             let header = r.header.clone().ok_or_else(|| {
                 Invalid::new("verification.header", "is required by the `hmac` scheme")
@@ -803,7 +794,7 @@ fn build_verification(
                 );
             }
             Verification::Hmac {
-                secret: secret(""),
+                secret: secret(SecretKind::InboundSecret),
                 header,
                 algorithm: r.algorithm.unwrap_or_default(),
                 encoding: r.encoding.unwrap_or_default(),
@@ -868,21 +859,11 @@ fn stored_headers(headers: &[(String, String)], redact: bool) -> BTreeMap<String
     out
 }
 
-/// `a=1&token=s3cret` → `a=1&token=[redacted]`.
-fn redact_token_param(query: &str) -> String {
-    query
-        .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some(("token", _)) => "token=[redacted]".to_string(),
-            _ => pair.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     #[test]
     fn slugs_carry_192_random_bits() {
@@ -923,6 +904,5 @@ mod tests {
         );
         assert_eq!(h["authorization"], "[redacted]");
         assert_eq!(h["x-a"], "1");
-        assert_eq!(redact_token_param("a=1&token=s"), "a=1&token=[redacted]");
     }
 }

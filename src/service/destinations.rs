@@ -274,7 +274,8 @@ impl Herald {
         validate::options("options", &req.options)?;
         let secret = match req.secret {
             Some(s) => {
-                signature::secret_key(&s).map_err(|e| Invalid::new("secret", e.to_string()))?;
+                signature::parse_secret(&s, signature::Accept::New)
+                    .map_err(|e| Invalid::new("secret", e.to_string()))?;
                 s
             }
             None => signature::generate_secret(),
@@ -483,7 +484,8 @@ impl Herald {
         }
         let secret = match req.secret {
             Some(s) => {
-                signature::secret_key(&s).map_err(|e| Invalid::new("secret", e.to_string()))?;
+                signature::parse_secret(&s, signature::Accept::New)
+                    .map_err(|e| Invalid::new("secret", e.to_string()))?;
                 s
             }
             None => signature::generate_secret(),

@@ -41,7 +41,7 @@ impl Herald {
     ) -> Result<Option<String>> {
         self.check_url("operator_webhook_url", url)?;
         if let Some(s) = secret {
-            signature::secret_key(s).map_err(|e| {
+            signature::parse_secret(s, signature::Accept::New).map_err(|e| {
                 crate::domain::validate::Invalid::new("operator_webhook_secret", e.to_string())
             })?;
         }

@@ -15,6 +15,7 @@ use utoipa::ToSchema;
 use super::tokens::hash_token;
 use super::{Herald, PublishRequest, Result, ServiceError};
 use crate::domain::health::{DestinationHealth, HEALTH_WINDOW_MS};
+use crate::domain::secrets::{self, SecretKind};
 use crate::domain::time::Millis;
 use crate::store::{LinkState, Published, Scope};
 
@@ -85,10 +86,9 @@ pub fn csrf_token(session_token: &str) -> String {
     hash_token(&format!("herald-portal-csrf:{session_token}"))[..32].to_string()
 }
 
-/// Login-link tokens are `hpl_…`, session tokens `hps_…`: same randomness as API tokens.
-fn portal_token(prefix: &str) -> String {
-    let t = super::tokens::generate_token();
-    format!("{prefix}{}", t.trim_start_matches("hld_"))
+/// Login-link tokens are `hpl_…`, session tokens `hps_…` (`domain::secrets`).
+fn portal_token(kind: SecretKind) -> String {
+    secrets::generate(kind)
 }
 
 impl Herald {
@@ -100,7 +100,7 @@ impl Herald {
 
     /// Issues a single-use login link to the tenant's portal.
     pub async fn create_portal_link(&self, tenant_id: &str) -> Result<PortalLink> {
-        let token = portal_token("hpl_");
+        let token = portal_token(SecretKind::PortalLink);
         let now = self.clock.now();
         let expires_at = now + self.portal.link_ttl.as_millis() as Millis;
         self.store
@@ -120,7 +120,7 @@ impl Herald {
         &self,
         link_token: &str,
     ) -> Result<std::result::Result<PortalSession, LinkError>> {
-        let token = portal_token("hps_");
+        let token = portal_token(SecretKind::PortalSession);
         let now = self.clock.now();
         let expires_at = now + self.portal.session_ttl.as_millis() as Millis;
         let outcome = self
@@ -226,7 +226,7 @@ mod tests {
 
     #[test]
     fn portal_tokens_carry_their_prefix() {
-        let t = portal_token("hpl_");
+        let t = portal_token(SecretKind::PortalLink);
         assert!(t.starts_with("hpl_") && t.len() == 47, "{t}");
     }
 }

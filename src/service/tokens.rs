@@ -3,19 +3,15 @@
 //! A plain (unsalted) hash is enough here: tokens are 256 random bits, so there is nothing to
 //! brute-force, and a hash lookup keeps authentication one indexed query.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use super::{Herald, Result};
 use crate::domain::ids::{Kind, new_id};
+use crate::domain::secrets::{self, SecretKind};
 
-/// `hld_` + 43 base64url characters.
+/// `hld_` + 43 base64url characters (`domain::secrets` has every format).
 pub fn generate_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    format!("hld_{}", URL_SAFE_NO_PAD.encode(bytes))
+    secrets::generate(SecretKind::ApiToken)
 }
 
 pub fn hash_token(token: &str) -> String {

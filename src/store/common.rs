@@ -318,7 +318,7 @@ macro_rules! impl_store {
                     });
                     q.build().execute(&mut *tx).await.map_err(rows::idempotency_conflict)?;
                 }
-                // Reply channels (SPEC §3.5) belong to their event: created after it, in the
+                // Reply channels (docs/reply-channels.md) belong to their event: created after it, in the
                 // same transaction.
                 for ev in &new_events {
                     if let Some(r) = &ev.reply {

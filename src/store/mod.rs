@@ -94,7 +94,7 @@ pub struct NewEvent {
     pub metadata: serde_json::Value,
     pub idempotency_key: Option<String>,
     pub destination_id: Option<String>,
-    /// Create a reply channel (SPEC §3.5) with the event, in the same transaction.
+    /// Create a reply channel (docs/reply-channels.md) with the event, in the same transaction.
     pub reply: Option<NewReplyChannel>,
 }
 

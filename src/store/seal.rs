@@ -30,6 +30,8 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
+use crate::domain::secrets::SecretKind;
+
 /// The format version every sealed value starts with.
 pub const PREFIX: &str = "hsec1:";
 const NONCE_LEN: usize = 24;
@@ -155,9 +157,8 @@ pub fn decode_key(s: &str) -> Result<[u8; KEY_LEN], BadKey> {
 
 /// A new random key, base64-encoded as the configuration expects it.
 pub fn generate_key() -> String {
-    let mut k = [0u8; KEY_LEN];
-    rand::rng().fill_bytes(&mut k);
-    STANDARD.encode(k)
+    const _: () = assert!(SecretKind::EncryptionKey.bytes() == KEY_LEN);
+    crate::domain::secrets::generate(SecretKind::EncryptionKey)
 }
 
 /// The key in `path`, or, when the file does not exist, a new one written there (mode 0600,

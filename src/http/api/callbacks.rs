@@ -1,4 +1,4 @@
-//! Inbound endpoints for agents (SPEC §3.1, §3.3, §3.5): manage callback endpoints, wait on
+//! Inbound endpoints for agents (docs/inbound.md, docs/waiting.md, docs/reply-channels.md): manage callback endpoints, wait on
 //! them (long-poll or SSE), poll and acknowledge across endpoints, wait for replies to an event.
 
 use std::convert::Infallible;

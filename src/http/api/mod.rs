@@ -1,4 +1,4 @@
-//! The REST API (SPEC §10). Handlers are thin: extract, call the service, shape the answer.
+//! The REST API (docs/api.md). Handlers are thin: extract, call the service, shape the answer.
 
 mod callbacks;
 mod deliveries;

@@ -1,4 +1,4 @@
-//! The tenant portal (SPEC §5): server-rendered HTML under `/portal/…`, plain forms, one
+//! The tenant portal (docs/portal.md): server-rendered HTML under `/portal/…`, plain forms, one
 //! stylesheet served from the binary, and one script: the sign-in page's.
 //!
 //! Access starts with a single-use link (`/portal/login?token=…`, see
