@@ -557,7 +557,12 @@ async fn the_openapi_document_describes_the_api(kind: StoreKind) {
     ] {
         assert!(doc["paths"][path].is_object(), "{path} documented");
     }
-    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    for scheme in ["admin_token", "tenant_token"] {
+        assert_eq!(
+            doc["components"]["securitySchemes"][scheme]["scheme"], "bearer",
+            "{scheme}"
+        );
+    }
 }
 
 async fn health_and_readiness_answer(kind: StoreKind) {

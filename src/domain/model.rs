@@ -183,7 +183,7 @@ pub struct Event {
     pub tenant_id: String,
     pub topic: String,
     /// The publisher's JSON, byte for byte.
-    #[schema(value_type = Object)]
+    #[schema(schema_with = any_json)]
     pub data: Box<serde_json::value::RawValue>,
     #[schema(value_type = Object)]
     pub metadata: Value,
@@ -260,6 +260,16 @@ pub struct Recovery {
     pub progress: BTreeMap<String, u64>,
     /// True once none of its deliveries is still scheduled, retrying or delivering.
     pub done: bool,
+}
+
+/// The OpenAPI schema of a value that may be any JSON (object, array, string, number,
+/// boolean or null): declared without a `type`, so a typed client keeps whatever arrives
+/// rather than failing on an array or a scalar.
+pub fn any_json() -> utoipa::openapi::schema::Schema {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::AnyValue)
+        .description(Some("Any JSON value"))
+        .into()
 }
 
 /// A page of a list: `{data, next_cursor}`; pass `after=<next_cursor>` for the next one.

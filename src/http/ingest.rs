@@ -19,7 +19,7 @@ use super::error::ApiError;
 use crate::service::{IncomingRequest, IngestError, IngestOutcome};
 
 /// Capture a callback (any method; signed schemes accept POST only).
-#[utoipa::path(post, path = "/in/{slug}", tag = "inbound", params(("slug" = String, Path)),
+#[utoipa::path(post, path = "/in/{slug}", operation_id = "receive_callback", tag = "inbound", params(("slug" = String, Path)),
     security(()),
     responses((status = 200, description = "stored, or a duplicate of a stored delivery"),
               (status = 401, body = crate::http::error::Problem),

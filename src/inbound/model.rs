@@ -228,8 +228,10 @@ pub struct CallbackView {
     pub status: CallbackStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reject_reason: Option<String>,
+    /// The body as JSON, when it was sent as JSON: any JSON value (an object, an array or a
+    /// scalar), with the sender's key order.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = crate::domain::model::any_json)]
     pub body: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body_text: Option<String>,

@@ -53,9 +53,10 @@ pub struct CreateDestination {
     pub headers: BTreeMap<String, String>,
     #[serde(default)]
     pub options: DestinationOptions,
-    /// A `whsec_` signing secret to use; generated when omitted.
+    /// A Standard Webhooks signing secret to use (`whsec_` + base64 of 24-64 bytes; the
+    /// prefix and padding are optional); generated when omitted.
     #[serde(default)]
-    #[schema(pattern = "^whsec_[A-Za-z0-9+/]+={0,2}$")]
+    #[schema(pattern = "^(whsec_)?[A-Za-z0-9+/]+={0,2}$")]
     pub secret: Option<String>,
 }
 
@@ -445,9 +446,10 @@ pub const MAX_ROTATION_OVERLAP_SECS: u64 = 30 * 24 * 3600;
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateSecret {
-    /// The new `whsec_` secret; generated when omitted.
+    /// The new signing secret (`whsec_` + base64 of 24-64 bytes; the prefix and padding are
+    /// optional); generated when omitted.
     #[serde(default)]
-    #[schema(pattern = "^whsec_[A-Za-z0-9+/]+={0,2}$")]
+    #[schema(pattern = "^(whsec_)?[A-Za-z0-9+/]+={0,2}$")]
     pub secret: Option<String>,
     /// How long the previous secret keeps signing (default 24 h, 0 = stop at once).
     #[serde(default)]

@@ -18,7 +18,7 @@ pub struct PublishRequest {
     #[schema(pattern = r"^[A-Za-z0-9_:/-]+(\.[A-Za-z0-9_:/-]+)*$", max_length = 255)]
     pub topic: String,
     /// Any JSON; delivered byte for byte.
-    #[schema(value_type = Object)]
+    #[schema(schema_with = crate::domain::model::any_json)]
     pub data: Box<RawValue>,
     #[serde(default)]
     #[schema(value_type = Option<Object>)]

@@ -22,6 +22,7 @@ use crate::service::replay::ReplayResult;
 use crate::service::{CreateCallbackEndpoint, CreatedEndpoint, WaitOutcome};
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WaitParams {
     /// Return a callback with a greater cursor (default 0: the first one ever).
     pub after: Option<i64>,
@@ -64,6 +65,7 @@ impl From<WaitOutcome> for WaitResponse {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsParams {
     /// For accepted callbacks (the default) a cursor; for `status=rejected` a callback id.
     pub after: Option<String>,
@@ -85,12 +87,14 @@ pub struct StreamEvent {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StreamParams {
     /// Start after this cursor; the `Last-Event-ID` header, when present, wins.
     pub after: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PollParams {
     /// `false`: only callbacks not yet acknowledged; `true`: only acknowledged ones.
     pub acked: Option<bool>,
@@ -101,9 +105,9 @@ pub struct PollParams {
 }
 
 /// Create a callback endpoint. The answer holds the URL to hand out and, once, its secret or token.
-#[utoipa::path(post, path = "/v1/callback-endpoints", tag = "inbound",
+#[utoipa::path(post, path = "/v1/callback-endpoints", operation_id = "create_callback_endpoint", tag = "inbound",
     request_body = CreateCallbackEndpoint,
-    responses((status = 201, body = CreatedEndpoint), (status = 404, body = Problem),
+    responses((status = 201, description = "The endpoint, with its generated secret or token shown this once",  body = CreatedEndpoint), (status = 404, body = Problem),
               (status = 422, body = Problem)))]
 pub async fn create(
     State(s): State<AppState>,
@@ -115,8 +119,8 @@ pub async fn create(
 }
 
 /// List callback endpoints (a tenant token sees its own; the admin token sees all).
-#[utoipa::path(get, path = "/v1/callback-endpoints", tag = "inbound", params(ListParams),
-    responses((status = 200, body = Page<EndpointView>)))]
+#[utoipa::path(get, path = "/v1/callback-endpoints", operation_id = "list_callback_endpoints", tag = "inbound", params(ListParams),
+    responses((status = 200, description = "A page of callback endpoints",  body = Page<EndpointView>)))]
 pub async fn list(
     State(s): State<AppState>,
     auth: Auth,
@@ -130,9 +134,9 @@ pub async fn list(
 }
 
 /// Read a callback endpoint (never its secret).
-#[utoipa::path(get, path = "/v1/callback-endpoints/{id}", tag = "inbound",
+#[utoipa::path(get, path = "/v1/callback-endpoints/{id}", operation_id = "get_callback_endpoint", tag = "inbound",
     params(("id" = String, Path)),
-    responses((status = 200, body = EndpointView), (status = 404, body = Problem)))]
+    responses((status = 200, description = "The callback endpoint",  body = EndpointView), (status = 404, body = Problem)))]
 pub async fn get(
     State(s): State<AppState>,
     auth: Auth,
@@ -143,9 +147,9 @@ pub async fn get(
 }
 
 /// Delete a callback endpoint and everything it captured; its URL answers 404 afterwards.
-#[utoipa::path(delete, path = "/v1/callback-endpoints/{id}", tag = "inbound",
+#[utoipa::path(delete, path = "/v1/callback-endpoints/{id}", operation_id = "delete_callback_endpoint", tag = "inbound",
     params(("id" = String, Path)),
-    responses((status = 204), (status = 404, body = Problem)))]
+    responses((status = 204, description = "Deleted"), (status = 404, body = Problem)))]
 pub async fn delete(
     State(s): State<AppState>,
     auth: Auth,
@@ -157,9 +161,9 @@ pub async fn delete(
 
 /// Wait for a callback newer than `after`: answered at once when one is stored already, else
 /// as soon as one arrives, else `pending` at the timeout. Safe to retry with the same cursor.
-#[utoipa::path(get, path = "/v1/callback-endpoints/{id}/wait", tag = "inbound",
+#[utoipa::path(get, path = "/v1/callback-endpoints/{id}/wait", operation_id = "wait_for_callback", tag = "inbound",
     params(("id" = String, Path), WaitParams),
-    responses((status = 200, body = WaitResponse), (status = 404, body = Problem)))]
+    responses((status = 200, description = "The first callback after `after`, or `pending` at the timeout",  body = WaitResponse), (status = 404, body = Problem)))]
 pub async fn wait(
     State(s): State<AppState>,
     auth: Auth,
@@ -175,9 +179,9 @@ pub async fn wait(
 
 /// List an endpoint's callbacks in cursor order (or, with `status=rejected`, the requests that
 /// failed verification, newest first).
-#[utoipa::path(get, path = "/v1/callback-endpoints/{id}/events", tag = "inbound",
+#[utoipa::path(get, path = "/v1/callback-endpoints/{id}/events", operation_id = "list_endpoint_callbacks", tag = "inbound",
     params(("id" = String, Path), EventsParams),
-    responses((status = 200, body = Page<CallbackView>), (status = 404, body = Problem)))]
+    responses((status = 200, description = "A page of the endpoint's callbacks",  body = Page<CallbackView>), (status = 404, body = Problem)))]
 pub async fn events(
     State(s): State<AppState>,
     auth: Auth,
@@ -200,9 +204,9 @@ pub async fn events(
 /// Server-Sent Events: every callback after the cursor (`Last-Event-ID` or `?after=`), then
 /// each new one as it arrives. Event `id` is the cursor, so a reconnecting client resumes
 /// exactly where it stopped.
-#[utoipa::path(get, path = "/v1/callback-endpoints/{id}/stream", tag = "inbound",
+#[utoipa::path(get, path = "/v1/callback-endpoints/{id}/stream", operation_id = "stream_callbacks", tag = "inbound",
     params(("id" = String, Path), StreamParams, ("Last-Event-ID" = Option<String>, Header)),
-    responses((status = 200, content_type = "text/event-stream", body = StreamEvent),
+    responses((status = 200, description = "Server-Sent Events, one `callback` event per callback",  content_type = "text/event-stream", body = StreamEvent),
               (status = 404, body = Problem)))]
 pub async fn stream(
     State(s): State<AppState>,
@@ -242,8 +246,8 @@ pub async fn stream(
 }
 
 /// Poll callbacks across the caller's endpoints, oldest first (`acked=false`: the work queue).
-#[utoipa::path(get, path = "/v1/callbacks", tag = "inbound", params(PollParams),
-    responses((status = 200, body = Page<CallbackView>)))]
+#[utoipa::path(get, path = "/v1/callbacks", operation_id = "list_callbacks", tag = "inbound", params(PollParams),
+    responses((status = 200, description = "A page of callbacks",  body = Page<CallbackView>)))]
 pub async fn poll(
     State(s): State<AppState>,
     auth: Auth,
@@ -257,9 +261,9 @@ pub async fn poll(
 }
 
 /// Acknowledge a callback: it leaves `acked=false`. Acknowledging twice keeps the first time.
-#[utoipa::path(post, path = "/v1/callbacks/{id}/ack", tag = "inbound",
+#[utoipa::path(post, path = "/v1/callbacks/{id}/ack", operation_id = "ack_callback", tag = "inbound",
     params(("id" = String, Path)),
-    responses((status = 200, body = CallbackView), (status = 404, body = Problem)))]
+    responses((status = 200, description = "The acknowledged callback",  body = CallbackView), (status = 404, body = Problem)))]
 pub async fn ack(
     State(s): State<AppState>,
     auth: Auth,
@@ -270,9 +274,9 @@ pub async fn ack(
 }
 
 /// Wait for a subscriber's answer on an event's reply channel (published with `reply`).
-#[utoipa::path(get, path = "/v1/events/{id}/replies/wait", tag = "events",
+#[utoipa::path(get, path = "/v1/events/{id}/replies/wait", operation_id = "wait_for_reply", tag = "events",
     params(("id" = String, Path), WaitParams),
-    responses((status = 200, body = WaitResponse), (status = 404, body = Problem)))]
+    responses((status = 200, description = "The first reply after `after`, or `pending` at the timeout",  body = WaitResponse), (status = 404, body = Problem)))]
 pub async fn wait_for_reply(
     State(s): State<AppState>,
     auth: Auth,
@@ -287,9 +291,9 @@ pub async fn wait_for_reply(
 }
 
 /// Read one captured callback (accepted or rejected).
-#[utoipa::path(get, path = "/v1/callbacks/{id}", tag = "inbound",
+#[utoipa::path(get, path = "/v1/callbacks/{id}", operation_id = "get_callback", tag = "inbound",
     params(("id" = String, Path)),
-    responses((status = 200, body = CallbackView), (status = 404, body = Problem)))]
+    responses((status = 200, description = "The callback",  body = CallbackView), (status = 404, body = Problem)))]
 pub async fn get_callback(
     State(s): State<AppState>,
     auth: Auth,
@@ -308,9 +312,9 @@ pub struct ReplayRequest {
 
 /// Replay a captured callback to another URL (SSRF-guarded like deliveries) and report what
 /// the target answered.
-#[utoipa::path(post, path = "/v1/callbacks/{id}/replay", tag = "inbound",
+#[utoipa::path(post, path = "/v1/callbacks/{id}/replay", operation_id = "replay_callback", tag = "inbound",
     params(("id" = String, Path)), request_body = ReplayRequest,
-    responses((status = 200, body = ReplayResult), (status = 404, body = Problem),
+    responses((status = 200, description = "What the target answered, or why it could not be reached",  body = ReplayResult), (status = 404, body = Problem),
               (status = 422, body = Problem)))]
 pub async fn replay(
     State(s): State<AppState>,

@@ -11,6 +11,7 @@ use crate::http::extract::{ApiQuery, Auth, parse_optional_json};
 use crate::store::DeliveryQuery;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeliveryParams {
     pub status: Option<DeliveryStatus>,
     pub destination_id: Option<String>,
@@ -21,9 +22,9 @@ pub struct DeliveryParams {
 }
 
 /// List a tenant's deliveries, newest first, with optional filters.
-#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/deliveries", tag = "deliveries",
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/deliveries", operation_id = "list_deliveries", tag = "deliveries",
     params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$"), DeliveryParams),
-    responses((status = 200, body = Page<Delivery>), (status = 422, body = Problem)))]
+    responses((status = 200, description = "A page of deliveries, newest first",  body = Page<Delivery>), (status = 422, body = Problem)))]
 pub async fn list(
     State(s): State<AppState>,
     auth: Auth,
@@ -44,8 +45,8 @@ pub async fn list(
 }
 
 /// Read a delivery with its attempts.
-#[utoipa::path(get, path = "/v1/deliveries/{id}", tag = "deliveries", params(("id" = String, Path)),
-    responses((status = 200, body = Delivery), (status = 404, body = Problem)))]
+#[utoipa::path(get, path = "/v1/deliveries/{id}", operation_id = "get_delivery", tag = "deliveries", params(("id" = String, Path)),
+    responses((status = 200, description = "The delivery with its attempts",  body = Delivery), (status = 404, body = Problem)))]
 pub async fn get(
     State(s): State<AppState>,
     auth: Auth,
@@ -55,8 +56,8 @@ pub async fn get(
 }
 
 /// Make a new attempt now (`trigger: manual`). 409 while an attempt is in flight.
-#[utoipa::path(post, path = "/v1/deliveries/{id}/retry", tag = "deliveries", params(("id" = String, Path)),
-    responses((status = 202, body = Delivery), (status = 404, body = Problem), (status = 409, body = Problem)))]
+#[utoipa::path(post, path = "/v1/deliveries/{id}/retry", operation_id = "retry_delivery", tag = "deliveries", params(("id" = String, Path)),
+    responses((status = 202, description = "The delivery, scheduled for a manual attempt now",  body = Delivery), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn retry(
     State(s): State<AppState>,
     auth: Auth,
@@ -82,9 +83,9 @@ pub struct ReplayResponse {
 }
 
 /// Replay an event to all (or chosen) destinations: a new manual attempt for each.
-#[utoipa::path(post, path = "/v1/events/{id}/replay", tag = "events", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/v1/events/{id}/replay", operation_id = "replay_event", tag = "events", params(("id" = String, Path)),
     request_body = Option<ReplayBody>,
-    responses((status = 202, body = ReplayResponse), (status = 404, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 202, description = "How many deliveries were scheduled",  body = ReplayResponse), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn replay(
     State(s): State<AppState>,
     auth: Auth,
@@ -116,9 +117,9 @@ pub struct RecoverBody {
 /// Bulk recover a destination: every failed or skipped delivery since `since` gets a new
 /// manual attempt. `dry_run` answers the count first. Watch the job at
 /// `GET /v1/tenants/{tenant_id}/recoveries/{id}`.
-#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/destinations/{id}/recover", tag = "destinations",
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/destinations/{id}/recover", operation_id = "recover_destination", tag = "destinations",
     params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$"), ("id" = String, Path)), request_body = RecoverBody,
-    responses((status = 202, body = Recovery), (status = 200, body = Recovery, description = "dry run"),
+    responses((status = 202, description = "The recovery job, started",  body = Recovery), (status = 200, body = Recovery, description = "A dry run: how many deliveries would be recovered"),
               (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn recover(
     State(s): State<AppState>,
@@ -139,9 +140,9 @@ pub async fn recover(
 }
 
 /// A recovery job and its progress.
-#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/recoveries/{id}", tag = "destinations",
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/recoveries/{id}", operation_id = "get_recovery", tag = "destinations",
     params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$"), ("id" = String, Path)),
-    responses((status = 200, body = Recovery), (status = 404, body = Problem)))]
+    responses((status = 200, description = "The recovery job and its progress",  body = Recovery), (status = 404, body = Problem)))]
 pub async fn get_recovery(
     State(s): State<AppState>,
     auth: Auth,

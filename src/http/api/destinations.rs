@@ -14,9 +14,9 @@ use crate::service::{
 };
 
 /// Create a destination; the answer carries its signing `secret` (shown only here).
-#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/destinations", tag = "destinations",
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/destinations", operation_id = "create_destination", tag = "destinations",
     params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$")), request_body = CreateDestination,
-    responses((status = 201, body = CreatedDestination), (status = 404, body = Problem),
+    responses((status = 201, description = "The destination, with its signing secret shown this once",  body = CreatedDestination), (status = 404, body = Problem),
               (status = 422, body = Problem)))]
 pub async fn create(
     State(s): State<AppState>,
@@ -32,9 +32,9 @@ pub async fn create(
 }
 
 /// List a tenant's destinations.
-#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/destinations", tag = "destinations",
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/destinations", operation_id = "list_destinations", tag = "destinations",
     params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$"), ListParams),
-    responses((status = 200, body = Page<Destination>), (status = 404, body = Problem)))]
+    responses((status = 200, description = "A page of destinations",  body = Page<Destination>), (status = 404, body = Problem)))]
 pub async fn list(
     State(s): State<AppState>,
     auth: Auth,
@@ -49,9 +49,9 @@ pub async fn list(
 }
 
 /// Read a destination.
-#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/destinations/{id}", tag = "destinations",
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/destinations/{id}", operation_id = "get_destination", tag = "destinations",
     params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$"), ("id" = String, Path)),
-    responses((status = 200, body = Destination), (status = 404, body = Problem)))]
+    responses((status = 200, description = "The destination",  body = Destination), (status = 404, body = Problem)))]
 pub async fn get(
     State(s): State<AppState>,
     auth: Auth,
@@ -65,9 +65,9 @@ pub async fn get(
 }
 
 /// Update some fields of a destination.
-#[utoipa::path(patch, path = "/v1/tenants/{tenant_id}/destinations/{id}", tag = "destinations",
+#[utoipa::path(patch, path = "/v1/tenants/{tenant_id}/destinations/{id}", operation_id = "update_destination", tag = "destinations",
     params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$"), ("id" = String, Path)), request_body = UpdateDestination,
-    responses((status = 200, body = Destination), (status = 404, body = Problem),
+    responses((status = 200, description = "The updated destination",  body = Destination), (status = 404, body = Problem),
               (status = 422, body = Problem)))]
 pub async fn update(
     State(s): State<AppState>,
@@ -83,9 +83,9 @@ pub async fn update(
 }
 
 /// Delete a destination; its pending deliveries are cancelled.
-#[utoipa::path(delete, path = "/v1/tenants/{tenant_id}/destinations/{id}", tag = "destinations",
+#[utoipa::path(delete, path = "/v1/tenants/{tenant_id}/destinations/{id}", operation_id = "delete_destination", tag = "destinations",
     params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$"), ("id" = String, Path)),
-    responses((status = 204), (status = 404, body = Problem)))]
+    responses((status = 204, description = "Deleted"), (status = 404, body = Problem)))]
 pub async fn delete(
     State(s): State<AppState>,
     auth: Auth,
@@ -98,9 +98,9 @@ pub async fn delete(
 }
 
 /// Enable a destination.
-#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/destinations/{id}/enable", tag = "destinations",
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/destinations/{id}/enable", operation_id = "enable_destination", tag = "destinations",
     params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$"), ("id" = String, Path)),
-    responses((status = 200, body = Destination), (status = 404, body = Problem)))]
+    responses((status = 200, description = "The enabled destination",  body = Destination), (status = 404, body = Problem)))]
 pub async fn enable(
     State(s): State<AppState>,
     auth: Auth,
@@ -121,9 +121,9 @@ pub struct DisableBody {
 }
 
 /// Disable a destination: events published meanwhile are recorded as `skipped`.
-#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/destinations/{id}/disable", tag = "destinations",
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/destinations/{id}/disable", operation_id = "disable_destination", tag = "destinations",
     params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$"), ("id" = String, Path)), request_body = Option<DisableBody>,
-    responses((status = 200, body = Destination), (status = 404, body = Problem)))]
+    responses((status = 200, description = "The disabled destination",  body = Destination), (status = 404, body = Problem)))]
 pub async fn disable(
     State(s): State<AppState>,
     auth: Auth,
@@ -146,9 +146,9 @@ pub async fn disable(
 
 /// Rotate the signing secret: the new one is returned once; the previous one keeps signing
 /// (a second `v1,` signature) until the overlap ends.
-#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/destinations/{id}/rotate-secret", tag = "destinations",
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/destinations/{id}/rotate-secret", operation_id = "rotate_destination_secret", tag = "destinations",
     params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$"), ("id" = String, Path)), request_body = Option<RotateSecret>,
-    responses((status = 200, body = RotatedSecret), (status = 404, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, description = "The new signing secret, shown this once",  body = RotatedSecret), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn rotate_secret(
     State(s): State<AppState>,
     auth: Auth,
@@ -165,9 +165,9 @@ pub async fn rotate_secret(
 
 /// Send a `herald.test` event to this destination alone (the portal's "send test event"):
 /// it is published like any event, so its delivery and attempts show what the receiver did.
-#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/destinations/{id}/test", tag = "destinations",
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/destinations/{id}/test", operation_id = "send_test_event", tag = "destinations",
     params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$"), ("id" = String, Path)),
-    responses((status = 202, body = super::events::PublishResponse), (status = 404, body = Problem)))]
+    responses((status = 202, description = "The `herald.test` event, accepted",  body = super::events::PublishResponse), (status = 404, body = Problem)))]
 pub async fn send_test(
     State(s): State<AppState>,
     auth: Auth,

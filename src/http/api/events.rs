@@ -39,9 +39,9 @@ pub struct BatchResponse {
 }
 
 /// Publish an event. 202 once it and its deliveries are durable; 200 for an idempotent repeat.
-#[utoipa::path(post, path = "/v1/events", tag = "events", request_body = PublishRequest,
+#[utoipa::path(post, path = "/v1/events", operation_id = "publish_event", tag = "events", request_body = PublishRequest,
     params(("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 202, body = PublishResponse), (status = 200, body = PublishResponse),
+    responses((status = 202, description = "Accepted: the event and all its deliveries are committed",  body = PublishResponse), (status = 200, description = "A repeated idempotency key: the event published the first time",  body = PublishResponse),
               (status = 404, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)))]
 pub async fn publish(
     State(s): State<AppState>,
@@ -65,8 +65,8 @@ pub async fn publish(
 }
 
 /// Publish up to 1,000 events in one transaction.
-#[utoipa::path(post, path = "/v1/events/batch", tag = "events", request_body = PublishBatch,
-    responses((status = 202, body = BatchResponse), (status = 404, body = Problem),
+#[utoipa::path(post, path = "/v1/events/batch", operation_id = "publish_events", tag = "events", request_body = PublishBatch,
+    responses((status = 202, description = "Accepted: every event and all their deliveries are committed",  body = BatchResponse), (status = 404, body = Problem),
               (status = 413, body = Problem), (status = 422, body = Problem)))]
 pub async fn publish_batch(
     State(s): State<AppState>,
@@ -86,8 +86,8 @@ pub async fn publish_batch(
 }
 
 /// Read an event.
-#[utoipa::path(get, path = "/v1/events/{id}", tag = "events", params(("id" = String, Path)),
-    responses((status = 200, body = Event), (status = 404, body = Problem)))]
+#[utoipa::path(get, path = "/v1/events/{id}", operation_id = "get_event", tag = "events", params(("id" = String, Path)),
+    responses((status = 200, description = "The event",  body = Event), (status = 404, body = Problem)))]
 pub async fn get(
     State(s): State<AppState>,
     auth: Auth,
@@ -97,9 +97,9 @@ pub async fn get(
 }
 
 /// List a tenant's events, newest first.
-#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/events", tag = "events",
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/events", operation_id = "list_events", tag = "events",
     params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$"), ListParams),
-    responses((status = 200, body = Page<Event>)))]
+    responses((status = 200, description = "A page of events, newest first",  body = Page<Event>)))]
 pub async fn list(
     State(s): State<AppState>,
     auth: Auth,

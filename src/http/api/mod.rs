@@ -4,6 +4,7 @@ mod callbacks;
 mod deliveries;
 mod destinations;
 mod events;
+pub mod openapi;
 mod portal_sessions;
 mod tenants;
 
@@ -12,8 +13,7 @@ use axum::Router;
 use axum::routing::{get, post, put};
 
 pub use callbacks::{WaitResponse, WaitStatus};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::OpenApi;
 
 use super::AppState;
 
@@ -102,36 +102,51 @@ pub fn routes() -> Router<AppState> {
                        retries, and inbound callbacks agents can wait on."
     ),
     paths(
-        tenants::list, tenants::upsert, tenants::get, tenants::delete, tenants::issue_token,
-        destinations::create, destinations::list, destinations::get, destinations::update,
-        destinations::delete, destinations::enable, destinations::disable, destinations::rotate_secret, destinations::send_test,
-        events::publish, events::publish_batch, events::get, events::list,
-        deliveries::list, deliveries::get, deliveries::retry, deliveries::replay,
-        deliveries::recover, deliveries::get_recovery,
-        callbacks::create, callbacks::list, callbacks::get, callbacks::delete, callbacks::wait,
-        callbacks::events, callbacks::stream, callbacks::poll, callbacks::ack,
-        callbacks::wait_for_reply, callbacks::get_callback, callbacks::replay,
-        crate::http::ingest::ingest, portal_sessions::create,
-    ),
-    modifiers(&BearerAuth),
-    security(("bearer" = []))
+        tenants::list,
+        tenants::upsert,
+        tenants::get,
+        tenants::delete,
+        tenants::issue_token,
+        destinations::create,
+        destinations::list,
+        destinations::get,
+        destinations::update,
+        destinations::delete,
+        destinations::enable,
+        destinations::disable,
+        destinations::rotate_secret,
+        destinations::send_test,
+        events::publish,
+        events::publish_batch,
+        events::get,
+        events::list,
+        deliveries::list,
+        deliveries::get,
+        deliveries::retry,
+        deliveries::replay,
+        deliveries::recover,
+        deliveries::get_recovery,
+        callbacks::create,
+        callbacks::list,
+        callbacks::get,
+        callbacks::delete,
+        callbacks::wait,
+        callbacks::events,
+        callbacks::stream,
+        callbacks::poll,
+        callbacks::ack,
+        callbacks::wait_for_reply,
+        callbacks::get_callback,
+        callbacks::replay,
+        crate::http::ingest::ingest,
+        portal_sessions::create,
+    )
 )]
 pub struct ApiDoc;
 
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        openapi
-            .components
-            .get_or_insert_default()
-            .add_security_scheme(
-                "bearer",
-                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-            );
-    }
-}
-
-pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+/// `GET /openapi.json`: the document, its `servers` entry this Herald's `public_url`.
+pub async fn openapi_json(
+    axum::extract::State(s): axum::extract::State<AppState>,
+) -> Json<serde_json::Value> {
+    Json(openapi::document(&s.herald.inbound.public_url))
 }

@@ -19,6 +19,7 @@ pub struct TenantBody {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// The `next_cursor` of the previous page.
     pub after: Option<String>,
@@ -27,8 +28,8 @@ pub struct ListParams {
 }
 
 /// List tenants.
-#[utoipa::path(get, path = "/v1/tenants", tag = "tenants", params(ListParams),
-    responses((status = 200, body = Page<Tenant>), (status = 401, body = Problem)))]
+#[utoipa::path(get, path = "/v1/tenants", operation_id = "list_tenants", tag = "tenants", params(ListParams),
+    responses((status = 200, description = "A page of tenants",  body = Page<Tenant>), (status = 401, body = Problem)))]
 pub async fn list(
     State(s): State<AppState>,
     auth: Auth,
@@ -41,9 +42,9 @@ pub async fn list(
 }
 
 /// Create or update a tenant (the id is the platform's own).
-#[utoipa::path(put, path = "/v1/tenants/{tenant_id}", tag = "tenants",
+#[utoipa::path(put, path = "/v1/tenants/{tenant_id}", operation_id = "upsert_tenant", tag = "tenants",
     params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$")), request_body = TenantBody,
-    responses((status = 201, body = Tenant), (status = 200, body = Tenant), (status = 422, body = Problem)))]
+    responses((status = 201, description = "The tenant, created",  body = Tenant), (status = 200, description = "The tenant, updated",  body = Tenant), (status = 422, body = Problem)))]
 pub async fn upsert(
     State(s): State<AppState>,
     auth: Auth,
@@ -63,9 +64,9 @@ pub async fn upsert(
 }
 
 /// Read a tenant.
-#[utoipa::path(get, path = "/v1/tenants/{tenant_id}", tag = "tenants",
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}", operation_id = "get_tenant", tag = "tenants",
     params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$")),
-    responses((status = 200, body = Tenant), (status = 404, body = Problem)))]
+    responses((status = 200, description = "The tenant",  body = Tenant), (status = 404, body = Problem)))]
 pub async fn get(
     State(s): State<AppState>,
     auth: Auth,
@@ -75,9 +76,9 @@ pub async fn get(
 }
 
 /// Delete a tenant and everything it owns.
-#[utoipa::path(delete, path = "/v1/tenants/{tenant_id}", tag = "tenants",
+#[utoipa::path(delete, path = "/v1/tenants/{tenant_id}", operation_id = "delete_tenant", tag = "tenants",
     params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$")),
-    responses((status = 204), (status = 404, body = Problem)))]
+    responses((status = 204, description = "Deleted"), (status = 404, body = Problem)))]
 pub async fn delete(
     State(s): State<AppState>,
     auth: Auth,
@@ -89,9 +90,9 @@ pub async fn delete(
 }
 
 /// Issue a tenant-scoped API token (shown once). It can act only on this tenant.
-#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/tokens", tag = "tenants",
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/tokens", operation_id = "issue_tenant_token", tag = "tenants",
     params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$")),
-    responses((status = 201, body = crate::service::tokens::IssuedToken), (status = 403, body = Problem),
+    responses((status = 201, description = "The token, shown this once",  body = crate::service::tokens::IssuedToken), (status = 403, body = Problem),
               (status = 404, body = Problem)))]
 pub async fn issue_token(
     State(s): State<AppState>,
