@@ -33,6 +33,7 @@ for_each_store!(
     the_openapi_document_describes_the_inbound_endpoints,
     metrics_count_received_duplicate_and_rejected_callbacks,
     a_signing_secret_is_accepted_or_refused_alike_by_destinations_endpoints_and_verify_signature,
+    a_json_body_keeps_the_senders_key_order_and_its_exact_bytes_come_on_request,
 );
 
 /// The value of `herald_inbound_callbacks_total{result="…"}` (0 before the first one).
@@ -937,7 +938,7 @@ async fn a_signing_secret_is_accepted_or_refused_alike_by_destinations_endpoints
             .await;
         let v = check_signature(
             VerificationRequest {
-                scheme: "standard_webhooks".into(),
+                scheme: herald::inbound::verify::Scheme::StandardWebhooks,
                 secret: Some(secret.clone()),
                 ..Default::default()
             },
@@ -976,5 +977,64 @@ async fn a_signing_secret_is_accepted_or_refused_alike_by_destinations_endpoints
             }
             assert!(v.is_err(), "verify_signature, {secret}");
         }
+    }
+}
+
+/// A JSON body comes back with its keys in the order the sender wrote them (not sorted), and
+/// `raw_body=true` adds the exact bytes, whitespace included, for checking a signature.
+async fn a_json_body_keeps_the_senders_key_order_and_its_exact_bytes_come_on_request(
+    kind: StoreKind,
+) {
+    let app = TestApp::spawn(kind).await;
+    let (id, url) = open_endpoint(&app).await;
+    let sent = "{ \"zeta\": 1, \"alpha\": {\"y\": 2, \"b\": [3, {\"k\": 0, \"a\": 1}]} }";
+    let r = app
+        .client
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(sent)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let read = |path: String| {
+        let app = &app;
+        async move { app.get(&path).await.text().await.unwrap() }
+    };
+    for text in [
+        read(format!(
+            "/v1/callback-endpoints/{id}/wait?after=0&timeout_ms=0"
+        ))
+        .await,
+        read(format!("/v1/callback-endpoints/{id}/events")).await,
+        read("/v1/callbacks?acked=false".to_string()).await,
+    ] {
+        let body = &text[text.find("\"body\":").expect("a JSON body")..];
+        assert!(
+            body.starts_with(r#""body":{"zeta":1,"alpha":{"y":2,"b":[3,{"k":0,"a":1}]}}"#),
+            "{text}"
+        );
+        assert!(!text.contains("raw_body_base64"), "only on request: {text}");
+    }
+    let waited: Value = app
+        .get_json(&format!(
+            "/v1/callback-endpoints/{id}/wait?after=0&timeout_ms=0&raw_body=true"
+        ))
+        .await;
+    let callback_id = waited["callback"]["id"].as_str().unwrap().to_string();
+    for callback in [
+        waited["callback"].clone(),
+        app.get_json(&format!("/v1/callbacks/{callback_id}?raw_body=true"))
+            .await,
+        app.get_json(&format!("/v1/callback-endpoints/{id}/events?raw_body=true"))
+            .await["data"][0]
+            .clone(),
+    ] {
+        let raw = STANDARD
+            .decode(callback["raw_body_base64"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(raw, sent.as_bytes());
+        // The parsed body is still there beside it.
+        assert_eq!(callback["body"]["zeta"], 1);
     }
 }

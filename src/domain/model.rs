@@ -193,28 +193,45 @@ pub struct Event {
     pub created_at: Millis,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema, schemars::JsonSchema)]
 pub struct Delivery {
+    /// The delivery's id (`dlv_…`).
     pub id: String,
+    /// The tenant the event belongs to.
     pub tenant_id: String,
+    /// The event delivered (`evt_…`).
     pub event_id: String,
+    /// Where it goes (`dst_…`).
     pub destination_id: String,
+    /// The event's topic.
     pub topic: String,
+    /// Where it stands: `scheduled`, `delivering` and `retrying` are still in play;
+    /// `succeeded`, `failed`, `skipped` and `cancelled` are final.
     pub status: DeliveryStatus,
+    /// Attempts made so far.
     pub attempt_count: u32,
     /// When the next attempt is due; null once the delivery is final.
     #[serde(with = "serde_rfc3339::option")]
+    #[schemars(with = "Option<String>")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub next_attempt_at: Option<Millis>,
+    /// The HTTP status of the latest attempt, if it got an answer.
     pub last_status_code: Option<u16>,
+    /// Why the latest attempt failed, if it did.
     pub last_error: Option<String>,
+    /// When the delivery was created (RFC 3339).
     #[serde(with = "serde_rfc3339")]
+    #[schemars(with = "String")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Millis,
+    /// When it last changed (RFC 3339).
     #[serde(with = "serde_rfc3339")]
+    #[schemars(with = "String")]
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: Millis,
+    /// When it reached a final status (RFC 3339); null while it is still in play.
     #[serde(with = "serde_rfc3339::option")]
+    #[schemars(with = "Option<String>")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub finalized_at: Option<Millis>,
     /// Present when one delivery is read; omitted in lists.
@@ -222,22 +239,36 @@ pub struct Delivery {
     pub attempts: Option<Vec<Attempt>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema, schemars::JsonSchema)]
 pub struct Attempt {
+    /// The attempt's id (`att_…`).
     pub id: String,
+    /// The delivery it belongs to.
     pub delivery_id: String,
+    /// Its number, from 1.
     pub attempt: u32,
+    /// What caused it: the schedule, or a manual retry or replay.
     pub trigger: Trigger,
+    /// When it started (RFC 3339).
     #[serde(with = "serde_rfc3339")]
+    #[schemars(with = "String")]
     #[schema(value_type = String, format = DateTime)]
     pub started_at: Millis,
+    /// How long it took, in milliseconds.
     pub duration_ms: u64,
+    /// The URL sent to (webhooks), or the broker as `amqp://user:***@…`.
     pub url: Option<String>,
+    /// The HTTP status the receiver answered; null when none came back.
     pub status_code: Option<u16>,
+    /// Why it failed, if it did.
     pub error_kind: Option<ErrorKind>,
+    /// The error in words, if it failed.
     pub error: Option<String>,
+    /// The headers sent (secrets redacted).
     pub request_headers: BTreeMap<String, String>,
+    /// The headers the receiver answered with.
     pub response_headers: BTreeMap<String, String>,
+    /// The start of the receiver's answer (at most 16 KiB).
     pub response_body: Option<String>,
 }
 
@@ -273,9 +304,11 @@ pub fn any_json() -> utoipa::openapi::schema::Schema {
 }
 
 /// A page of a list: `{data, next_cursor}`; pass `after=<next_cursor>` for the next one.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema, schemars::JsonSchema)]
 pub struct Page<T> {
+    /// This page's items.
     pub data: Vec<T>,
+    /// Pass as `after` for the next page; null on the last one.
     pub next_cursor: Option<String>,
 }
 

@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::verify::{A2aInfo, Encoding, HmacAlgorithm, Verification};
+use super::verify::{A2aInfo, Encoding, HmacAlgorithm, Scheme, Verification};
 use crate::domain::time::{Millis, serde_rfc3339};
 
 /// An inbound URL and how requests to it are verified.
@@ -38,7 +38,7 @@ impl CallbackEndpoint {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CallbackStatus {
     /// Verified (or the scheme is `none`): has a cursor, wakes waiters.
@@ -94,40 +94,32 @@ pub enum Ingested {
 
 /// The endpoint's verification as shown after creation: the scheme and its settings, never the
 /// secret or token (those are returned once, when the endpoint is created).
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema, schemars::JsonSchema)]
 pub struct VerificationView {
-    /// `none`, `token`, `standard_webhooks`, `github`, `stripe`, `shopify`, `slack`, `hmac`, `a2a`.
-    pub scheme: &'static str,
+    /// The scheme that checks what arrives.
+    pub scheme: Scheme,
+    /// `hmac` only: the header carrying the MAC.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub header: Option<String>,
+    /// `hmac` only: the digest.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>)]
     pub algorithm: Option<HmacAlgorithm>,
+    /// `hmac` only: how the header encodes the MAC.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>)]
     pub encoding: Option<Encoding>,
+    /// `hmac` only: text before the MAC in the header.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
 }
 
 pub fn scheme_name(v: &Verification) -> &'static str {
-    match v {
-        Verification::None => "none",
-        Verification::Token { .. } => "token",
-        Verification::StandardWebhooks { .. } => "standard_webhooks",
-        Verification::Github { .. } => "github",
-        Verification::Stripe { .. } => "stripe",
-        Verification::Shopify { .. } => "shopify",
-        Verification::Slack { .. } => "slack",
-        Verification::Hmac { .. } => "hmac",
-        Verification::A2a { .. } => "a2a",
-    }
+    v.scheme().as_str()
 }
 
 impl From<&Verification> for VerificationView {
     fn from(v: &Verification) -> Self {
         let mut view = VerificationView {
-            scheme: scheme_name(v),
+            scheme: v.scheme(),
             header: None,
             algorithm: None,
             encoding: None,
@@ -151,15 +143,21 @@ impl From<&Verification> for VerificationView {
 }
 
 /// A callback endpoint as the API shows it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema, schemars::JsonSchema)]
 pub struct EndpointView {
+    /// The endpoint's id (`cbe_…`).
     pub id: String,
+    /// The unguessable last part of its URL.
     pub slug: String,
     /// `{public_url}/in/{slug}`: hand this to the job that will call back.
     pub url: String,
+    /// The owning tenant; null for the platform's own endpoints.
     pub tenant_id: Option<String>,
+    /// A note for humans, e.g. the job this URL was handed to.
     pub label: Option<String>,
+    /// How what arrives is checked: the scheme and its settings, never the secret.
     pub verification: VerificationView,
+    /// Free-form JSON object kept with the endpoint.
     #[schema(value_type = Object)]
     pub metadata: Value,
     /// The event this endpoint is the reply channel of.
@@ -167,13 +165,20 @@ pub struct EndpointView {
     pub event_id: Option<String>,
     /// The newest callback's cursor: `wait?after=<cursor>` waits for the next one.
     pub cursor: i64,
+    /// Callbacks accepted so far.
     pub received: i64,
+    /// Repeats of an accepted callback, answered and not stored again.
     pub duplicates: i64,
+    /// Requests that failed verification.
     pub rejected: i64,
+    /// When the URL starts answering 410 (RFC 3339); null: never.
     #[serde(with = "serde_rfc3339::option")]
+    #[schemars(with = "Option<String>")]
     #[schema(value_type = Option<String>)]
     pub expires_at: Option<Millis>,
+    /// When it was created (RFC 3339).
     #[serde(with = "serde_rfc3339")]
+    #[schemars(with = "String")]
     #[schema(value_type = String)]
     pub created_at: Millis,
 }
@@ -203,29 +208,42 @@ pub fn callback_url(public_url: &str, slug: &str) -> String {
     format!("{}/in/{slug}", public_url.trim_end_matches('/'))
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema, schemars::JsonSchema)]
 pub struct A2aView {
+    /// The A2A task the notification is about.
     pub task_id: String,
+    /// The task's state, in the v0.3 spelling (`completed`, `input-required`, …).
     pub state: Option<String>,
 }
 
 /// A captured callback as the API (and SSE, and later MCP) shows it. Exactly one of `body`
 /// (the parsed JSON, when the request was JSON), `body_text` (UTF-8) or `body_base64` is set.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema, schemars::JsonSchema)]
 pub struct CallbackView {
+    /// The callback's id (`cb_…`).
     pub id: String,
+    /// The endpoint it arrived at (`cbe_…`).
     pub endpoint_id: String,
     /// `null` for rejected requests.
     pub cursor: Option<i64>,
+    /// The HTTP method it arrived with.
     pub method: String,
+    /// The request path.
     pub path: String,
+    /// The query string, with the endpoint's own token redacted.
     pub query: Option<String>,
+    /// The request headers, names in lower case (the endpoint's own credential redacted).
     pub headers: BTreeMap<String, String>,
+    /// When it arrived (RFC 3339).
     #[serde(with = "serde_rfc3339")]
+    #[schemars(with = "String")]
     #[schema(value_type = String)]
     pub received_at: Millis,
+    /// Whether the endpoint's scheme checked it (false for `none`).
     pub verified: bool,
+    /// `accepted`, or `rejected` when verification refused it.
     pub status: CallbackStatus,
+    /// Why verification refused it (`code: message`), for rejected requests.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reject_reason: Option<String>,
     /// The body as JSON, when it was sent as JSON: any JSON value (an object, an array or a
@@ -233,24 +251,41 @@ pub struct CallbackView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(schema_with = crate::domain::model::any_json)]
     pub body: Option<Value>,
+    /// The body as text, when it is UTF-8 but not JSON.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body_text: Option<String>,
+    /// The body in base64, when it is binary.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body_base64: Option<String>,
+    /// The body exactly as it arrived, in base64, beside whichever of the three above is set:
+    /// only when asked for (`raw_body=true`), for a caller that checks a signature itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw_body_base64: Option<String>,
+    /// The request's `content-type`.
     pub content_type: Option<String>,
+    /// The sender's address, as the server saw it.
     pub remote_addr: Option<String>,
     /// The sender's delivery id this callback was deduplicated on.
     pub dedupe_key: Option<String>,
     /// Task id and state of an A2A push notification.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub a2a: Option<A2aView>,
+    /// When it was acknowledged (RFC 3339); null until then.
     #[serde(with = "serde_rfc3339::option")]
+    #[schemars(with = "Option<String>")]
     #[schema(value_type = Option<String>)]
     pub acked_at: Option<Millis>,
 }
 
 impl From<&Callback> for CallbackView {
     fn from(c: &Callback) -> Self {
+        CallbackView::new(c, false)
+    }
+}
+
+impl CallbackView {
+    /// The view of `c`; with `raw_body`, also the exact bytes (`raw_body_base64`).
+    pub fn new(c: &Callback, raw_body: bool) -> Self {
         let (body, body_text, body_base64) = body_repr(c.content_type.as_deref(), &c.body);
         CallbackView {
             id: c.id.clone(),
@@ -267,6 +302,7 @@ impl From<&Callback> for CallbackView {
             body,
             body_text,
             body_base64,
+            raw_body_base64: raw_body.then(|| STANDARD.encode(&c.body)),
             content_type: c.content_type.clone(),
             remote_addr: c.remote_addr.clone(),
             dedupe_key: c.dedupe_key.clone(),

@@ -97,8 +97,89 @@ impl fmt::Debug for Verification {
     }
 }
 
+/// The name of a verification scheme, as the API and the MCP tools spell it.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Default,
+    Deserialize,
+    utoipa::ToSchema,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Scheme {
+    /// Accept everything; the unguessable URL is the only protection.
+    #[default]
+    None,
+    /// `Authorization: Bearer <token>` or `?token=`.
+    Token,
+    /// Standard Webhooks (`webhook-*` or `svix-*` headers, `whsec_` secret).
+    StandardWebhooks,
+    /// GitHub's `X-Hub-Signature-256`.
+    Github,
+    /// Stripe's `Stripe-Signature`.
+    Stripe,
+    /// Shopify's `X-Shopify-Hmac-Sha256`.
+    Shopify,
+    /// Slack's `X-Slack-Signature` with `X-Slack-Request-Timestamp`.
+    Slack,
+    /// An HMAC of the raw body in a header you name.
+    Hmac,
+    /// A2A push notifications: a token header, and an A2A task body.
+    A2a,
+}
+
+impl Scheme {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Scheme::None => "none",
+            Scheme::Token => "token",
+            Scheme::StandardWebhooks => "standard_webhooks",
+            Scheme::Github => "github",
+            Scheme::Stripe => "stripe",
+            Scheme::Shopify => "shopify",
+            Scheme::Slack => "slack",
+            Scheme::Hmac => "hmac",
+            Scheme::A2a => "a2a",
+        }
+    }
+}
+
+impl Verification {
+    /// The scheme's name.
+    pub fn scheme(&self) -> Scheme {
+        match self {
+            Verification::None => Scheme::None,
+            Verification::Token { .. } => Scheme::Token,
+            Verification::StandardWebhooks { .. } => Scheme::StandardWebhooks,
+            Verification::Github { .. } => Scheme::Github,
+            Verification::Stripe { .. } => Scheme::Stripe,
+            Verification::Shopify { .. } => Scheme::Shopify,
+            Verification::Slack { .. } => Scheme::Slack,
+            Verification::Hmac { .. } => Scheme::Hmac,
+            Verification::A2a { .. } => Scheme::A2a,
+        }
+    }
+}
+
 /// Digest of the generic `hmac` scheme; SHA-256 unless configured, as most senders use it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum HmacAlgorithm {
     Sha1,
@@ -108,7 +189,19 @@ pub enum HmacAlgorithm {
 }
 
 /// How the generic `hmac` scheme's header encodes the MAC; hex unless configured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Encoding {
     #[default]

@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod http;
+pub mod schema;
 pub mod stdio;
 pub mod tools;
 pub mod types;

@@ -21,9 +21,16 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::api::{ApiCallError, ApiClient, segment};
+use super::schema::{Direction, portable};
 use super::types::*;
+use crate::domain::model::{Delivery, Page};
+use crate::inbound::model::{CallbackView, EndpointView};
+use crate::inbound::verify::Scheme;
+use crate::service::callbacks::WaitResponse;
 use crate::service::replay::ReplayResult;
-use crate::service::{InboundSettings, VerificationRequest};
+use crate::service::{
+    CreateCallbackEndpoint, CreatedEndpoint, InboundSettings, PublishResponse, VerificationRequest,
+};
 
 /// The cap on a wait when the client asked for progress: notifications keep it listening, so
 /// the 60 s at which many clients give up on a silent request does not apply.
@@ -173,7 +180,7 @@ impl HeraldMcp {
         id: Option<String>,
     ) -> Result<String, ToolError> {
         let target = Self::endpoint_ref(slug, id)?;
-        let e: EndpointOut = self
+        let e: Rest<EndpointView> = self
             .call(
                 ctx,
                 Method::GET,
@@ -181,7 +188,10 @@ impl HeraldMcp {
                 None,
             )
             .await?;
-        Ok(e.id)
+        e.value()["id"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| ToolError::Tool(format!("Herald's endpoint {target} has no id")))
     }
 }
 
@@ -201,6 +211,22 @@ fn query(pairs: &[(&str, Option<String>)]) -> String {
     }
 }
 
+/// Every tool's schemas in the portable subset (see [`super::schema`]).
+fn portable_tools(mut router: ToolRouter<HeraldMcp>) -> ToolRouter<HeraldMcp> {
+    for route in router.map.values_mut() {
+        let tool = &mut route.attr;
+        let mut input = tool.input_schema.as_ref().clone();
+        portable(&mut input, Direction::Input);
+        tool.input_schema = std::sync::Arc::new(input);
+        if let Some(output) = &tool.output_schema {
+            let mut output = output.as_ref().clone();
+            portable(&mut output, Direction::Output);
+            tool.output_schema = Some(std::sync::Arc::new(output));
+        }
+    }
+    router
+}
+
 fn to_body<T: serde::Serialize>(v: &T) -> Value {
     serde_json::to_value(v).expect("tool arguments serialize")
 }
@@ -212,7 +238,7 @@ impl HeraldMcp {
             api,
             credential,
             limits,
-            tool_router: Self::tool_router(),
+            tool_router: portable_tools(Self::tool_router()),
         }
     }
 
@@ -222,9 +248,9 @@ impl HeraldMcp {
     #[tool(annotations(read_only_hint = false, open_world_hint = false))]
     async fn create_callback_endpoint(
         &self,
-        Parameters(args): Parameters<CreateEndpointArgs>,
+        Parameters(args): Parameters<CreateCallbackEndpoint>,
         ctx: RequestContext<RoleServer>,
-    ) -> Result<Json<CreatedEndpointOut>, ToolError> {
+    ) -> Result<Json<Rest<CreatedEndpoint>>, ToolError> {
         let body = to_body(&args);
         let out = self
             .call(&ctx, Method::POST, "/v1/callback-endpoints", Some(&body))
@@ -241,7 +267,7 @@ impl HeraldMcp {
         &self,
         Parameters(args): Parameters<WaitArgs>,
         ctx: RequestContext<RoleServer>,
-    ) -> Result<Json<WaitOut>, ToolError> {
+    ) -> Result<Json<Rest<WaitResponse>>, ToolError> {
         let base = match (&args.slug, &args.id) {
             (None, Some(id)) if id.starts_with(crate::domain::ids::Kind::Event.prefix()) => {
                 format!("/v1/events/{}/replies/wait", segment("id", id)?)
@@ -278,9 +304,13 @@ impl HeraldMcp {
                 .saturating_duration_since(Instant::now())
                 .min(limits.progress_every)
                 .min(limits.max);
-            let path = format!("{base}?after={after}&timeout_ms={}", slice.as_millis());
+            let path = format!(
+                "{base}?after={after}&timeout_ms={}&raw_body={}",
+                slice.as_millis(),
+                args.raw_body
+            );
             let slice_started = Instant::now();
-            let out: WaitOut = tokio::select! {
+            let out: Rest<WaitResponse> = tokio::select! {
                 r = self.call(&ctx, Method::GET, &path, None) => r?,
                 // Dropping the API call drops the server-side wait with it.
                 _ = ctx.ct.cancelled() => {
@@ -293,7 +323,8 @@ impl HeraldMcp {
             // shutting down (it answers every waiter `pending`) or caps waits lower than we
             // assumed (a remote Herald): do not spin until the deadline.
             let cut_short = now.duration_since(slice_started) < slice / 2;
-            if out.status == WaitStatus::Received || now >= deadline || cut_short {
+            let received = out.value()["status"] == "received";
+            if received || now >= deadline || cut_short {
                 return Ok(Json(out));
             }
             if let Some(token) = &progress {
@@ -320,7 +351,7 @@ impl HeraldMcp {
         &self,
         Parameters(args): Parameters<PollArgs>,
         ctx: RequestContext<RoleServer>,
-    ) -> Result<Json<CallbackPage>, ToolError> {
+    ) -> Result<Json<Rest<Page<CallbackView>>>, ToolError> {
         let endpoint_id = match args.slug {
             Some(s) => Some(self.resolve_endpoint(&ctx, Some(s), None).await?),
             None => None,
@@ -330,6 +361,7 @@ impl HeraldMcp {
             ("endpoint_id", endpoint_id),
             ("after", args.after),
             ("limit", args.limit.map(|l| l.to_string())),
+            ("raw_body", args.raw_body.then(|| "true".to_string())),
         ]);
         let out = self
             .call(&ctx, Method::GET, &format!("/v1/callbacks{q}"), None)
@@ -348,7 +380,7 @@ impl HeraldMcp {
         &self,
         Parameters(args): Parameters<AckArgs>,
         ctx: RequestContext<RoleServer>,
-    ) -> Result<Json<AckOut>, ToolError> {
+    ) -> Result<Json<Rest<CallbackView>>, ToolError> {
         let path = format!("/v1/callbacks/{}/ack", segment("event_id", &args.event_id)?);
         Ok(Json(self.call(&ctx, Method::POST, &path, None).await?))
     }
@@ -359,7 +391,7 @@ impl HeraldMcp {
         &self,
         Parameters(args): Parameters<PageArgs>,
         ctx: RequestContext<RoleServer>,
-    ) -> Result<Json<EndpointPage>, ToolError> {
+    ) -> Result<Json<Rest<Page<EndpointView>>>, ToolError> {
         let q = query(&[
             ("after", args.after),
             ("limit", args.limit.map(|l| l.to_string())),
@@ -396,28 +428,21 @@ impl HeraldMcp {
         } else {
             args.body.into_bytes()
         };
-        // The settings are read as the API reads an endpoint's `verification`, so an unknown
-        // scheme, algorithm or encoding is refused with the same message as at creation.
-        let credential = match args.scheme.as_str() {
-            "token" | "a2a" => "token",
-            _ => "secret",
+        // The settings an endpoint would be created with; `check_signature` applies the same
+        // rules as creation (one secret parser), then verifies.
+        let (secret, token) = match args.scheme {
+            Scheme::Token | Scheme::A2a => (None, Some(args.secret)),
+            _ => (Some(args.secret), None),
         };
-        let mut settings = serde_json::Map::new();
-        settings.insert("scheme".into(), args.scheme.clone().into());
-        settings.insert(credential.into(), args.secret.into());
-        for (name, value) in [
-            ("header", args.header),
-            ("algorithm", args.algorithm),
-            ("encoding", args.encoding),
-            ("prefix", args.prefix),
-        ] {
-            if let Some(v) = value {
-                settings.insert(name.into(), v.into());
-            }
-        }
-        let req: VerificationRequest =
-            crate::http::extract::parse_json(Value::Object(settings).to_string().as_bytes())
-                .map_err(|e| ToolError::Tool(e.detail))?;
+        let req = VerificationRequest {
+            scheme: args.scheme,
+            secret,
+            token,
+            header: args.header,
+            algorithm: args.algorithm,
+            encoding: args.encoding,
+            prefix: args.prefix,
+        };
         let headers: Vec<(String, String)> = args.headers.into_iter().collect();
         let now = chrono::Utc::now().timestamp();
         let verdict = crate::service::callbacks::check_signature(req, &headers, &body, now)
@@ -454,24 +479,19 @@ impl HeraldMcp {
     }
 
     /// Publish an event to a tenant's destinations (signed webhooks, retried). With `reply`,
-    /// subscribers can answer at the event's reply URL: wait for the answer with
-    /// `wait_for_callback` and the returned `reply_slug`.
+    /// subscribers can answer at the returned `reply_url`: wait for the answer with
+    /// `wait_for_callback` and `id` = the event's id.
     #[tool(annotations(read_only_hint = false, open_world_hint = true))]
     async fn publish_event(
         &self,
         Parameters(args): Parameters<PublishArgs>,
         ctx: RequestContext<RoleServer>,
-    ) -> Result<Json<PublishOut>, ToolError> {
+    ) -> Result<Json<Rest<PublishResponse>>, ToolError> {
         let body = to_body(&args);
-        let mut out: PublishOut = self
-            .call(&ctx, Method::POST, "/v1/events", Some(&body))
-            .await?;
-        out.reply_slug = out
-            .reply_url
-            .as_deref()
-            .and_then(|u| u.rsplit_once("/in/"))
-            .map(|(_, slug)| slug.to_string());
-        Ok(Json(out))
+        Ok(Json(
+            self.call(&ctx, Method::POST, "/v1/events", Some(&body))
+                .await?,
+        ))
     }
 
     /// List a tenant's deliveries, newest first, optionally by status, destination, event or topic.
@@ -480,9 +500,9 @@ impl HeraldMcp {
         &self,
         Parameters(args): Parameters<ListDeliveriesArgs>,
         ctx: RequestContext<RoleServer>,
-    ) -> Result<Json<DeliveryPage>, ToolError> {
+    ) -> Result<Json<Rest<Page<Delivery>>>, ToolError> {
         let q = query(&[
-            ("status", args.status),
+            ("status", args.status.map(|s| s.as_str().to_string())),
             ("destination_id", args.destination_id),
             ("event_id", args.event_id),
             ("topic", args.topic),
@@ -502,10 +522,9 @@ impl HeraldMcp {
         &self,
         Parameters(args): Parameters<DeliveryRef>,
         ctx: RequestContext<RoleServer>,
-    ) -> Result<Json<DeliveryOut>, ToolError> {
+    ) -> Result<Json<Rest<Delivery>>, ToolError> {
         let path = format!("/v1/deliveries/{}", segment("id", &args.id)?);
-        let delivery = self.call(&ctx, Method::GET, &path, None).await?;
-        Ok(Json(DeliveryOut { delivery }))
+        Ok(Json(self.call(&ctx, Method::GET, &path, None).await?))
     }
 
     /// Retry a delivery now (a manual attempt, recorded as such).
@@ -514,10 +533,9 @@ impl HeraldMcp {
         &self,
         Parameters(args): Parameters<DeliveryRef>,
         ctx: RequestContext<RoleServer>,
-    ) -> Result<Json<DeliveryOut>, ToolError> {
+    ) -> Result<Json<Rest<Delivery>>, ToolError> {
         let path = format!("/v1/deliveries/{}/retry", segment("id", &args.id)?);
-        let delivery = self.call(&ctx, Method::POST, &path, None).await?;
-        Ok(Json(DeliveryOut { delivery }))
+        Ok(Json(self.call(&ctx, Method::POST, &path, None).await?))
     }
 }
 
@@ -528,9 +546,262 @@ impl ServerHandler for HeraldMcp {
             .with_server_info(Implementation::new("herald", env!("CARGO_PKG_VERSION")))
             .with_instructions(
                 "Herald captures webhooks for you. To wait for a slow job: \
-                 create_callback_endpoint, hand its callback_url to the job, then \
+                 create_callback_endpoint, hand its url to the job, then \
                  wait_for_callback with the slug (repeat with after=cursor for more). \
                  poll_events/ack_event work through callbacks as a queue.",
             )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every way a schema can be unportable, as the MCP Inspector's `--strict` mode and
+    /// single-`type` tool dialects see it, plus a property without a description.
+    fn problems(path: &str, schema: &Value, out: &mut Vec<String>) {
+        match schema {
+            Value::Bool(_) => out.push(format!("{path}: a bare boolean schema")),
+            Value::Object(map) => {
+                if map.get("type").is_some_and(Value::is_array) {
+                    out.push(format!("{path}: a `type` array"));
+                }
+                const TYPING: [&str; 7] =
+                    ["type", "$ref", "anyOf", "oneOf", "allOf", "enum", "const"];
+                if !TYPING.iter().any(|k| map.contains_key(*k)) {
+                    out.push(format!("{path}: untyped"));
+                }
+                for (key, value) in map {
+                    let here = format!("{path}/{key}");
+                    match key.as_str() {
+                        "properties" => {
+                            for (name, p) in value.as_object().into_iter().flatten() {
+                                let described = p
+                                    .get("description")
+                                    .and_then(Value::as_str)
+                                    .is_some_and(|d| !d.trim().is_empty());
+                                if !described {
+                                    out.push(format!("{here}/{name}: no description"));
+                                }
+                                problems(&format!("{here}/{name}"), p, out);
+                            }
+                        }
+                        "$defs" => {
+                            for (name, d) in value.as_object().into_iter().flatten() {
+                                problems(&format!("{here}/{name}"), d, out);
+                            }
+                        }
+                        "items" | "additionalProperties" if value.is_object() => {
+                            problems(&here, value, out)
+                        }
+                        "additionalProperties" if value == &Value::Bool(true) => {
+                            out.push(format!("{here}: a bare `true`"))
+                        }
+                        "anyOf" | "oneOf" | "allOf" => {
+                            for (i, b) in value.as_array().into_iter().flatten().enumerate() {
+                                problems(&format!("{here}/{i}"), b, out);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            other => out.push(format!("{path}: not a schema: {other}")),
+        }
+    }
+
+    #[test]
+    fn every_tool_schema_is_a_portable_object_with_every_property_described() {
+        let tools = portable_tools(HeraldMcp::tool_router()).list_all();
+        assert!(tools.len() >= 12, "{}", tools.len());
+        let mut found = vec![];
+        for tool in &tools {
+            let input = Value::Object(tool.input_schema.as_ref().clone());
+            assert_eq!(input["type"], "object", "{}: input root", tool.name);
+            problems(&format!("{}.inputSchema", tool.name), &input, &mut found);
+            let output = Value::Object(
+                tool.output_schema
+                    .as_ref()
+                    .unwrap_or_else(|| panic!("{} has no output schema", tool.name))
+                    .as_ref()
+                    .clone(),
+            );
+            assert_eq!(output["type"], "object", "{}: output root", tool.name);
+            problems(&format!("{}.outputSchema", tool.name), &output, &mut found);
+        }
+        assert!(found.is_empty(), "{}", found.join("\n"));
+    }
+
+    #[test]
+    fn enum_arguments_take_exactly_the_values_the_api_accepts() {
+        let tools = portable_tools(HeraldMcp::tool_router());
+        let enum_of = |tool: &str, pointer: &str| -> Vec<String> {
+            let schema = Value::Object(tools.get(tool).unwrap().input_schema.as_ref().clone());
+            let mut node = schema.pointer(pointer).unwrap().clone();
+            if let Some(r) = node["$ref"].as_str() {
+                node = schema.pointer(r.trim_start_matches('#')).unwrap().clone();
+            }
+            let values: Vec<String> = match node.get("enum") {
+                Some(e) => e
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.to_string())
+                    .collect(),
+                None => node["oneOf"]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("{tool}{pointer}: no enum in {node}"))
+                    .iter()
+                    .map(|b| b["const"].to_string())
+                    .collect(),
+            };
+            values
+                .into_iter()
+                .map(|v| v.trim_matches('"').to_string())
+                .collect()
+        };
+        // The REST API's `status` filter parses exactly these.
+        let statuses: Vec<&str> = crate::domain::state::DeliveryStatus::ALL
+            .iter()
+            .map(|s| s.as_str())
+            .collect();
+        assert_eq!(enum_of("list_deliveries", "/properties/status"), statuses);
+        let schemes = enum_of("verify_signature", "/properties/scheme");
+        assert_eq!(
+            schemes,
+            [
+                "none",
+                "token",
+                "standard_webhooks",
+                "github",
+                "stripe",
+                "shopify",
+                "slack",
+                "hmac",
+                "a2a"
+            ]
+        );
+    }
+}
+
+/// The MCP tools and their schemas must say what the REST API says: each tool that passes a
+/// REST answer on is compared, field by field and enum value by enum value, with the
+/// OpenAPI schema of that answer.
+#[cfg(test)]
+mod same_shapes {
+    use std::collections::BTreeMap;
+
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    /// A schema reduced to what must agree: the fields of objects and the values of enums,
+    /// with `$ref`s resolved in `doc` and nullable branches, types and prose left out.
+    fn shape(doc: &Value, schema: &Value, depth: usize) -> Value {
+        if depth > 16 {
+            return json!("…");
+        }
+        if let Some(r) = schema["$ref"].as_str() {
+            let target = doc
+                .pointer(r.trim_start_matches('#'))
+                .unwrap_or_else(|| panic!("dangling {r}"));
+            return shape(doc, target, depth + 1);
+        }
+        if let Some(values) = schema["enum"].as_array() {
+            let mut v: Vec<String> = values.iter().map(Value::to_string).collect();
+            v.sort();
+            return json!({"enum": v});
+        }
+        let branches: Vec<&Value> = ["anyOf", "oneOf", "allOf"]
+            .iter()
+            .flat_map(|k| schema[*k].as_array().into_iter().flatten())
+            .filter(|b| b["type"] != "null")
+            .collect();
+        // An enum whose variants have doc comments is a `oneOf` of `const`s (or of `enum`s).
+        let literal = |b: &&Value| b.get("const").is_some() || b.get("enum").is_some();
+        if !branches.is_empty() && branches.iter().all(literal) {
+            let mut v: Vec<String> = branches
+                .iter()
+                .flat_map(|b| match b.get("const") {
+                    Some(c) => vec![c.to_string()],
+                    None => b["enum"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(Value::to_string)
+                        .collect(),
+                })
+                .collect();
+            v.sort();
+            return json!({"enum": v});
+        }
+        let mut fields = BTreeMap::new();
+        for (name, p) in schema["properties"].as_object().into_iter().flatten() {
+            fields.insert(name.clone(), shape(doc, p, depth + 1));
+        }
+        for b in &branches {
+            if let Value::Object(o) = shape(doc, b, depth + 1)
+                && let Some(Value::Object(f)) = o.get("fields")
+            {
+                fields.extend(f.clone());
+            } else if fields.is_empty() && schema.get("properties").is_none() {
+                return shape(doc, b, depth + 1);
+            }
+        }
+        if let Some(items) = schema.get("items") {
+            return json!({"items": shape(doc, items, depth + 1)});
+        }
+        if fields.is_empty() {
+            return json!("scalar");
+        }
+        json!({"fields": fields})
+    }
+
+    #[test]
+    fn every_tool_that_passes_on_a_rest_answer_has_the_rest_schema_of_it() {
+        let doc = crate::http::api::openapi::document("http://127.0.0.1:8080");
+        let tools = portable_tools(HeraldMcp::tool_router());
+        let outputs = [
+            ("create_callback_endpoint", "CreatedEndpoint"),
+            ("wait_for_callback", "WaitResponse"),
+            ("poll_events", "Page_CallbackView"),
+            ("ack_event", "CallbackView"),
+            ("list_callback_endpoints", "Page_EndpointView"),
+            ("replay_callback", "ReplayResult"),
+            ("publish_event", "PublishResponse"),
+            ("list_deliveries", "Page_Delivery"),
+            ("get_delivery", "Delivery"),
+            ("retry_delivery", "Delivery"),
+        ];
+        for (tool, rest) in outputs {
+            let mcp = Value::Object(
+                tools
+                    .get(tool)
+                    .unwrap()
+                    .output_schema
+                    .as_ref()
+                    .unwrap()
+                    .as_ref()
+                    .clone(),
+            );
+            let api = &doc["components"]["schemas"][rest];
+            assert!(api.is_object(), "no OpenAPI schema {rest}");
+            assert_eq!(
+                shape(&mcp, &mcp, 0),
+                shape(&doc, api, 0),
+                "{tool} vs {rest}"
+            );
+        }
+        // Arguments that are a REST body: the same fields and enum values.
+        let input = Value::Object(
+            tools
+                .get("create_callback_endpoint")
+                .unwrap()
+                .input_schema
+                .as_ref()
+                .clone(),
+        );
+        let api = &doc["components"]["schemas"]["CreateCallbackEndpoint"];
+        assert_eq!(shape(&input, &input, 0), shape(&doc, api, 0));
     }
 }

@@ -2,63 +2,20 @@
 //! every field has a doc comment, and every result is an object at its root (some clients
 //! reject any other output schema, `oneOf` roots included).
 //!
-//! Results are read from the REST API's answers (see [`super::api`]); a few fields are renamed
-//! on the way (`url` → `callback_url`) to say what they are to a model that sees only this.
+//! Results are the REST API's answers (see [`super::api`]), passed on as [`Rest`] with the REST
+//! view's own schema: the same names, fields and enum values as the API, from one definition.
 
 use std::collections::BTreeMap;
+use std::marker::PhantomData;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::domain::state::DeliveryStatus;
+use crate::inbound::verify::{Encoding, HmacAlgorithm, Scheme};
+
 // --- Agent tools: arguments -----------------------------------------------------------------
-
-#[derive(Debug, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateEndpointArgs {
-    /// A note for humans, e.g. the job this URL was handed to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub label: Option<String>,
-    /// How Herald checks what arrives; default `{"scheme": "none"}` (the unguessable URL is
-    /// the only protection).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub verification: Option<VerificationArgs>,
-    /// After this many seconds the URL answers 410. Omitted: it does not expire.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ttl_seconds: Option<u64>,
-    /// Owning tenant (admin token only; a tenant token always creates its own).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tenant_id: Option<String>,
-    /// Free-form JSON object kept with the endpoint.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<Map<String, Value>>,
-}
-
-/// Verification of a callback endpoint; a secret or token left out is generated and returned once.
-#[derive(Debug, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct VerificationArgs {
-    /// `none`, `token`, `standard_webhooks`, `github`, `stripe`, `shopify`, `slack`, `hmac` or `a2a`.
-    pub scheme: String,
-    /// Signing secret (signed schemes).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret: Option<String>,
-    /// Expected token (`token` and `a2a`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token: Option<String>,
-    /// `hmac` only: the header carrying the MAC.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub header: Option<String>,
-    /// `hmac` only: `sha1`, `sha256` (default) or `sha512`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub algorithm: Option<String>,
-    /// `hmac` only: `hex` (default) or `base64`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub encoding: Option<String>,
-    /// `hmac` only: text before the MAC in the header, e.g. `sha256=`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prefix: Option<String>,
-}
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -78,6 +35,9 @@ pub struct WaitArgs {
     /// progress notifications).
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+    /// Also return the body's exact bytes (`raw_body_base64`), to check a signature yourself.
+    #[serde(default)]
+    pub raw_body: bool,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -95,6 +55,9 @@ pub struct PollArgs {
     /// `false` (default): callbacks not acknowledged yet; `true`: acknowledged ones.
     #[serde(default)]
     pub acked: Option<bool>,
+    /// Also return each body's exact bytes (`raw_body_base64`).
+    #[serde(default)]
+    pub raw_body: bool,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -129,8 +92,8 @@ pub struct EndpointRef {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyArgs {
-    /// `token`, `standard_webhooks`, `github`, `stripe`, `shopify`, `slack`, `hmac` or `a2a`.
-    pub scheme: String,
+    /// The scheme to check the request with.
+    pub scheme: Scheme,
     /// The signing secret (for `token` and `a2a`: the expected token).
     pub secret: String,
     /// The request's headers, name to value.
@@ -143,12 +106,12 @@ pub struct VerifyArgs {
     /// `hmac` only: the header carrying the MAC.
     #[serde(default)]
     pub header: Option<String>,
-    /// `hmac` only: `sha1`, `sha256` (default) or `sha512`.
+    /// `hmac` only: the digest, `sha256` by default.
     #[serde(default)]
-    pub algorithm: Option<String>,
-    /// `hmac` only: `hex` (default) or `base64`.
+    pub algorithm: Option<HmacAlgorithm>,
+    /// `hmac` only: how the header encodes the MAC, `hex` by default.
     #[serde(default)]
-    pub encoding: Option<String>,
+    pub encoding: Option<Encoding>,
     /// `hmac` only: text before the MAC, e.g. `sha256=`.
     #[serde(default)]
     pub prefix: Option<String>,
@@ -174,8 +137,8 @@ pub struct PublishArgs {
     pub topic: String,
     /// The event's data, any JSON.
     pub data: Value,
-    /// Open a reply channel: subscribers answer at its URL, and `wait_for_callback` with the
-    /// returned `reply_slug` waits for the answer.
+    /// Open a reply channel: subscribers answer at the returned `reply_url`, and
+    /// `wait_for_callback` with `id` = the event's id waits for the answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply: Option<ReplyArgs>,
     /// Free-form JSON object kept with the event.
@@ -197,14 +160,18 @@ pub struct ReplyArgs {
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListDeliveriesArgs {
+    /// The tenant whose deliveries to list.
     pub tenant_id: String,
-    /// `pending`, `in_flight`, `succeeded`, `failed` or `skipped`.
+    /// Only deliveries in this status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<DeliveryStatus>,
+    /// Only deliveries to this destination (`dst_…`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destination_id: Option<String>,
+    /// Only deliveries of this event (`evt_…`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_id: Option<String>,
+    /// Only deliveries of events with this topic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic: Option<String>,
     /// The previous page's `next_cursor`.
@@ -224,116 +191,58 @@ pub struct DeliveryRef {
 
 // --- Results --------------------------------------------------------------------------------
 
-/// A new callback endpoint. `secret` or `token` is shown only this once.
-#[derive(Debug, Serialize, Deserialize, JsonSchema)]
-pub struct CreatedEndpointOut {
-    pub id: String,
-    pub slug: String,
-    /// Hand this URL to the job that will call back.
-    #[serde(rename(deserialize = "url"))]
-    pub callback_url: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token: Option<String>,
-    /// RFC 3339, or null when the endpoint does not expire.
-    pub expires_at: Option<String>,
+/// A REST answer passed on as a tool's result. The JSON is what the REST API sent, and the
+/// schema is the REST type's own (`T`), so a field or enum value added to the API's view
+/// reaches the tool's output schema with no second edit, and the two cannot drift apart.
+pub struct Rest<T> {
+    value: Value,
+    shape: PhantomData<fn() -> T>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum WaitStatus {
-    Received,
-    Pending,
+impl<T> Rest<T> {
+    pub fn new(value: Value) -> Self {
+        Rest {
+            value,
+            shape: PhantomData,
+        }
+    }
+
+    pub fn value(&self) -> &Value {
+        &self.value
+    }
 }
 
-/// `received` with the callback, or `pending` at the timeout. Either way, wait again with
-/// `after` = `cursor` for the next one.
-#[derive(Debug, Serialize, Deserialize, JsonSchema)]
-pub struct WaitOut {
-    pub status: WaitStatus,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub callback: Option<CallbackOut>,
-    pub cursor: i64,
+impl<T> Serialize for Rest<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.value.serialize(s)
+    }
 }
 
-/// A captured request. Exactly one of `body` (parsed JSON, when it was JSON), `body_text`
-/// (UTF-8 text) or `body_base64` (binary) is present.
-#[derive(Debug, Serialize, Deserialize, JsonSchema)]
-pub struct CallbackOut {
-    pub id: String,
-    pub endpoint_id: String,
-    /// Per-endpoint sequence number; null for rejected requests.
-    pub cursor: Option<i64>,
-    pub method: String,
-    pub path: String,
-    pub query: Option<String>,
-    pub headers: BTreeMap<String, String>,
-    pub received_at: String,
-    /// Whether the endpoint's verification scheme checked it (false for scheme `none`).
-    pub verified: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body_text: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body_base64: Option<String>,
-    pub content_type: Option<String>,
-    /// A2A push notifications: the task id and state.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub a2a: Option<Map<String, Value>>,
-    #[serde(default)]
-    pub acked_at: Option<String>,
+impl<'de, T> Deserialize<'de> for Rest<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Value::deserialize(d).map(Rest::new)
+    }
 }
 
-#[derive(Debug, Serialize, Deserialize, JsonSchema)]
-pub struct CallbackPage {
-    #[serde(rename(deserialize = "data"))]
-    pub callbacks: Vec<CallbackOut>,
-    /// Pass as `after` for the next page; null on the last one.
-    pub next_cursor: Option<String>,
-}
+impl<T: JsonSchema> JsonSchema for Rest<T> {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        T::schema_name()
+    }
 
-#[derive(Debug, Serialize, Deserialize, JsonSchema)]
-pub struct AckOut {
-    /// The acknowledged callback.
-    pub id: String,
-    /// When it was first acknowledged (acknowledging again keeps this).
-    pub acked_at: Option<String>,
-}
+    fn inline_schema() -> bool {
+        T::inline_schema()
+    }
 
-#[derive(Debug, Serialize, Deserialize, JsonSchema)]
-pub struct EndpointOut {
-    pub id: String,
-    pub slug: String,
-    #[serde(rename(deserialize = "url"))]
-    pub callback_url: String,
-    pub tenant_id: Option<String>,
-    pub label: Option<String>,
-    /// The scheme and its non-secret settings.
-    pub verification: Map<String, Value>,
-    /// The event this endpoint is the reply channel of.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub event_id: Option<String>,
-    /// The newest callback's cursor.
-    pub cursor: i64,
-    pub received: i64,
-    pub rejected: i64,
-    pub expires_at: Option<String>,
-    pub created_at: String,
-}
-
-#[derive(Debug, Serialize, Deserialize, JsonSchema)]
-pub struct EndpointPage {
-    #[serde(rename(deserialize = "data"))]
-    pub endpoints: Vec<EndpointOut>,
-    pub next_cursor: Option<String>,
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        T::json_schema(generator)
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct DeletedOut {
     /// The deleted endpoint's id; its URL answers 404 from now on.
     pub id: String,
+    /// Always `true`: the endpoint is gone.
     pub deleted: bool,
 }
 
@@ -341,40 +250,13 @@ pub struct DeletedOut {
 pub struct VerifyOut {
     /// The signature (or token) matches and, for timestamped schemes, is within ±5 minutes.
     pub valid: bool,
-    pub scheme: String,
+    /// The scheme it was checked with.
+    pub scheme: Scheme,
     /// Why not: `missing_header`, `malformed`, `timestamp_out_of_tolerance`,
     /// `signature_mismatch` or `token_mismatch`.
     pub code: Option<String>,
+    /// Why not, in words.
     pub reason: Option<String>,
-}
-
-#[derive(Debug, Serialize, Deserialize, JsonSchema)]
-pub struct PublishOut {
-    /// The event's id (`evt_…`).
-    pub id: String,
-    /// How many deliveries it created.
-    pub deliveries: u32,
-    /// The reply channel's URL, when `reply` was given.
-    #[serde(default)]
-    pub reply_url: Option<String>,
-    /// Pass to `wait_for_callback` as `slug` to wait for a subscriber's reply.
-    #[serde(default)]
-    pub reply_slug: Option<String>,
-}
-
-#[derive(Debug, Serialize, Deserialize, JsonSchema)]
-pub struct DeliveryPage {
-    /// Newest first; each with `id`, `event_id`, `destination_id`, `status`,
-    /// `attempt_count`, `next_attempt_at`, ….
-    #[serde(rename(deserialize = "data"))]
-    pub deliveries: Vec<Map<String, Value>>,
-    pub next_cursor: Option<String>,
-}
-
-#[derive(Debug, Serialize, Deserialize, JsonSchema)]
-pub struct DeliveryOut {
-    /// The delivery with its `attempts` (status code, duration, error, response of each).
-    pub delivery: Map<String, Value>,
 }
 
 /// A tool's arguments, like rmcp's own `Parameters` (the `#[tool]` macro recognises the name

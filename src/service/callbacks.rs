@@ -19,7 +19,7 @@ use crate::domain::validate::{self, Invalid};
 use crate::inbound::model::{
     Callback, CallbackEndpoint, CallbackStatus, CallbackView, EndpointView, Ingested,
 };
-use crate::inbound::verify::{self, Encoding, HmacAlgorithm, Verification, VerifyError};
+use crate::inbound::verify::{self, Encoding, HmacAlgorithm, Scheme, Verification, VerifyError};
 use crate::store::{CallbackQuery, Scope, StoreError};
 
 /// Inbound settings, from [`crate::config::Config::inbound_settings`].
@@ -67,51 +67,111 @@ pub fn new_slug() -> String {
     secrets::generate(SecretKind::CallbackSlug)
 }
 
-#[derive(Debug, Default, Deserialize, ToSchema)]
+/// A new callback endpoint: the REST body of `POST /v1/callback-endpoints`, and the arguments
+/// of the MCP `create_callback_endpoint` tool.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCallbackEndpoint {
-    /// The owning tenant; omitted: the platform (admin token) or the caller's own tenant.
+    /// The owning tenant (admin token only); omitted: the platform's own endpoint, or the
+    /// caller's tenant for a tenant token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant_id: Option<String>,
+    /// A note for humans, e.g. the job this URL was handed to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
-    /// Default `{"scheme": "none"}`: the unguessable URL is the only protection.
+    /// How Herald checks what arrives; default `{"scheme": "none"}` (the unguessable URL is
+    /// the only protection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<VerificationRequest>,
-    /// After this, `/in/{slug}` answers 410. Omitted: the endpoint does not expire.
+    /// After this many seconds the URL answers 410. Omitted: it does not expire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_seconds: Option<u64>,
+    /// Free-form JSON object kept with the endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
+    #[schemars(with = "Option<serde_json::Map<String, Value>>")]
     pub metadata: Option<Value>,
 }
 
-/// The API's `verification` object (docs/inbound.md): `{scheme, secret?, token?, header?, algorithm?, encoding?, prefix?}`. A secret or
-/// token left out is generated and returned once.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+/// How a callback endpoint verifies what arrives: `{scheme, secret?, token?, header?,
+/// algorithm?, encoding?, prefix?}` (docs/inbound.md). A secret or token left out is
+/// generated and returned once.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerificationRequest {
-    /// `none`, `token`, `standard_webhooks`, `github`, `stripe`, `shopify`, `slack`, `hmac`, `a2a`.
-    #[schema(pattern = "^(none|token|standard_webhooks|github|stripe|shopify|slack|hmac|a2a)$")]
-    pub scheme: String,
+    /// How Herald checks what arrives.
+    pub scheme: Scheme,
+    /// The signing secret (signed schemes); generated when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+    /// The expected token (`token` and `a2a`); generated when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
     /// `hmac` only: the header carrying the MAC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub header: Option<String>,
-    /// `hmac` only: `sha1`, `sha256` (default) or `sha512`.
-    #[schema(value_type = Option<String>)]
+    /// `hmac` only: the digest, `sha256` by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub algorithm: Option<HmacAlgorithm>,
-    /// `hmac` only: `hex` (default) or `base64`.
-    #[schema(value_type = Option<String>)]
+    /// `hmac` only: how the header encodes the MAC, `hex` by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encoding: Option<Encoding>,
     /// `hmac` only: text before the MAC in the header, e.g. `sha256=`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
 }
 
 /// A new endpoint: its view plus the secret or token, shown only this once.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema, schemars::JsonSchema)]
 pub struct CreatedEndpoint {
     #[serde(flatten)]
     pub endpoint: EndpointView,
+    /// The signing secret (signed schemes), shown only this once.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+    /// The token (`token` and `a2a`), shown only this once.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitStatus {
+    /// A callback newer than `after` is in `callback`.
+    Received,
+    /// None arrived before the timeout.
+    Pending,
+}
+
+/// `{status: "received", callback, cursor}` or, at the timeout, `{status: "pending", cursor}`.
+/// Either way, wait again with `after=cursor`.
+#[derive(Debug, Serialize, ToSchema, schemars::JsonSchema)]
+pub struct WaitResponse {
+    /// `received` with the callback, or `pending` at the timeout.
+    pub status: WaitStatus,
+    /// The callback, when one was received.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callback: Option<CallbackView>,
+    /// Wait again with `after` = this for the next one.
+    pub cursor: i64,
+}
+
+impl WaitResponse {
+    /// The answer to `w`; with `raw_body`, the callback carries its exact bytes too.
+    pub fn new(w: WaitOutcome, raw_body: bool) -> Self {
+        match w {
+            WaitOutcome::Received { callback, cursor } => WaitResponse {
+                status: WaitStatus::Received,
+                callback: Some(CallbackView::new(&callback, raw_body)),
+                cursor,
+            },
+            WaitOutcome::Pending { cursor } => WaitResponse {
+                status: WaitStatus::Pending,
+                callback: None,
+                cursor,
+            },
+        }
+    }
 }
 
 /// A request that arrived at `/in/{slug}`, as the HTTP layer read it.
@@ -246,7 +306,7 @@ impl Herald {
         };
         let (verification, secret, token) =
             build_verification(req.verification.unwrap_or_else(|| VerificationRequest {
-                scheme: "none".into(),
+                scheme: Scheme::None,
                 ..Default::default()
             }))?;
         let endpoint = CallbackEndpoint {
@@ -597,6 +657,7 @@ impl Herald {
         status: ListStatus,
         after: Option<&str>,
         limit: Option<u32>,
+        raw_body: bool,
     ) -> Result<Page<CallbackView>> {
         let endpoint = self.get_callback_endpoint(scope, endpoint_id).await?;
         let limit = page_limit(limit);
@@ -614,7 +675,10 @@ impl Herald {
                     .store
                     .callbacks_after(&endpoint.id, after, limit + 1)
                     .await?;
-                let views = rows.iter().map(CallbackView::from).collect();
+                let views = rows
+                    .iter()
+                    .map(|c| CallbackView::new(c, raw_body))
+                    .collect();
                 Ok(Page::from_rows(
                     views,
                     limit as usize,
@@ -626,7 +690,10 @@ impl Herald {
                     .store
                     .rejected_callbacks(&endpoint.id, after, limit + 1)
                     .await?;
-                let views = rows.iter().map(CallbackView::from).collect();
+                let views = rows
+                    .iter()
+                    .map(|c| CallbackView::new(c, raw_body))
+                    .collect();
                 Ok(Page::from_rows(
                     views,
                     limit as usize,
@@ -644,6 +711,7 @@ impl Herald {
         endpoint_id: Option<String>,
         after: Option<String>,
         limit: Option<u32>,
+        raw_body: bool,
     ) -> Result<Page<CallbackView>> {
         let limit = page_limit(limit);
         let rows = self
@@ -656,7 +724,10 @@ impl Herald {
                 limit: limit + 1,
             })
             .await?;
-        let views = rows.iter().map(CallbackView::from).collect();
+        let views = rows
+            .iter()
+            .map(|c| CallbackView::new(c, raw_body))
+            .collect();
         Ok(Page::from_rows(
             views,
             limit as usize,
@@ -681,7 +752,7 @@ pub fn check_signature(
     body: &[u8],
     now_unix: i64,
 ) -> Result<Result<(), VerifyError>> {
-    if req.scheme != "none" && req.secret.is_none() && req.token.is_none() {
+    if req.scheme != Scheme::None && req.secret.is_none() && req.token.is_none() {
         // `build_verification` would generate one, which can only ever mismatch.
         return Err(Invalid::new("secret", "is required to verify a signature").into());
     }
@@ -706,23 +777,23 @@ fn build_verification(
         ("verification.encoding", r.encoding.is_some()),
         ("verification.prefix", r.prefix.is_some()),
     ];
-    if r.scheme != "hmac"
+    if r.scheme != Scheme::Hmac
         && let Some((field, _)) = only_for_hmac.iter().find(|(_, set)| *set)
     {
         return Err(Invalid::new(*field, "is only used by the `hmac` scheme").into());
     }
-    let uses_token = matches!(r.scheme.as_str(), "token" | "a2a");
+    let uses_token = matches!(r.scheme, Scheme::Token | Scheme::A2a);
     if uses_token && r.secret.is_some() {
         return Err(Invalid::new(
             "verification.secret",
-            format!("the `{}` scheme takes a `token`", r.scheme),
+            format!("the `{}` scheme takes a `token`", r.scheme.as_str()),
         )
         .into());
     }
     if !uses_token && r.token.is_some() {
         return Err(Invalid::new(
             "verification.token",
-            format!("the `{}` scheme takes no token", r.scheme),
+            format!("the `{}` scheme takes no token", r.scheme.as_str()),
         )
         .into());
     }
@@ -746,8 +817,8 @@ fn build_verification(
             .unwrap_or_else(|| secrets::generate(SecretKind::InboundSecret))
     };
     let secret = |kind: SecretKind| r.secret.clone().unwrap_or_else(|| secrets::generate(kind));
-    let v = match r.scheme.as_str() {
-        "none" => {
+    let v = match r.scheme {
+        Scheme::None => {
             if r.secret.is_some() {
                 return Err(Invalid::new(
                     "verification.secret",
@@ -757,29 +828,29 @@ fn build_verification(
             }
             Verification::None
         }
-        "token" => Verification::Token { token: token() },
-        "a2a" => Verification::A2a { token: token() },
-        "standard_webhooks" => {
+        Scheme::Token => Verification::Token { token: token() },
+        Scheme::A2a => Verification::A2a { token: token() },
+        Scheme::StandardWebhooks => {
             // The same rule as a destination's secret (`domain::signature`).
             let secret = secret(SecretKind::SigningSecret);
             signature::parse_secret(&secret, Accept::New)
                 .map_err(|e| Invalid::new("verification.secret", e.to_string()))?;
             Verification::StandardWebhooks { secret }
         }
-        "github" => Verification::Github {
+        Scheme::Github => Verification::Github {
             secret: secret(SecretKind::InboundSecret),
         },
         // Stripe's secrets look like `whsec_…` but are used as text, not decoded.
-        "stripe" => Verification::Stripe {
+        Scheme::Stripe => Verification::Stripe {
             secret: secret(SecretKind::SigningSecret),
         },
-        "shopify" => Verification::Shopify {
+        Scheme::Shopify => Verification::Shopify {
             secret: secret(SecretKind::InboundSecret),
         },
-        "slack" => Verification::Slack {
+        Scheme::Slack => Verification::Slack {
             secret: secret(SecretKind::InboundSecret),
         },
-        "hmac" => {
+        Scheme::Hmac => {
             let header = r.header.clone().ok_or_else(|| {
                 Invalid::new("verification.header", "is required by the `hmac` scheme")
             })?;
@@ -800,16 +871,6 @@ fn build_verification(
                 encoding: r.encoding.unwrap_or_default(),
                 prefix: r.prefix.clone(),
             }
-        }
-        other => {
-            return Err(Invalid::new(
-                "verification.scheme",
-                format!(
-                    "unknown scheme `{other}`; use none, token, standard_webhooks, github, \
-                     stripe, shopify, slack, hmac or a2a"
-                ),
-            )
-            .into());
         }
     };
     let (secret, token) = match &v {
@@ -875,7 +936,7 @@ mod tests {
     #[test]
     fn omitted_secrets_are_generated_and_standard_webhooks_ones_are_whsec() {
         let (v, secret, token) = build_verification(VerificationRequest {
-            scheme: "standard_webhooks".into(),
+            scheme: Scheme::StandardWebhooks,
             ..Default::default()
         })
         .unwrap();
@@ -884,13 +945,11 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_scheme_names_the_field() {
-        let e = build_verification(VerificationRequest {
-            scheme: "pgp".into(),
-            ..Default::default()
-        })
-        .unwrap_err();
-        assert!(matches!(e, ServiceError::Invalid(i) if i.field == "verification.scheme"));
+    fn an_unknown_scheme_is_refused_when_read_with_the_schemes_listed() {
+        let e = serde_json::from_str::<VerificationRequest>(r#"{"scheme": "pgp"}"#).unwrap_err();
+        let message = e.to_string();
+        assert!(message.contains("unknown variant `pgp`"), "{message}");
+        assert!(message.contains("standard_webhooks"), "{message}");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
@@ -34,6 +34,27 @@ pub struct PublishRequest {
     /// `reply_url` in the envelope), and `GET /v1/events/{id}/replies/wait` waits for answers.
     #[serde(default)]
     pub reply: Option<ReplyRequest>,
+}
+
+#[derive(Debug, Serialize, ToSchema, schemars::JsonSchema)]
+pub struct PublishResponse {
+    /// The event's id (`evt_…`).
+    pub id: String,
+    /// How many deliveries the event created (for a repeat: the original's).
+    pub deliveries: u32,
+    /// The reply channel's URL, when the event asked for one (`reply`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_url: Option<String>,
+}
+
+impl PublishResponse {
+    pub fn new(p: &Published, herald: &super::Herald) -> Self {
+        PublishResponse {
+            id: p.id.clone(),
+            deliveries: p.deliveries,
+            reply_url: p.reply_slug.as_deref().map(|s| herald.callback_url(s)),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]

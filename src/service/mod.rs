@@ -21,7 +21,7 @@ pub use callbacks::{
 pub use destinations::{
     CreateDestination, CreatedDestination, RotateSecret, RotatedSecret, UpdateDestination,
 };
-pub use events::{PublishBatch, PublishRequest, ReplyRequest};
+pub use events::{PublishBatch, PublishRequest, PublishResponse, ReplyRequest};
 
 use std::sync::Arc;
 

@@ -34,13 +34,17 @@ const HOP_BY_HOP: &[&str] = &[
 /// What the target answered (also the MCP `replay_callback` result, hence the JSON Schema).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, schemars::JsonSchema)]
 pub struct ReplayResult {
+    /// The callback replayed (`cb_…`).
     pub callback_id: String,
     /// The method the callback arrived with, and was replayed with.
     pub method: String,
+    /// Where it was sent.
     pub target_url: String,
     /// The target answered 2xx.
     pub success: bool,
+    /// The HTTP status the target answered; null when it could not be reached.
     pub status_code: Option<u16>,
+    /// How long the replay took, in milliseconds.
     pub duration_ms: u64,
     /// Why the replay failed (connection refused, blocked address, HTTP 500, …).
     pub error: Option<String>,

@@ -115,7 +115,7 @@ async def tools(session):
 async def roundtrip(session):
     """create → wait (blocked) → POST → the wait returns the body; then text and binary bodies."""
     created = await call(session, "create_callback_endpoint", {"label": "render job"})
-    slug, url = created["slug"], created["callback_url"]
+    slug, url = created["slug"], created["url"]
     results = {}
 
     async def waiter():
@@ -148,7 +148,7 @@ async def roundtrip(session):
 async def early(session):
     """A callback that arrived before the wait is returned at once, with its cursor."""
     created = await call(session, "create_callback_endpoint", {})
-    await apost(created["callback_url"], {"early": True})
+    await apost(created["url"], {"early": True})
     started = time.monotonic()
     got = await call(session, "wait_for_callback", {"slug": created["slug"], "timeout_ms": 30000})
     elapsed = time.monotonic() - started
@@ -208,7 +208,7 @@ async def cancel(session):
     assert await read_line() == "done"
     # The session still works after the cancellation.
     listed = await call(session, "list_callback_endpoints", {})
-    emit("done", endpoints=len(listed["endpoints"]))
+    emit("done", endpoints=len(listed["data"]))
 
 
 async def reply(session, tenant):
@@ -219,10 +219,11 @@ async def reply(session, tenant):
         {"tenant_id": tenant, "topic": "review.requested", "data": {"plan": 7}, "reply": {"ttl_seconds": 600}},
     )
     emit("published", **published)
-    answer = await call(session, "wait_for_callback", {"slug": published["reply_slug"], "timeout_ms": 20000})
+    reply_slug = published["reply_url"].rsplit("/in/", 1)[1]
+    answer = await call(session, "wait_for_callback", {"slug": reply_slug, "timeout_ms": 20000})
     by_event = await call(session, "wait_for_callback", {"id": published["id"], "timeout_ms": 1000})
     deliveries = await call(session, "list_deliveries", {"tenant_id": tenant, "event_id": published["id"]})
-    delivery = await call(session, "get_delivery", {"id": deliveries["deliveries"][0]["id"]})
+    delivery = await call(session, "get_delivery", {"id": deliveries["data"][0]["id"]})
     emit("done", published=published, answer=answer, by_event=by_event, deliveries=deliveries, delivery=delivery)
 
 
@@ -235,13 +236,13 @@ async def queue(session, target_url):
     """poll_events / ack_event as a work queue, replay_callback, verify_signature, delete."""
     a = await call(session, "create_callback_endpoint", {"label": "a"})
     b = await call(session, "create_callback_endpoint", {"label": "b"})
-    await apost(a["callback_url"], {"n": 1})
-    await apost(b["callback_url"], {"n": 2})
+    await apost(a["url"], {"n": 1})
+    await apost(b["url"], {"n": 2})
     before = await call(session, "poll_events", {})
     only_b = await call(session, "poll_events", {"slug": b["slug"]})
-    acked = await call(session, "ack_event", {"event_id": before["callbacks"][0]["id"]})
+    acked = await call(session, "ack_event", {"event_id": before["data"][0]["id"]})
     after = await call(session, "poll_events", {})
-    replayed = await call(session, "replay_callback", {"id": only_b["callbacks"][0]["id"], "target_url": target_url})
+    replayed = await call(session, "replay_callback", {"id": only_b["data"][0]["id"], "target_url": target_url})
     listed = await call(session, "list_callback_endpoints", {})
     deleted = await call(session, "delete_callback_endpoint", {"slug": a["slug"]})
     listed_after = await call(session, "list_callback_endpoints", {})
@@ -280,7 +281,7 @@ async def verify(session, secret, msg_id, timestamp, signature, body):
         "create_callback_endpoint",
         {"verification": {"scheme": "standard_webhooks", "secret": secret}, "ttl_seconds": 600},
     )
-    await apost(created["callback_url"], body.encode(), headers=headers)
+    await apost(created["url"], body.encode(), headers=headers)
     ingested = await call(session, "wait_for_callback", {"slug": created["slug"], "timeout_ms": 5000})
     emit("done", good=good, bad=bad, unknown=unknown, created=created, ingested=ingested)
 

@@ -25,6 +25,7 @@ from herald_client.models import (  # noqa: E402
     DeliveryStatus,
     DestinationKind,
     Problem,
+    Scheme,
     PublishBatch,
     PublishRequest,
     TenantBody,
@@ -108,7 +109,7 @@ endpoint = check(
     create_callback_endpoint.sync_detailed(
         client=client,
         body=CreateCallbackEndpoint(
-            label="sdk", verification=VerificationRequest(scheme="none")
+            label="sdk", verification=VerificationRequest(scheme=Scheme.NONE)
         ),
     ),
     201,

@@ -18,8 +18,9 @@ use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{ApiJson, ApiQuery, Auth};
 use crate::inbound::model::{CallbackView, EndpointView};
 use crate::service::callbacks::ListStatus;
+use crate::service::callbacks::WaitResponse;
 use crate::service::replay::ReplayResult;
-use crate::service::{CreateCallbackEndpoint, CreatedEndpoint, WaitOutcome};
+use crate::service::{CreateCallbackEndpoint, CreatedEndpoint};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -28,40 +29,8 @@ pub struct WaitParams {
     pub after: Option<i64>,
     /// How long to wait for one (default 30 s, capped at the server's maximum, 55 s by default).
     pub timeout_ms: Option<u64>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum WaitStatus {
-    Received,
-    Pending,
-}
-
-/// `{status: "received", callback, cursor}` or, at the timeout, `{status: "pending", cursor}`.
-/// Either way, wait again with `after=cursor`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct WaitResponse {
-    pub status: WaitStatus,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub callback: Option<CallbackView>,
-    pub cursor: i64,
-}
-
-impl From<WaitOutcome> for WaitResponse {
-    fn from(w: WaitOutcome) -> Self {
-        match w {
-            WaitOutcome::Received { callback, cursor } => WaitResponse {
-                status: WaitStatus::Received,
-                callback: Some(callback.as_ref().into()),
-                cursor,
-            },
-            WaitOutcome::Pending { cursor } => WaitResponse {
-                status: WaitStatus::Pending,
-                callback: None,
-                cursor,
-            },
-        }
-    }
+    /// Also return the body's exact bytes (`raw_body_base64`), e.g. to check a signature.
+    pub raw_body: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -73,6 +42,8 @@ pub struct EventsParams {
     /// `accepted` (default) or `rejected`: the requests that failed verification.
     #[param(value_type = Option<String>)]
     pub status: Option<ListStatus>,
+    /// Also return each body's exact bytes (`raw_body_base64`).
+    pub raw_body: Option<bool>,
 }
 
 /// One event of `/stream` as the Server-Sent Events wire format carries it (the OpenAPI
@@ -91,6 +62,8 @@ pub struct StreamEvent {
 pub struct StreamParams {
     /// Start after this cursor; the `Last-Event-ID` header, when present, wins.
     pub after: Option<i64>,
+    /// Also send each body's exact bytes (`raw_body_base64`).
+    pub raw_body: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -102,12 +75,14 @@ pub struct PollParams {
     /// The `next_cursor` of the previous page (a callback id).
     pub after: Option<String>,
     pub limit: Option<u32>,
+    /// Also return each body's exact bytes (`raw_body_base64`).
+    pub raw_body: Option<bool>,
 }
 
 /// Create a callback endpoint. The answer holds the URL to hand out and, once, its secret or token.
 #[utoipa::path(post, path = "/v1/callback-endpoints", operation_id = "create_callback_endpoint", tag = "inbound",
     request_body = CreateCallbackEndpoint,
-    responses((status = 201, description = "The endpoint, with its generated secret or token shown this once",  body = CreatedEndpoint), (status = 404, body = Problem),
+    responses((status = 201, description = "The endpoint, with its generated secret or token shown this once", body = CreatedEndpoint), (status = 404, body = Problem),
               (status = 422, body = Problem)))]
 pub async fn create(
     State(s): State<AppState>,
@@ -120,7 +95,7 @@ pub async fn create(
 
 /// List callback endpoints (a tenant token sees its own; the admin token sees all).
 #[utoipa::path(get, path = "/v1/callback-endpoints", operation_id = "list_callback_endpoints", tag = "inbound", params(ListParams),
-    responses((status = 200, description = "A page of callback endpoints",  body = Page<EndpointView>)))]
+    responses((status = 200, description = "A page of callback endpoints", body = Page<EndpointView>)))]
 pub async fn list(
     State(s): State<AppState>,
     auth: Auth,
@@ -136,7 +111,7 @@ pub async fn list(
 /// Read a callback endpoint (never its secret).
 #[utoipa::path(get, path = "/v1/callback-endpoints/{id}", operation_id = "get_callback_endpoint", tag = "inbound",
     params(("id" = String, Path)),
-    responses((status = 200, description = "The callback endpoint",  body = EndpointView), (status = 404, body = Problem)))]
+    responses((status = 200, description = "The callback endpoint", body = EndpointView), (status = 404, body = Problem)))]
 pub async fn get(
     State(s): State<AppState>,
     auth: Auth,
@@ -163,7 +138,7 @@ pub async fn delete(
 /// as soon as one arrives, else `pending` at the timeout. Safe to retry with the same cursor.
 #[utoipa::path(get, path = "/v1/callback-endpoints/{id}/wait", operation_id = "wait_for_callback", tag = "inbound",
     params(("id" = String, Path), WaitParams),
-    responses((status = 200, description = "The first callback after `after`, or `pending` at the timeout",  body = WaitResponse), (status = 404, body = Problem)))]
+    responses((status = 200, description = "The first callback after `after`, or `pending` at the timeout", body = WaitResponse), (status = 404, body = Problem)))]
 pub async fn wait(
     State(s): State<AppState>,
     auth: Auth,
@@ -174,14 +149,17 @@ pub async fn wait(
         .herald
         .wait(auth.scope(), &id, q.after, q.timeout_ms)
         .await?;
-    Ok(Json(outcome.into()))
+    Ok(Json(WaitResponse::new(
+        outcome,
+        q.raw_body.unwrap_or(false),
+    )))
 }
 
 /// List an endpoint's callbacks in cursor order (or, with `status=rejected`, the requests that
 /// failed verification, newest first).
 #[utoipa::path(get, path = "/v1/callback-endpoints/{id}/events", operation_id = "list_endpoint_callbacks", tag = "inbound",
     params(("id" = String, Path), EventsParams),
-    responses((status = 200, description = "A page of the endpoint's callbacks",  body = Page<CallbackView>), (status = 404, body = Problem)))]
+    responses((status = 200, description = "A page of the endpoint's callbacks", body = Page<CallbackView>), (status = 404, body = Problem)))]
 pub async fn events(
     State(s): State<AppState>,
     auth: Auth,
@@ -196,6 +174,7 @@ pub async fn events(
                 q.status.unwrap_or_default(),
                 q.after.as_deref(),
                 q.limit,
+                q.raw_body.unwrap_or(false),
             )
             .await?,
     ))
@@ -227,27 +206,31 @@ pub async fn stream(
             })?,
         None => q.after.unwrap_or(0).max(0),
     };
-    let events = s.herald.callback_stream(endpoint.id, after).map(|item| {
-        Ok(match item {
-            Ok(c) => SseEvent::default()
-                .id(c.cursor.unwrap_or_default().to_string())
-                .event("callback")
-                .json_data(CallbackView::from(&c))
-                .unwrap_or_else(|_| SseEvent::default().event("error")),
-            Err(e) => {
-                tracing::error!(error = %e, "callback stream failed");
-                SseEvent::default()
-                    .event("error")
-                    .data("the stream failed; reconnect with Last-Event-ID")
-            }
-        })
-    });
+    let raw_body = q.raw_body.unwrap_or(false);
+    let events = s
+        .herald
+        .callback_stream(endpoint.id, after)
+        .map(move |item| {
+            Ok(match item {
+                Ok(c) => SseEvent::default()
+                    .id(c.cursor.unwrap_or_default().to_string())
+                    .event("callback")
+                    .json_data(CallbackView::new(&c, raw_body))
+                    .unwrap_or_else(|_| SseEvent::default().event("error")),
+                Err(e) => {
+                    tracing::error!(error = %e, "callback stream failed");
+                    SseEvent::default()
+                        .event("error")
+                        .data("the stream failed; reconnect with Last-Event-ID")
+                }
+            })
+        });
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
 
 /// Poll callbacks across the caller's endpoints, oldest first (`acked=false`: the work queue).
 #[utoipa::path(get, path = "/v1/callbacks", operation_id = "list_callbacks", tag = "inbound", params(PollParams),
-    responses((status = 200, description = "A page of callbacks",  body = Page<CallbackView>)))]
+    responses((status = 200, description = "A page of callbacks", body = Page<CallbackView>)))]
 pub async fn poll(
     State(s): State<AppState>,
     auth: Auth,
@@ -255,7 +238,14 @@ pub async fn poll(
 ) -> Result<Json<Page<CallbackView>>, ApiError> {
     Ok(Json(
         s.herald
-            .poll_callbacks(auth.scope(), q.acked, q.endpoint_id, q.after, q.limit)
+            .poll_callbacks(
+                auth.scope(),
+                q.acked,
+                q.endpoint_id,
+                q.after,
+                q.limit,
+                q.raw_body.unwrap_or(false),
+            )
             .await?,
     ))
 }
@@ -263,7 +253,7 @@ pub async fn poll(
 /// Acknowledge a callback: it leaves `acked=false`. Acknowledging twice keeps the first time.
 #[utoipa::path(post, path = "/v1/callbacks/{id}/ack", operation_id = "ack_callback", tag = "inbound",
     params(("id" = String, Path)),
-    responses((status = 200, description = "The acknowledged callback",  body = CallbackView), (status = 404, body = Problem)))]
+    responses((status = 200, description = "The acknowledged callback", body = CallbackView), (status = 404, body = Problem)))]
 pub async fn ack(
     State(s): State<AppState>,
     auth: Auth,
@@ -276,7 +266,7 @@ pub async fn ack(
 /// Wait for a subscriber's answer on an event's reply channel (published with `reply`).
 #[utoipa::path(get, path = "/v1/events/{id}/replies/wait", operation_id = "wait_for_reply", tag = "events",
     params(("id" = String, Path), WaitParams),
-    responses((status = 200, description = "The first reply after `after`, or `pending` at the timeout",  body = WaitResponse), (status = 404, body = Problem)))]
+    responses((status = 200, description = "The first reply after `after`, or `pending` at the timeout", body = WaitResponse), (status = 404, body = Problem)))]
 pub async fn wait_for_reply(
     State(s): State<AppState>,
     auth: Auth,
@@ -287,20 +277,31 @@ pub async fn wait_for_reply(
         .herald
         .wait_for_reply(auth.scope(), &id, q.after, q.timeout_ms)
         .await?;
-    Ok(Json(outcome.into()))
+    Ok(Json(WaitResponse::new(
+        outcome,
+        q.raw_body.unwrap_or(false),
+    )))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RawBodyParams {
+    /// Also return the body's exact bytes (`raw_body_base64`), e.g. to check a signature.
+    pub raw_body: Option<bool>,
 }
 
 /// Read one captured callback (accepted or rejected).
 #[utoipa::path(get, path = "/v1/callbacks/{id}", operation_id = "get_callback", tag = "inbound",
-    params(("id" = String, Path)),
-    responses((status = 200, description = "The callback",  body = CallbackView), (status = 404, body = Problem)))]
+    params(("id" = String, Path), RawBodyParams),
+    responses((status = 200, description = "The callback", body = CallbackView), (status = 404, body = Problem)))]
 pub async fn get_callback(
     State(s): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<RawBodyParams>,
 ) -> Result<Json<CallbackView>, ApiError> {
     let c = s.herald.get_callback(auth.scope(), &id).await?;
-    Ok(Json((&c).into()))
+    Ok(Json(CallbackView::new(&c, q.raw_body.unwrap_or(false))))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -314,7 +315,7 @@ pub struct ReplayRequest {
 /// the target answered.
 #[utoipa::path(post, path = "/v1/callbacks/{id}/replay", operation_id = "replay_callback", tag = "inbound",
     params(("id" = String, Path)), request_body = ReplayRequest,
-    responses((status = 200, description = "What the target answered, or why it could not be reached",  body = ReplayResult), (status = 404, body = Problem),
+    responses((status = 200, description = "What the target answered, or why it could not be reached", body = ReplayResult), (status = 404, body = Problem),
               (status = 422, body = Problem)))]
 pub async fn replay(
     State(s): State<AppState>,

@@ -24,7 +24,7 @@ pub struct DeliveryParams {
 /// List a tenant's deliveries, newest first, with optional filters.
 #[utoipa::path(get, path = "/v1/tenants/{tenant_id}/deliveries", operation_id = "list_deliveries", tag = "deliveries",
     params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$"), DeliveryParams),
-    responses((status = 200, description = "A page of deliveries, newest first",  body = Page<Delivery>), (status = 422, body = Problem)))]
+    responses((status = 200, description = "A page of deliveries, newest first", body = Page<Delivery>), (status = 422, body = Problem)))]
 pub async fn list(
     State(s): State<AppState>,
     auth: Auth,
@@ -46,7 +46,7 @@ pub async fn list(
 
 /// Read a delivery with its attempts.
 #[utoipa::path(get, path = "/v1/deliveries/{id}", operation_id = "get_delivery", tag = "deliveries", params(("id" = String, Path)),
-    responses((status = 200, description = "The delivery with its attempts",  body = Delivery), (status = 404, body = Problem)))]
+    responses((status = 200, description = "The delivery with its attempts", body = Delivery), (status = 404, body = Problem)))]
 pub async fn get(
     State(s): State<AppState>,
     auth: Auth,
@@ -57,7 +57,7 @@ pub async fn get(
 
 /// Make a new attempt now (`trigger: manual`). 409 while an attempt is in flight.
 #[utoipa::path(post, path = "/v1/deliveries/{id}/retry", operation_id = "retry_delivery", tag = "deliveries", params(("id" = String, Path)),
-    responses((status = 202, description = "The delivery, scheduled for a manual attempt now",  body = Delivery), (status = 404, body = Problem), (status = 409, body = Problem)))]
+    responses((status = 202, description = "The delivery, scheduled for a manual attempt now", body = Delivery), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn retry(
     State(s): State<AppState>,
     auth: Auth,
@@ -85,7 +85,7 @@ pub struct ReplayResponse {
 /// Replay an event to all (or chosen) destinations: a new manual attempt for each.
 #[utoipa::path(post, path = "/v1/events/{id}/replay", operation_id = "replay_event", tag = "events", params(("id" = String, Path)),
     request_body = Option<ReplayBody>,
-    responses((status = 202, description = "How many deliveries were scheduled",  body = ReplayResponse), (status = 404, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 202, description = "How many deliveries were scheduled", body = ReplayResponse), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn replay(
     State(s): State<AppState>,
     auth: Auth,
@@ -119,7 +119,7 @@ pub struct RecoverBody {
 /// `GET /v1/tenants/{tenant_id}/recoveries/{id}`.
 #[utoipa::path(post, path = "/v1/tenants/{tenant_id}/destinations/{id}/recover", operation_id = "recover_destination", tag = "destinations",
     params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$"), ("id" = String, Path)), request_body = RecoverBody,
-    responses((status = 202, description = "The recovery job, started",  body = Recovery), (status = 200, body = Recovery, description = "A dry run: how many deliveries would be recovered"),
+    responses((status = 202, description = "The recovery job, started", body = Recovery), (status = 200, body = Recovery, description = "A dry run: how many deliveries would be recovered"),
               (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn recover(
     State(s): State<AppState>,
@@ -142,7 +142,7 @@ pub async fn recover(
 /// A recovery job and its progress.
 #[utoipa::path(get, path = "/v1/tenants/{tenant_id}/recoveries/{id}", operation_id = "get_recovery", tag = "destinations",
     params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$"), ("id" = String, Path)),
-    responses((status = 200, description = "The recovery job and its progress",  body = Recovery), (status = 404, body = Problem)))]
+    responses((status = 200, description = "The recovery job and its progress", body = Recovery), (status = 404, body = Problem)))]
 pub async fn get_recovery(
     State(s): State<AppState>,
     auth: Auth,

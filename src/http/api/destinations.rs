@@ -16,7 +16,7 @@ use crate::service::{
 /// Create a destination; the answer carries its signing `secret` (shown only here).
 #[utoipa::path(post, path = "/v1/tenants/{tenant_id}/destinations", operation_id = "create_destination", tag = "destinations",
     params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$")), request_body = CreateDestination,
-    responses((status = 201, description = "The destination, with its signing secret shown this once",  body = CreatedDestination), (status = 404, body = Problem),
+    responses((status = 201, description = "The destination, with its signing secret shown this once", body = CreatedDestination), (status = 404, body = Problem),
               (status = 422, body = Problem)))]
 pub async fn create(
     State(s): State<AppState>,
@@ -34,7 +34,7 @@ pub async fn create(
 /// List a tenant's destinations.
 #[utoipa::path(get, path = "/v1/tenants/{tenant_id}/destinations", operation_id = "list_destinations", tag = "destinations",
     params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$"), ListParams),
-    responses((status = 200, description = "A page of destinations",  body = Page<Destination>), (status = 404, body = Problem)))]
+    responses((status = 200, description = "A page of destinations", body = Page<Destination>), (status = 404, body = Problem)))]
 pub async fn list(
     State(s): State<AppState>,
     auth: Auth,
@@ -51,7 +51,7 @@ pub async fn list(
 /// Read a destination.
 #[utoipa::path(get, path = "/v1/tenants/{tenant_id}/destinations/{id}", operation_id = "get_destination", tag = "destinations",
     params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$"), ("id" = String, Path)),
-    responses((status = 200, description = "The destination",  body = Destination), (status = 404, body = Problem)))]
+    responses((status = 200, description = "The destination", body = Destination), (status = 404, body = Problem)))]
 pub async fn get(
     State(s): State<AppState>,
     auth: Auth,
@@ -67,7 +67,7 @@ pub async fn get(
 /// Update some fields of a destination.
 #[utoipa::path(patch, path = "/v1/tenants/{tenant_id}/destinations/{id}", operation_id = "update_destination", tag = "destinations",
     params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$"), ("id" = String, Path)), request_body = UpdateDestination,
-    responses((status = 200, description = "The updated destination",  body = Destination), (status = 404, body = Problem),
+    responses((status = 200, description = "The updated destination", body = Destination), (status = 404, body = Problem),
               (status = 422, body = Problem)))]
 pub async fn update(
     State(s): State<AppState>,
@@ -100,7 +100,7 @@ pub async fn delete(
 /// Enable a destination.
 #[utoipa::path(post, path = "/v1/tenants/{tenant_id}/destinations/{id}/enable", operation_id = "enable_destination", tag = "destinations",
     params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$"), ("id" = String, Path)),
-    responses((status = 200, description = "The enabled destination",  body = Destination), (status = 404, body = Problem)))]
+    responses((status = 200, description = "The enabled destination", body = Destination), (status = 404, body = Problem)))]
 pub async fn enable(
     State(s): State<AppState>,
     auth: Auth,
@@ -123,7 +123,7 @@ pub struct DisableBody {
 /// Disable a destination: events published meanwhile are recorded as `skipped`.
 #[utoipa::path(post, path = "/v1/tenants/{tenant_id}/destinations/{id}/disable", operation_id = "disable_destination", tag = "destinations",
     params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$"), ("id" = String, Path)), request_body = Option<DisableBody>,
-    responses((status = 200, description = "The disabled destination",  body = Destination), (status = 404, body = Problem)))]
+    responses((status = 200, description = "The disabled destination", body = Destination), (status = 404, body = Problem)))]
 pub async fn disable(
     State(s): State<AppState>,
     auth: Auth,
@@ -148,7 +148,7 @@ pub async fn disable(
 /// (a second `v1,` signature) until the overlap ends.
 #[utoipa::path(post, path = "/v1/tenants/{tenant_id}/destinations/{id}/rotate-secret", operation_id = "rotate_destination_secret", tag = "destinations",
     params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$"), ("id" = String, Path)), request_body = Option<RotateSecret>,
-    responses((status = 200, description = "The new signing secret, shown this once",  body = RotatedSecret), (status = 404, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, description = "The new signing secret, shown this once", body = RotatedSecret), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn rotate_secret(
     State(s): State<AppState>,
     auth: Auth,
@@ -167,18 +167,18 @@ pub async fn rotate_secret(
 /// it is published like any event, so its delivery and attempts show what the receiver did.
 #[utoipa::path(post, path = "/v1/tenants/{tenant_id}/destinations/{id}/test", operation_id = "send_test_event", tag = "destinations",
     params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$"), ("id" = String, Path)),
-    responses((status = 202, description = "The `herald.test` event, accepted",  body = super::events::PublishResponse), (status = 404, body = Problem)))]
+    responses((status = 202, description = "The `herald.test` event, accepted", body = crate::service::PublishResponse), (status = 404, body = Problem)))]
 pub async fn send_test(
     State(s): State<AppState>,
     auth: Auth,
     Path((tenant_id, id)): Path<(String, String)>,
-) -> Result<(StatusCode, Json<super::events::PublishResponse>), ApiError> {
+) -> Result<(StatusCode, Json<crate::service::PublishResponse>), ApiError> {
     let p = s
         .herald
         .send_test_event(auth.scope(), &tenant_id, &id)
         .await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(super::events::PublishResponse::new(&p, &s.herald)),
+        Json(crate::service::PublishResponse::new(&p, &s.herald)),
     ))
 }

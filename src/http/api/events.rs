@@ -9,28 +9,7 @@ use crate::domain::model::{Event, Page};
 use crate::http::AppState;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{ApiJson, ApiQuery, Auth};
-use crate::service::{PublishBatch, PublishRequest};
-use crate::store::Published;
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PublishResponse {
-    pub id: String,
-    /// How many deliveries the event created (for a repeat: the original's).
-    pub deliveries: u32,
-    /// The reply channel's URL, when the event asked for one (`reply`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reply_url: Option<String>,
-}
-
-impl PublishResponse {
-    pub(super) fn new(p: &Published, herald: &crate::service::Herald) -> Self {
-        PublishResponse {
-            id: p.id.clone(),
-            deliveries: p.deliveries,
-            reply_url: p.reply_slug.as_deref().map(|s| herald.callback_url(s)),
-        }
-    }
-}
+use crate::service::{PublishBatch, PublishRequest, PublishResponse};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BatchResponse {
@@ -41,7 +20,7 @@ pub struct BatchResponse {
 /// Publish an event. 202 once it and its deliveries are durable; 200 for an idempotent repeat.
 #[utoipa::path(post, path = "/v1/events", operation_id = "publish_event", tag = "events", request_body = PublishRequest,
     params(("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 202, description = "Accepted: the event and all its deliveries are committed",  body = PublishResponse), (status = 200, description = "A repeated idempotency key: the event published the first time",  body = PublishResponse),
+    responses((status = 202, description = "Accepted: the event and all its deliveries are committed", body = PublishResponse), (status = 200, description = "A repeated idempotency key: the event published the first time", body = PublishResponse),
               (status = 404, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)))]
 pub async fn publish(
     State(s): State<AppState>,
@@ -66,7 +45,7 @@ pub async fn publish(
 
 /// Publish up to 1,000 events in one transaction.
 #[utoipa::path(post, path = "/v1/events/batch", operation_id = "publish_events", tag = "events", request_body = PublishBatch,
-    responses((status = 202, description = "Accepted: every event and all their deliveries are committed",  body = BatchResponse), (status = 404, body = Problem),
+    responses((status = 202, description = "Accepted: every event and all their deliveries are committed", body = BatchResponse), (status = 404, body = Problem),
               (status = 413, body = Problem), (status = 422, body = Problem)))]
 pub async fn publish_batch(
     State(s): State<AppState>,
@@ -87,7 +66,7 @@ pub async fn publish_batch(
 
 /// Read an event.
 #[utoipa::path(get, path = "/v1/events/{id}", operation_id = "get_event", tag = "events", params(("id" = String, Path)),
-    responses((status = 200, description = "The event",  body = Event), (status = 404, body = Problem)))]
+    responses((status = 200, description = "The event", body = Event), (status = 404, body = Problem)))]
 pub async fn get(
     State(s): State<AppState>,
     auth: Auth,
@@ -99,7 +78,7 @@ pub async fn get(
 /// List a tenant's events, newest first.
 #[utoipa::path(get, path = "/v1/tenants/{tenant_id}/events", operation_id = "list_events", tag = "events",
     params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$"), ListParams),
-    responses((status = 200, description = "A page of events, newest first",  body = Page<Event>)))]
+    responses((status = 200, description = "A page of events, newest first", body = Page<Event>)))]
 pub async fn list(
     State(s): State<AppState>,
     auth: Auth,

@@ -12,7 +12,6 @@ use axum::Json;
 use axum::Router;
 use axum::routing::{get, post, put};
 
-pub use callbacks::{WaitResponse, WaitStatus};
 use utoipa::OpenApi;
 
 use super::AppState;

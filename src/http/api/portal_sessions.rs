@@ -11,7 +11,7 @@ use crate::service::portal::PortalLink;
 /// user to `url` before `expires_at`; it opens a browser session and stops working.
 #[utoipa::path(post, path = "/v1/tenants/{tenant_id}/portal-sessions", operation_id = "create_portal_session", tag = "tenants",
     params(("tenant_id" = String, Path)),
-    responses((status = 201, description = "A single-use sign-in link to the tenant's portal",  body = PortalLink), (status = 403, body = Problem),
+    responses((status = 201, description = "A single-use sign-in link to the tenant's portal", body = PortalLink), (status = 403, body = Problem),
               (status = 404, body = Problem)))]
 pub async fn create(
     State(s): State<AppState>,

@@ -29,7 +29,7 @@ pub struct ListParams {
 
 /// List tenants.
 #[utoipa::path(get, path = "/v1/tenants", operation_id = "list_tenants", tag = "tenants", params(ListParams),
-    responses((status = 200, description = "A page of tenants",  body = Page<Tenant>), (status = 401, body = Problem)))]
+    responses((status = 200, description = "A page of tenants", body = Page<Tenant>), (status = 401, body = Problem)))]
 pub async fn list(
     State(s): State<AppState>,
     auth: Auth,
@@ -44,7 +44,7 @@ pub async fn list(
 /// Create or update a tenant (the id is the platform's own).
 #[utoipa::path(put, path = "/v1/tenants/{tenant_id}", operation_id = "upsert_tenant", tag = "tenants",
     params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$")), request_body = TenantBody,
-    responses((status = 201, description = "The tenant, created",  body = Tenant), (status = 200, description = "The tenant, updated",  body = Tenant), (status = 422, body = Problem)))]
+    responses((status = 201, description = "The tenant, created", body = Tenant), (status = 200, description = "The tenant, updated", body = Tenant), (status = 422, body = Problem)))]
 pub async fn upsert(
     State(s): State<AppState>,
     auth: Auth,
@@ -66,7 +66,7 @@ pub async fn upsert(
 /// Read a tenant.
 #[utoipa::path(get, path = "/v1/tenants/{tenant_id}", operation_id = "get_tenant", tag = "tenants",
     params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$")),
-    responses((status = 200, description = "The tenant",  body = Tenant), (status = 404, body = Problem)))]
+    responses((status = 200, description = "The tenant", body = Tenant), (status = 404, body = Problem)))]
 pub async fn get(
     State(s): State<AppState>,
     auth: Auth,
@@ -92,7 +92,7 @@ pub async fn delete(
 /// Issue a tenant-scoped API token (shown once). It can act only on this tenant.
 #[utoipa::path(post, path = "/v1/tenants/{tenant_id}/tokens", operation_id = "issue_tenant_token", tag = "tenants",
     params(("tenant_id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,64}$")),
-    responses((status = 201, description = "The token, shown this once",  body = crate::service::tokens::IssuedToken), (status = 403, body = Problem),
+    responses((status = 201, description = "The token, shown this once", body = crate::service::tokens::IssuedToken), (status = 403, body = Problem),
               (status = 404, body = Problem)))]
 pub async fn issue_token(
     State(s): State<AppState>,

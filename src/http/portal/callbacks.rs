@@ -27,7 +27,7 @@ impl EndpointRow {
         EndpointRow {
             created: Time::new(e.created_at, now),
             expires: e.expires_at.map(|t| Time::new(t, now)),
-            scheme: e.verification.scheme.to_string(),
+            scheme: e.verification.scheme.as_str().to_string(),
             e,
         }
     }
@@ -116,6 +116,7 @@ pub async fn show(
             ListStatus::Accepted,
             Some(&after.to_string()),
             Some(PER_PAGE as u32),
+            false,
         )
         .await?;
     let now = h.clock.now();
