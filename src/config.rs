@@ -716,8 +716,7 @@ pub fn reference_markdown() -> String {
          it.\n\n\
          Durations carry their unit in the name (`_ms`, `_secs`, `_hours`, `_days`); sizes \
          are in bytes. Lists are TOML arrays in the file and `[a,b]` in the environment. \
-         Settings are listed alphabetically, so related ones (`amqp_*`, `inbound_*`, `max_*`, \
-         `portal_*`, `wait_*`) stand together.\n",
+         Settings are listed in the order the code declares them, related ones together.\n",
     );
     for s in reference() {
         out.push_str(&format!("\n## `{}`\n\n", s.name));
