@@ -7,6 +7,7 @@ use common::{ADMIN_TOKEN, Receiver, StoreKind, TestApp};
 use serde_json::{Value, json};
 
 for_each_store!(
+    an_event_with_an_unknown_field_is_refused_naming_it_and_writes_nothing,
     tenants_can_be_created_read_updated_listed_and_deleted,
     tenant_lists_are_paginated_with_a_cursor,
     destinations_can_be_created_read_updated_listed_and_deleted,
@@ -287,6 +288,35 @@ async fn a_batch_with_one_invalid_event_writes_nothing_and_names_it(kind: StoreK
     .await;
     assert_eq!(status, 422);
     assert_eq!(p["field"], "events");
+    assert_eq!(event_count(&app, "acme").await, 0);
+}
+
+/// A misspelt field (`destinaton_id`) would otherwise be ignored and the event fanned out to
+/// every destination; it is a 422 naming the field, alone or inside a batch.
+async fn an_event_with_an_unknown_field_is_refused_naming_it_and_writes_nothing(kind: StoreKind) {
+    let app = TestApp::spawn(kind).await;
+    app.tenant("acme").await;
+    let r = app
+        .post(
+            "/v1/events",
+            json!({"tenant_id": "acme", "topic": "a", "data": {}, "destinaton_id": "dst_x"}),
+        )
+        .await;
+    let (status, p) = problem(r).await;
+    assert_eq!(status, 422);
+    assert_eq!(p["field"], "destinaton_id", "{p}");
+    let r = app
+        .post(
+            "/v1/events/batch",
+            json!({"events": [
+                {"tenant_id": "acme", "topic": "ok", "data": {}},
+                {"tenant_id": "acme", "topic": "ok", "data": {}, "metdata": {}},
+            ]}),
+        )
+        .await;
+    let (status, p) = problem(r).await;
+    assert_eq!(status, 422);
+    assert_eq!(p["field"], "events[1].metdata", "{p}");
     assert_eq!(event_count(&app, "acme").await, 0);
 }
 

@@ -220,7 +220,7 @@ async fn every_tool_is_listed_with_a_description_and_valid_object_root_schemas()
     assert_eq!(out["protocol_version"], "2025-11-25");
     assert_eq!(
         out["inputs"]["wait_for_callback"],
-        json!(["after", "id", "slug", "timeout_ms"])
+        json!(["after", "id", "raw_body", "slug", "timeout_ms"])
     );
     assert_eq!(out["required"]["ack_event"], json!(["event_id"]));
     assert_eq!(

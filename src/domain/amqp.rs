@@ -114,6 +114,23 @@ pub struct AmqpTarget {
     pub routing_key: String,
 }
 
+// The OpenAPI view of a destination's flattened `Option<AmqpTarget>`: the three fields are
+// there on `type: "rabbitmq"` destinations and absent on webhooks, which a nullable
+// `AmqpTarget` (an object or `null`, merged into the destination) cannot say.
+/// A RabbitMQ destination's broker, exchange and routing key; absent on webhook destinations.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Only its schema is used: the JSON is written by `AmqpTarget`.
+pub struct AmqpTargetFields {
+    /// `rabbitmq` only: the broker, password shown as `***`.
+    #[schema(example = "amqp://herald:***@rabbit.example.com:5672/%2f")]
+    amqp_url: Option<String>,
+    /// `rabbitmq` only: the exchange messages are published to; `""` is the default exchange,
+    /// which routes by queue name.
+    exchange: Option<String>,
+    /// `rabbitmq` only: a template; `{topic}` and `{tenant_id}` are replaced per message.
+    routing_key: Option<String>,
+}
+
 /// An exchange name as RabbitMQ accepts it: up to 255 letters, digits and `-_.:`.
 pub fn exchange(field: &str, name: &str) -> Check {
     validate::plain_name(field, name, 0..=MAX_SHORT_STRING, "-_.:")

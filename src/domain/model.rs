@@ -119,7 +119,7 @@ pub struct Destination {
     pub url: Option<String>,
     /// The broker, exchange and routing key (`type: "rabbitmq"`), as flat fields.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    #[schema(inline)]
+    #[schema(inline, value_type = super::amqp::AmqpTargetFields)]
     pub amqp: Option<AmqpTarget>,
     pub description: Option<String>,
     pub topics: Vec<String>,

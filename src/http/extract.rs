@@ -62,10 +62,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             _ => {
                 // serde reports a missing field at the parent path; name the field itself.
                 let msg = inner.to_string();
-                let field = match (path.as_str(), missing_field(&msg)) {
+                let named = missing_field(&msg).or_else(|| unknown_field(&msg));
+                let field = match (path.as_str(), named) {
                     (".", Some(f)) => f.to_string(),
-                    (p, Some(f)) => format!("{p}.{f}"),
-                    (p, None) => p.to_string(),
+                    (p, Some(f)) if !p.ends_with(f) => format!("{p}.{f}"),
+                    (p, _) => p.to_string(),
                 };
                 ApiError::validation(field.clone(), format!("{field}: {msg}"))
             }
@@ -86,6 +87,12 @@ pub fn parse_optional_json<T: DeserializeOwned + Default>(bytes: &[u8]) -> Resul
 
 fn missing_field(msg: &str) -> Option<&str> {
     let rest = msg.strip_prefix("missing field `")?;
+    rest.split('`').next()
+}
+
+/// serde reports an unknown field at the path of the object that holds it; name the field.
+fn unknown_field(msg: &str) -> Option<&str> {
+    let rest = msg.strip_prefix("unknown field `")?;
     rest.split('`').next()
 }
 

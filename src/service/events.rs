@@ -10,7 +10,11 @@ use crate::domain::model::{Event, Page};
 use crate::domain::validate::{self, Invalid};
 use crate::store::{NewEvent, NewReplyChannel, Published, Scope};
 
+/// One event to publish (`POST /v1/events`, each event of a batch, each message of the publish
+/// queue). Unknown fields are refused: a misspelt `destination_id` must not quietly fan the
+/// event out to every destination.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PublishRequest {
     #[schema(pattern = r"^[A-Za-z0-9_.:-]{1,64}$")]
     pub tenant_id: String,
@@ -66,6 +70,7 @@ pub struct ReplyRequest {
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PublishBatch {
     /// 1 to `max_batch_size` (default 1000) events.
     #[schema(min_items = 1, max_items = 1000)]
