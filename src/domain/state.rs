@@ -15,20 +15,11 @@
 //! change only to a row still in the expected state (`UPDATE … WHERE status = $expected`), so a
 //! worker whose lease expired cannot overwrite the outcome of the worker that took over.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-    schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
     Scheduled,
@@ -108,17 +99,7 @@ impl std::fmt::Display for DeliveryStatus {
 }
 
 /// What caused an attempt.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-    schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Trigger {
     Scheduled,
@@ -146,17 +127,7 @@ impl Trigger {
 /// `timeout`, `connect`, `dns`, `tls` and `blocked_address` apply to both destination types;
 /// `status` and `body_too_large` only to webhooks; `amqp`, `unroutable` and `nack` only to
 /// RabbitMQ destinations.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-    schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     Timeout,

@@ -18,10 +18,12 @@ use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256, Sha512};
 use subtle::ConstantTimeEq;
+use utoipa::ToSchema;
 
 use crate::domain::signature::{self, Accept, SecretError};
 
@@ -99,16 +101,7 @@ impl fmt::Debug for Verification {
 
 /// The name of a verification scheme, as the API and the MCP tools spell it.
 #[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Serialize,
-    Default,
-    Deserialize,
-    utoipa::ToSchema,
-    schemars::JsonSchema,
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Default, Deserialize, ToSchema, JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Scheme {
@@ -168,17 +161,7 @@ impl Verification {
 
 /// Digest of the generic `hmac` scheme; SHA-256 unless configured, as most senders use it.
 #[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Default,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-    schemars::JsonSchema,
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, ToSchema, JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum HmacAlgorithm {
@@ -190,17 +173,7 @@ pub enum HmacAlgorithm {
 
 /// How the generic `hmac` scheme's header encodes the MAC; hex unless configured.
 #[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Default,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-    schemars::JsonSchema,
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, ToSchema, JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Encoding {
