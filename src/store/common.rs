@@ -229,9 +229,7 @@ macro_rules! impl_store {
                 if r.rows_affected() == 0 {
                     return Ok(false);
                 }
-                sqlx::query("UPDATE deliveries SET status = 'cancelled', finalized_at = $2, updated_at = $2, \
-                    last_error = 'destination deleted' \
-                    WHERE destination_id = $1 AND status IN ('scheduled', 'retrying')")
+                sqlx::query($crate::store::sql::CANCEL_PENDING_OF_DESTINATION.as_str())
                     .bind(id).bind(now).execute(&mut *tx).await?;
                 tx.commit().await?;
                 Ok(true)
@@ -338,7 +336,7 @@ macro_rules! impl_store {
                          next_attempt_at, last_error, created_at, updated_at, finalized_at) ");
                     q.push_values(chunk, |mut b, (id, ev, dst, status)| {
                         let finalized = status.is_terminal().then_some(now);
-                        let reason = status.is_terminal().then_some("destination disabled");
+                        let reason = status.is_terminal().then_some($crate::domain::disable::DESTINATION_DISABLED);
                         b.push_bind(id).push_bind(&ev.tenant_id).push_bind(&ev.id).push_bind(dst)
                             .push_bind(&ev.topic).push_bind(status.as_str()).push_bind(now)
                             .push_bind(reason).push_bind(now).push_bind(now).push_bind(finalized);
@@ -408,13 +406,10 @@ macro_rules! impl_store {
                     "SELECT status FROM deliveries WHERE id = $1 AND ($2 IS NULL OR tenant_id = $2)")
                     .bind(id).bind(scope.tenant()).fetch_optional(&mut *tx).await?;
                 let from = rows::status(&current.ok_or(StoreError::NotFound("delivery"))?)?;
-                if !from.can_transition(DeliveryStatus::Scheduled) {
+                if !from.can_transition($crate::domain::state::Transition::RESCHEDULE) {
                     return Err(StoreError::Conflict(format!("the delivery is {from}; wait for the attempt in flight to finish")));
                 }
-                let row = sqlx::query_as::<_, rows::DeliveryRow>(concat!(
-                    "UPDATE deliveries SET status = 'scheduled', next_attempt_at = $2, manual = TRUE, \
-                     finalized_at = NULL, lease_expires_at = NULL, updated_at = $2 \
-                     WHERE id = $1 AND status = $3 RETURNING ", delivery_cols!()))
+                let row = sqlx::query_as::<_, rows::DeliveryRow>($crate::store::sql::RETRY.as_str())
                     .bind(id).bind(now).bind(from.as_str())
                     .fetch_one(&mut *tx).await?;
                 Self::announce_work(&mut tx).await?;
@@ -443,8 +438,7 @@ macro_rules! impl_store {
                             if !from.is_terminal() {
                                 continue; // already on its way
                             }
-                            sqlx::query("UPDATE deliveries SET status = 'scheduled', next_attempt_at = $2, manual = TRUE, \
-                                finalized_at = NULL, updated_at = $2 WHERE id = $1 AND status = $3")
+                            sqlx::query($crate::store::sql::REPLAY.as_str())
                                 .bind(id).bind(now).bind(status).execute(&mut *tx).await?;
                         }
                         None => {
@@ -454,9 +448,7 @@ macro_rules! impl_store {
                             if owned.is_none() {
                                 return Err(StoreError::NotFound("destination"));
                             }
-                            sqlx::query("INSERT INTO deliveries (id, tenant_id, event_id, destination_id, topic, status, \
-                                next_attempt_at, manual, created_at, updated_at) \
-                                VALUES ($1, $2, $3, $4, $5, 'scheduled', $6, TRUE, $6, $6)")
+                            sqlx::query($crate::store::sql::REPLAY_NEW.as_str())
                                 .bind($crate::domain::ids::new_id($crate::domain::ids::Kind::Delivery))
                                 .bind(&event.tenant_id).bind(event_id).bind(dst).bind(&event.topic).bind(now)
                                 .execute(&mut *tx).await?;
@@ -488,8 +480,7 @@ macro_rules! impl_store {
                     since, count: 0, created_at: now, progress: Default::default(), done: true,
                 };
                 if dry_run {
-                    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE destination_id = $1 \
-                        AND tenant_id = $2 AND status IN ('failed', 'skipped') AND created_at >= $3")
+                    let n: i64 = sqlx::query_scalar($crate::store::sql::RECOVER_COUNT.as_str())
                         .bind(destination_id).bind(tenant_id).bind(since).fetch_one(&self.read).await?;
                     recovery.count = n as u64;
                     return Ok(recovery);
@@ -502,10 +493,7 @@ macro_rules! impl_store {
                 // deliveries never holds a million row locks.
                 loop {
                     let mut tx = self.write.begin().await?;
-                    let r = sqlx::query("UPDATE deliveries SET status = 'scheduled', next_attempt_at = $4, manual = TRUE, \
-                        finalized_at = NULL, updated_at = $4, recovery_id = $5 WHERE id IN ( \
-                          SELECT id FROM deliveries WHERE destination_id = $1 AND tenant_id = $2 \
-                          AND status IN ('failed', 'skipped') AND created_at >= $3 ORDER BY id LIMIT 1000)")
+                    let r = sqlx::query($crate::store::sql::RECOVER_BATCH.as_str())
                         .bind(destination_id).bind(tenant_id).bind(since).bind(now).bind(&id)
                         .execute(&mut *tx).await?;
                     let n = r.rows_affected();
@@ -571,18 +559,13 @@ macro_rules! impl_store {
                     });
                     q.build().execute(&mut *tx).await?;
 
-                    // VALUES columns are column1, column2, … in both SQLite and Postgres.
-                    let mut q = sqlx::QueryBuilder::<Db>::new(
-                        "UPDATE deliveries SET status = 'succeeded', next_attempt_at = NULL, lease_expires_at = NULL, \
-                         manual = FALSE, last_status_code = v.column3, last_error = NULL, updated_at = v.column4, \
-                         finalized_at = v.column4 FROM (");
+                    let mut q = sqlx::QueryBuilder::<Db>::new($crate::store::sql::SUCCEED_MANY_HEAD.as_str());
                     q.push_values(chunk, |mut b, &i| {
                         let f = &fs[i];
                         let code = f.attempt.as_ref().and_then(|a| a.status_code).map(i32::from);
                         b.push_bind(&f.delivery_id).push_bind(f.attempt_number as i32).push_bind(code).push_bind(f.now);
                     });
-                    q.push(") AS v WHERE deliveries.id = v.column1 AND deliveries.status = 'delivering' \
-                            AND deliveries.attempt_count = v.column2 RETURNING deliveries.id");
+                    q.push($crate::store::sql::SUCCEED_MANY_TAIL.as_str());
                     let applied: std::collections::HashSet<String> =
                         q.build_query_scalar::<String>().fetch_all(&mut *tx).await?.into_iter().collect();
 
@@ -612,9 +595,7 @@ macro_rules! impl_store {
             }
 
             async fn rescue_expired(&self, now: Millis) -> Result<u64> {
-                let r = sqlx::query("UPDATE deliveries SET status = 'retrying', next_attempt_at = $1, \
-                    lease_expires_at = NULL, updated_at = $1 \
-                    WHERE status = 'delivering' AND lease_expires_at <= $1")
+                let r = sqlx::query($crate::store::sql::RESCUE.as_str())
                     .bind(now).execute(&self.write).await?;
                 if r.rows_affected() > 0 {
                     let mut tx = self.write.begin().await?;
@@ -625,9 +606,7 @@ macro_rules! impl_store {
             }
 
             async fn release(&self, delivery_id: &str, attempt: u32, now: Millis) -> Result<bool> {
-                let r = sqlx::query("UPDATE deliveries SET status = 'retrying', next_attempt_at = $3, \
-                    lease_expires_at = NULL, last_error = 'interrupted by shutdown', updated_at = $3 \
-                    WHERE id = $1 AND status = 'delivering' AND attempt_count = $2")
+                let r = sqlx::query($crate::store::sql::RELEASE.as_str())
                     .bind(delivery_id).bind(attempt as i32).bind(now)
                     .execute(&self.write).await?;
                 Ok(r.rows_affected() > 0)
@@ -638,13 +617,8 @@ macro_rules! impl_store {
                 if !Self::maintenance_lock(&mut tx).await? {
                     return Ok(0);
                 }
-                // Events still being delivered are kept whatever their age: retention never
-                // drops accepted work. Foreign keys cascade to deliveries and attempts.
-                let r = sqlx::query("DELETE FROM events WHERE id IN ( \
-                    SELECT e.id FROM events e WHERE e.created_at < $1 AND NOT EXISTS ( \
-                      SELECT 1 FROM deliveries x WHERE x.event_id = e.id \
-                      AND x.status IN ('scheduled', 'retrying', 'delivering')) \
-                    ORDER BY e.created_at LIMIT $2)")
+                // Foreign keys cascade to deliveries and attempts.
+                let r = sqlx::query($crate::store::sql::PURGE.as_str())
                     .bind(cutoff).bind(batch as i64)
                     .execute(&mut *tx).await?;
                 tx.commit().await?;
@@ -652,15 +626,13 @@ macro_rules! impl_store {
             }
 
             async fn queue_stats(&self, now: Millis) -> Result<(u64, Option<Millis>)> {
-                let (n, oldest): (i64, Option<i64>) = sqlx::query_as(
-                    "SELECT COUNT(*), MIN(next_attempt_at) FROM deliveries \
-                     WHERE status IN ('scheduled', 'retrying') AND next_attempt_at <= $1")
+                let (n, oldest): (i64, Option<i64>) = sqlx::query_as($crate::store::sql::QUEUE_STATS.as_str())
                     .bind(now).fetch_one(&self.read).await?;
                 Ok((n as u64, oldest))
             }
 
             async fn next_due(&self) -> Result<Option<Millis>> {
-                Ok(sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM deliveries WHERE status IN ('scheduled', 'retrying')")
+                Ok(sqlx::query_scalar($crate::store::sql::NEXT_DUE.as_str())
                     .fetch_one(&self.read).await?)
             }
 
@@ -913,19 +885,10 @@ macro_rules! impl_store {
                 // The sample is cut before filtering on status, so a destination with a day of
                 // skipped deliveries still costs at most HEALTH_SAMPLE rows.
                 let sample = $crate::domain::health::HEALTH_SAMPLE as i64;
-                let (sampled, succeeded, failed): (i64, i64, i64) = sqlx::query_as(
-                    "SELECT COUNT(*), \
-                            COALESCE(SUM(CASE WHEN status = 'succeeded' THEN 1 ELSE 0 END), 0), \
-                            COALESCE(SUM(CASE WHEN status IN ('failed', 'retrying') THEN 1 ELSE 0 END), 0) \
-                     FROM (SELECT status FROM deliveries WHERE destination_id = $1 AND id >= $2 \
-                           ORDER BY id DESC LIMIT $3) AS sample")
+                let (sampled, succeeded, failed): (i64, i64, i64) = sqlx::query_as($crate::store::sql::HEALTH_COUNTS.as_str())
                     .bind(destination_id).bind(&since).bind(sample)
                     .fetch_one(&self.read).await?;
-                let last: Option<(String, Option<i32>, Option<String>, i64)> = sqlx::query_as(
-                    "SELECT status, last_status_code, last_error, updated_at FROM \
-                       (SELECT id, status, last_status_code, last_error, updated_at FROM deliveries \
-                        WHERE destination_id = $1 ORDER BY id DESC LIMIT $2) AS recent \
-                     WHERE status IN ('succeeded', 'failed', 'retrying') ORDER BY id DESC LIMIT 1")
+                let last: Option<(String, Option<i32>, Option<String>, i64)> = sqlx::query_as($crate::store::sql::HEALTH_LAST.as_str())
                     .bind(destination_id).bind(sample).fetch_optional(&self.read).await?;
                 let last = last
                     .map(|(status, code, error, at)| -> Result<LastOutcome> {
@@ -1049,10 +1012,7 @@ macro_rules! impl_store {
                 let finalized = f.next.is_terminal().then_some(f.now);
                 let status_code = f.attempt.as_ref().and_then(|a| a.status_code).map(i32::from);
                 let given_back = i32::from(f.attempt.is_none());
-                let r = sqlx::query("UPDATE deliveries SET status = $3, next_attempt_at = $4, lease_expires_at = NULL, \
-                    manual = FALSE, last_status_code = $5, last_error = $6, updated_at = $7, finalized_at = $8, \
-                    attempt_count = attempt_count - $9 \
-                    WHERE id = $1 AND status = 'delivering' AND attempt_count = $2")
+                let r = sqlx::query($crate::store::sql::FINISH.as_str())
                     .bind(&f.delivery_id).bind(f.attempt_number as i32).bind(f.next.as_str()).bind(f.next_attempt_at)
                     .bind(status_code).bind(&f.last_error).bind(f.now).bind(finalized).bind(given_back)
                     .execute(&mut **tx).await?;
@@ -1075,13 +1035,11 @@ macro_rules! impl_store {
                                     "SELECT consecutive_failures, failing_since FROM destinations WHERE id = $1")
                                     .bind(&f.destination_id).fetch_optional(&mut **tx).await?;
                                 streak.and_then(|(n, since)| {
-                                    if limits.after_failures > 0 && n as u32 >= limits.after_failures {
-                                        Some(format!("{n} consecutive failed attempts"))
-                                    } else if limits.after_ms > 0 && since.is_some_and(|t| f.now - t >= limits.after_ms) {
-                                        Some(format!("only failures for {} hours", limits.after_ms / 3_600_000))
-                                    } else {
-                                        None
-                                    }
+                                    let streak = $crate::domain::disable::Streak {
+                                        consecutive_failures: n as u32,
+                                        failing_since: since,
+                                    };
+                                    limits.reason(streak, f.now)
                                 })
                             }
                         };
@@ -1109,72 +1067,55 @@ macro_rules! impl_store {
                 now: Millis,
                 lease_until: Millis,
             ) -> Result<Vec<String>> {
-                let candidates: Vec<String> = sqlx::query_scalar(
-                    "SELECT d.id FROM destinations d \
-                     WHERE (d.max_in_flight IS NOT NULL OR d.rate_limit IS NOT NULL OR d.fifo) AND d.enabled \
-                     AND EXISTS (SELECT 1 FROM deliveries x WHERE x.destination_id = d.id \
-                       AND x.status IN ('scheduled', 'retrying') AND x.next_attempt_at <= $1)")
+                let candidates: Vec<String> = sqlx::query_scalar($crate::store::sql::LIMITED_CANDIDATES.as_str())
                     .bind(now).fetch_all(&mut **tx).await?;
                 if candidates.is_empty() || budget == 0 {
                     return Ok(vec![]);
                 }
                 Self::limits_lock(tx).await?;
-                let second = now.div_euclid(1000);
+                use $crate::domain::allowance::{self, Limits, Load};
                 let mut claimed = Vec::new();
                 for dst in candidates {
-                    let left = budget as i64 - claimed.len() as i64;
-                    if left <= 0 {
+                    let Some(left) = budget.checked_sub(claimed.len() as u32).filter(|&n| n > 0) else {
                         break;
-                    }
+                    };
                     let (max_in_flight, rate_limit, fifo, window, used): (Option<i32>, Option<i32>, bool, Option<i64>, i32) =
                         sqlx::query_as("SELECT max_in_flight, rate_limit, fifo, rate_window_start, rate_window_count \
                             FROM destinations WHERE id = $1")
                         .bind(&dst).fetch_one(&mut **tx).await?;
-                    let in_flight: i64 = sqlx::query_scalar(
-                        "SELECT COUNT(*) FROM deliveries WHERE destination_id = $1 AND status = 'delivering'")
+                    let in_flight: i64 = sqlx::query_scalar($crate::store::sql::IN_FLIGHT.as_str())
                         .bind(&dst).fetch_one(&mut **tx).await?;
-                    let used = if window == Some(second) { used as i64 } else { 0 };
-                    let mut allowance = left;
-                    if let Some(m) = max_in_flight {
-                        allowance = allowance.min(m as i64 - in_flight);
-                    }
-                    if let Some(r) = rate_limit {
-                        allowance = allowance.min(r as i64 - used);
-                    }
-                    if fifo {
-                        allowance = allowance.min(1 - in_flight);
-                    }
-                    if allowance <= 0 {
+                    let limits = Limits {
+                        max_in_flight: max_in_flight.map(|n| n.max(0) as u32),
+                        rate_limit: rate_limit.map(|n| n.max(0) as u32),
+                        fifo,
+                    };
+                    let used = allowance::used_in_window(window, used.max(0) as u64, now);
+                    let load = Load { in_flight: in_flight.max(0) as u64, sent_this_second: used };
+                    let allowance = allowance::allowance(left, limits, load);
+                    if allowance == 0 {
                         continue;
                     }
                     let ids: Vec<String> = if fifo {
                         // Publish order: only the oldest unfinished delivery may go, and only
                         // once it is due; everything behind it waits, retries included.
-                        let head: Option<(String, String, Option<i64>)> = sqlx::query_as(
-                            "SELECT id, status, next_attempt_at FROM deliveries WHERE destination_id = $1 \
-                             AND status IN ('scheduled', 'retrying', 'delivering') ORDER BY id LIMIT 1")
+                        let head: Option<(String, String, Option<i64>)> = sqlx::query_as($crate::store::sql::FIFO_HEAD.as_str())
                             .bind(&dst).fetch_optional(&mut **tx).await?;
                         match head {
-                            Some((id, status, Some(due))) if status != "delivering" && due <= now => {
-                                sqlx::query_scalar("UPDATE deliveries SET status = 'delivering', lease_expires_at = $2, \
-                                    attempt_count = attempt_count + 1, updated_at = $3 \
-                                    WHERE id = $1 AND status IN ('scheduled', 'retrying') RETURNING id")
+                            Some((id, status, due)) if allowance::fifo_head_may_go(rows::status(&status)?, due, now) => {
+                                sqlx::query_scalar($crate::store::sql::CLAIM_ONE.as_str())
                                     .bind(&id).bind(lease_until).bind(now).fetch_all(&mut **tx).await?
                             }
                             _ => vec![],
                         }
                     } else {
-                        sqlx::query_scalar("UPDATE deliveries SET status = 'delivering', lease_expires_at = $3, \
-                            attempt_count = attempt_count + 1, updated_at = $2 \
-                            WHERE id IN (SELECT id FROM deliveries WHERE destination_id = $1 \
-                              AND status IN ('scheduled', 'retrying') AND next_attempt_at <= $2 \
-                              ORDER BY next_attempt_at, id LIMIT $4) RETURNING id")
-                            .bind(&dst).bind(now).bind(lease_until).bind(allowance)
+                        sqlx::query_scalar($crate::store::sql::CLAIM_OF_DESTINATION.as_str())
+                            .bind(&dst).bind(now).bind(lease_until).bind(allowance as i64)
                             .fetch_all(&mut **tx).await?
                     };
                     if rate_limit.is_some() && !ids.is_empty() {
                         sqlx::query("UPDATE destinations SET rate_window_start = $2, rate_window_count = $3 WHERE id = $1")
-                            .bind(&dst).bind(second).bind((used + ids.len() as i64) as i32)
+                            .bind(&dst).bind(allowance::rate_window(now)).bind((used + ids.len() as u64) as i32)
                             .execute(&mut **tx).await?;
                     }
                     claimed.extend(ids);

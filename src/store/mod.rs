@@ -11,6 +11,7 @@ mod common;
 pub mod postgres;
 mod rows;
 pub mod seal;
+mod sql;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -188,13 +189,8 @@ pub struct Finish {
     pub auto_disable: AutoDisable,
 }
 
-/// A destination whose attempts keep failing is disabled after `after_failures` consecutive
-/// failed attempts or `after_ms` of nothing but failures, whichever comes first (0 = off).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct AutoDisable {
-    pub after_failures: u32,
-    pub after_ms: Millis,
-}
+/// When a failure streak disables a destination: the rule is the domain's.
+pub use crate::domain::disable::AutoDisable;
 
 /// What [`Store::finish`] did.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -9,6 +9,7 @@ use rand::Rng;
 
 use super::batch::FinishBatcher;
 use crate::domain::amqp::{self, AmqpTarget};
+use crate::domain::disable;
 use crate::domain::ids::{Kind, new_id};
 use crate::domain::model::DestinationKind;
 use crate::domain::model::{Attempt, Destination, PayloadFormat};
@@ -109,9 +110,9 @@ impl Executor {
     /// attempted again (receivers dedupe on `webhook-id`).
     pub async fn execute(&self, c: Claimed) {
         let finish = match &c.destination {
-            None => self.give_back(&c, DeliveryStatus::Cancelled, "destination deleted"),
+            None => self.give_back(&c, DeliveryStatus::Cancelled, disable::DESTINATION_DELETED),
             Some(d) if !d.enabled => {
-                self.give_back(&c, DeliveryStatus::Skipped, "destination disabled")
+                self.give_back(&c, DeliveryStatus::Skipped, disable::DESTINATION_DISABLED)
             }
             Some(d) => self.send(&c, d).await,
         };
@@ -298,7 +299,7 @@ impl Executor {
             Verdict::Gone => (
                 DeliveryStatus::Failed,
                 None,
-                Some("the endpoint answered 410 Gone".to_string()),
+                Some(disable::GONE.to_string()),
             ),
         };
         tracing::debug!(delivery_id = %c.delivery_id, event_id = %c.event_id, attempt = c.attempt,

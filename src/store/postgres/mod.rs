@@ -18,12 +18,13 @@ use crate::inbound::waiters::Waiters;
 use super::common::*;
 use super::rows;
 use super::seal::Keyring;
+use super::sql::{self, Sql};
 use super::{
     CallbackQuery, Claimed, DeliveryQuery, Finish, Finished, NewEvent, Published, Result, Scope,
     StoreError, TokenRecord,
 };
 use crate::domain::model::{Attempt, Delivery, Destination, Event, Recovery, Tenant};
-use crate::domain::state::DeliveryStatus;
+use crate::domain::state::{DeliveryStatus, Transition};
 use crate::domain::time::Millis;
 use crate::inbound::model::{Callback, CallbackEndpoint, Ingested};
 
@@ -239,9 +240,53 @@ WITH v AS ( \
 SELECT i.id, i.cursor, NULL::text AS original_id FROM ins i \
 UNION ALL SELECT d.id, NULL, d.original_id FROM dup d WHERE (SELECT ok FROM checked)";
 
+/// Limited destinations, and whether each has due work (`$1` now).
+static LIMITED: Sql = Sql::new(|| {
+    format!(
+        "SELECT d.id, d.enabled AND EXISTS (SELECT 1 FROM deliveries x \
+           WHERE x.destination_id = d.id AND x.status IN ({pending}) \
+           AND x.next_attempt_at <= $1) \
+         FROM destinations d \
+         WHERE d.max_in_flight IS NOT NULL OR d.rate_limit IS NOT NULL OR d.fifo",
+        pending = sql::statuses(DeliveryStatus::PENDING),
+    )
+});
+
+/// The claim of destinations without limits (see `claim` for why this shape).
+static CLAIM_FREE: Sql = Sql::new(|| {
+    let t = Transition::CLAIM;
+    format!(
+        "WITH due AS ( \
+           SELECT x.ctid AS row_id, x.id FROM deliveries x \
+           WHERE x.status IN ({from}) AND x.next_attempt_at <= $1 \
+           AND x.destination_id <> ALL($4) \
+           ORDER BY x.next_attempt_at LIMIT $3 FOR UPDATE OF x SKIP LOCKED \
+         ), claimed AS ( \
+           UPDATE deliveries x SET status = {to}, lease_expires_at = $2, \
+             attempt_count = x.attempt_count + 1, updated_at = $1 \
+           FROM due WHERE x.ctid = due.row_id AND x.id = due.id \
+           RETURNING x.id, x.tenant_id, x.event_id, x.destination_id, x.topic, \
+             x.attempt_count, x.manual, x.next_attempt_at \
+         ) \
+         SELECT x.id AS delivery_id, x.tenant_id, x.event_id, x.destination_id, x.topic, \
+           x.attempt_count, x.manual, e.data, e.created_at AS event_created_at, \
+           r.slug AS reply_slug, {destination} \
+         FROM claimed x JOIN events e ON e.id = x.event_id \
+         LEFT JOIN destinations d ON d.id = x.destination_id \
+         LEFT JOIN callback_endpoints r ON r.event_id = x.event_id \
+         ORDER BY x.next_attempt_at",
+        to = sql::status(t.to),
+        from = sql::statuses(t.from),
+        destination = rows::claim_destination_cols!(),
+    )
+});
+
 /// A batch of successful outcomes in one statement (see
 /// [`PostgresStore::finish_successes_in_one_statement`]).
-const FINISH_SUCCESSES_ONE_STATEMENT: &str = "\
+static FINISH_SUCCESSES_ONE_STATEMENT: Sql = Sql::new(|| {
+    let t = Transition::SUCCEED;
+    format!(
+        "\
 WITH v AS ( \
   SELECT * FROM UNNEST($1::text[], $2::text[], $3::int4[], $4::text[], $5::int8[], $6::int8[], \
     $7::text[], $8::int4[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], \
@@ -255,10 +300,10 @@ WITH v AS ( \
   SELECT id, delivery_id, attempt, trigger, started_at, duration_ms, url, status_code, \
     error_kind, error, request_headers, response_headers, response_body, tenant_id FROM v \
 ), upd AS ( \
-  UPDATE deliveries x SET status = 'succeeded', next_attempt_at = NULL, lease_expires_at = NULL, \
+  UPDATE deliveries x SET status = {to}, next_attempt_at = NULL, lease_expires_at = NULL, \
     manual = FALSE, last_status_code = v.status_code, last_error = NULL, updated_at = v.now, \
     finalized_at = v.now \
-  FROM v WHERE x.id = v.delivery_id AND x.status = 'delivering' \
+  FROM v WHERE x.id = v.delivery_id AND x.status IN ({from}) \
     AND x.attempt_count = v.claimed_attempt \
   RETURNING x.id, x.destination_id \
 ), reset AS ( \
@@ -266,7 +311,11 @@ WITH v AS ( \
   WHERE d.id IN (SELECT destination_id FROM upd) \
     AND (d.consecutive_failures > 0 OR d.failing_since IS NOT NULL) \
 ) \
-SELECT id FROM upd";
+SELECT id FROM upd",
+        to = sql::status(t.to),
+        from = sql::statuses(t.from),
+    )
+});
 
 impl PostgresStore {
     /// Records a batch of successful attempts in one autocommitted statement: insert the
@@ -297,7 +346,7 @@ impl PostgresStore {
         let col =
             |f: fn(&Attempt) -> Option<&str>| attempts.iter().map(|a| f(a)).collect::<Vec<_>>();
         let applied: std::collections::HashSet<String> =
-            sqlx::query_scalar(FINISH_SUCCESSES_ONE_STATEMENT)
+            sqlx::query_scalar(FINISH_SUCCESSES_ONE_STATEMENT.as_str())
                 .bind(col(|a| Some(&a.id)))
                 .bind(col(|a| Some(&a.delivery_id)))
                 .bind(
@@ -513,15 +562,10 @@ impl_store!(PostgresStore, {
         // `claim_limited`), and left out of the free claim below. There are usually none, so
         // one autocommitted look (an index-only scan of `destinations_limited`) decides whether
         // the serialized transaction is needed at all.
-        let limited: Vec<(String, bool)> = sqlx::query_as(
-            "SELECT d.id, d.enabled AND EXISTS (SELECT 1 FROM deliveries x \
-               WHERE x.destination_id = d.id AND x.status IN ('scheduled', 'retrying') \
-               AND x.next_attempt_at <= $1) \
-             FROM destinations d WHERE d.max_in_flight IS NOT NULL OR d.rate_limit IS NOT NULL OR d.fifo",
-        )
-        .bind(now)
-        .fetch_all(&self.write)
-        .await?;
+        let limited: Vec<(String, bool)> = sqlx::query_as(LIMITED.as_str())
+            .bind(now)
+            .fetch_all(&self.write)
+            .await?;
         let mut claimed = vec![];
         if limited.iter().any(|(_, due)| *due) {
             let mut tx = self.write.begin().await?;
@@ -559,31 +603,9 @@ impl_store!(PostgresStore, {
             //
             // A destination that gains limits between the look above and this statement may
             // have one batch claimed without them, as a send already in flight would be.
-            const SQL: &str = concat!(
-                "WITH due AS ( \
-                   SELECT x.ctid AS row_id, x.id FROM deliveries x \
-                   WHERE x.status IN ('scheduled', 'retrying') AND x.next_attempt_at <= $1 \
-                   AND x.destination_id <> ALL($4) \
-                   ORDER BY x.next_attempt_at LIMIT $3 FOR UPDATE OF x SKIP LOCKED \
-                 ), claimed AS ( \
-                   UPDATE deliveries x SET status = 'delivering', lease_expires_at = $2, \
-                     attempt_count = x.attempt_count + 1, updated_at = $1 \
-                   FROM due WHERE x.ctid = due.row_id AND x.id = due.id \
-                   RETURNING x.id, x.tenant_id, x.event_id, x.destination_id, x.topic, \
-                     x.attempt_count, x.manual, x.next_attempt_at \
-                 ) \
-                 SELECT x.id AS delivery_id, x.tenant_id, x.event_id, x.destination_id, x.topic, \
-                   x.attempt_count, x.manual, e.data, e.created_at AS event_created_at, \
-                   r.slug AS reply_slug, ",
-                rows::claim_destination_cols!(),
-                " FROM claimed x JOIN events e ON e.id = x.event_id \
-                 LEFT JOIN destinations d ON d.id = x.destination_id \
-                 LEFT JOIN callback_endpoints r ON r.event_id = x.event_id \
-                 ORDER BY x.next_attempt_at"
-            );
             let excluded: Vec<&str> = limited.iter().map(|(id, _)| id.as_str()).collect();
             claimed.extend(
-                sqlx::query_as::<_, rows::ClaimRow>(SQL)
+                sqlx::query_as::<_, rows::ClaimRow>(CLAIM_FREE.as_str())
                     .bind(now)
                     .bind(lease_until)
                     .bind(rest as i64)

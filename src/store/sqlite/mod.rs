@@ -15,16 +15,36 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 use super::common::*;
 use super::rows;
 use super::seal::Keyring;
+use super::sql::{self, Sql};
 use super::{
     CallbackQuery, Claimed, DeliveryQuery, Finish, Finished, NewEvent, Published, Result, Scope,
     StoreError, TokenRecord,
 };
 use crate::domain::model::{Attempt, Delivery, Destination, Event, Recovery, Tenant};
-use crate::domain::state::DeliveryStatus;
+use crate::domain::state::{DeliveryStatus, Transition};
 use crate::domain::time::Millis;
 use crate::inbound::model::{Callback, CallbackEndpoint, Ingested};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// Claims up to `$3` due deliveries of destinations without limits (`$1` now, `$2` lease
+/// until). Differs from the Postgres claim because SQLite has one writer: no `SKIP LOCKED`,
+/// and the limited destinations are left out with a plain `NOT EXISTS`.
+static CLAIM_FREE: Sql = Sql::new(|| {
+    let t = Transition::CLAIM;
+    format!(
+        "UPDATE deliveries SET status = {to}, lease_expires_at = $2, \
+         attempt_count = attempt_count + 1, updated_at = $1 \
+         WHERE id IN (SELECT x.id FROM deliveries x WHERE x.status IN ({from}) \
+                      AND x.next_attempt_at <= $1 AND NOT EXISTS (SELECT 1 FROM destinations d \
+                        WHERE d.id = x.destination_id \
+                        AND (d.max_in_flight IS NOT NULL OR d.rate_limit IS NOT NULL OR d.fifo)) \
+                      ORDER BY x.next_attempt_at LIMIT $3) \
+         RETURNING id",
+        to = sql::status(t.to),
+        from = sql::statuses(t.from),
+    )
+});
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -156,21 +176,12 @@ impl_store!(SqliteStore, {
     async fn claim(&self, limit: u32, now: Millis, lease_until: Millis) -> Result<Vec<Claimed>> {
         let mut tx = self.write.begin().await?;
         let mut ids = Self::claim_limited(&mut tx, limit, now, lease_until).await?;
-        let free: Vec<String> = sqlx::query_scalar(
-            "UPDATE deliveries SET status = 'delivering', lease_expires_at = $2, \
-             attempt_count = attempt_count + 1, updated_at = $1 \
-             WHERE id IN (SELECT x.id FROM deliveries x WHERE x.status IN ('scheduled', 'retrying') \
-                          AND x.next_attempt_at <= $1 AND NOT EXISTS (SELECT 1 FROM destinations d \
-                            WHERE d.id = x.destination_id \
-                            AND (d.max_in_flight IS NOT NULL OR d.rate_limit IS NOT NULL OR d.fifo)) \
-                          ORDER BY x.next_attempt_at LIMIT $3) \
-             RETURNING id",
-        )
-        .bind(now)
-        .bind(lease_until)
-        .bind((limit as usize).saturating_sub(ids.len()) as i64)
-        .fetch_all(&mut *tx)
-        .await?;
+        let free: Vec<String> = sqlx::query_scalar(CLAIM_FREE.as_str())
+            .bind(now)
+            .bind(lease_until)
+            .bind((limit as usize).saturating_sub(ids.len()) as i64)
+            .fetch_all(&mut *tx)
+            .await?;
         ids.extend(free);
         if ids.is_empty() {
             return Ok(vec![]);
