@@ -4,7 +4,8 @@
 //! placeholders for SQLite as well as Postgres, so most of the store is written once, here, as
 //! the body of a macro that each store expands into its `impl Store` (with its own pool types
 //! substituted by the compiler). What differs — connecting, the claim query, wake-ups — lives
-//! in `sqlite/` and `postgres/`, passed into the macro as extra methods.
+//! in `sqlite/` and `postgres/`: the `Store` methods each writes itself are passed into the
+//! macro, and the hooks the shared queries call are the [`super::dialect::Dialect`] trait.
 //!
 //! Each store has two pools, `read` and `write`. On Postgres they are the same pool; on
 //! SQLite the write pool has one connection, which serializes writers instead of letting them
@@ -237,7 +238,7 @@ macro_rules! impl_store {
 
             async fn publish(&self, events: &[NewEvent], now: Millis) -> Result<Vec<Published>> {
                 use std::collections::HashMap;
-                type Db = <$store as $crate::store::common::HasDb>::Db;
+                type Db = <$store as $crate::store::dialect::Dialect>::Db;
                 let mut tx = self.write.begin().await?;
                 let mut destinations: HashMap<&str, Vec<Destination>> = HashMap::new();
                 // Keys published earlier in this same call: a repeat returns that event.
@@ -530,7 +531,7 @@ macro_rules! impl_store {
             }
 
             async fn finish_batch(&self, fs: &[Finish]) -> Result<Vec<Finished>> {
-                type Db = <$store as $crate::store::common::HasDb>::Db;
+                type Db = <$store as $crate::store::dialect::Dialect>::Db;
                 if let Some(out) = self.finish_successes_in_one_statement(fs).await? {
                     return Ok(out);
                 }
@@ -931,7 +932,7 @@ macro_rules! impl_store {
 
             /// One capture inside the caller's transaction (see `Store::ingest_callback`).
             async fn ingest_in_tx(
-                tx: &mut sqlx::Transaction<'_, <$store as $crate::store::common::HasDb>::Db>,
+                tx: &mut sqlx::Transaction<'_, <$store as $crate::store::dialect::Dialect>::Db>,
                 c: &Callback,
             ) -> Result<Ingested> {
                 use $crate::inbound::model::CallbackStatus;
@@ -975,10 +976,10 @@ macro_rules! impl_store {
 
             /// Inserts callbacks with their cursors (`None`: rejected) in one statement.
             async fn insert_callbacks(
-                tx: &mut sqlx::Transaction<'_, <$store as $crate::store::common::HasDb>::Db>,
+                tx: &mut sqlx::Transaction<'_, <$store as $crate::store::dialect::Dialect>::Db>,
                 items: &[(&Callback, Option<i64>)],
             ) -> Result<()> {
-                let mut q = sqlx::QueryBuilder::<<$store as $crate::store::common::HasDb>::Db>::new(
+                let mut q = sqlx::QueryBuilder::<<$store as $crate::store::dialect::Dialect>::Db>::new(
                     concat!("INSERT INTO callbacks (", callback_cols!(), ") "));
                 q.push_values(items, |mut b, (c, cursor)| {
                     b.push_bind(&c.id).push_bind(&c.endpoint_id).push_bind(&c.tenant_id).push_bind(*cursor)
@@ -995,7 +996,7 @@ macro_rules! impl_store {
 
             /// One outcome, inside the caller's transaction (see `Store::finish_batch`).
             async fn finish_in_tx(
-                tx: &mut sqlx::Transaction<'_, <$store as $crate::store::common::HasDb>::Db>,
+                tx: &mut sqlx::Transaction<'_, <$store as $crate::store::dialect::Dialect>::Db>,
                 f: &Finish,
             ) -> Result<Finished> {
                 debug_assert!(DeliveryStatus::Delivering.can_transition(f.next));
@@ -1062,7 +1063,7 @@ macro_rules! impl_store {
             /// the claimed ids. All such claims are serialized (`Self::limits_lock`), so two
             /// nodes never both see a free slot and both take it.
             async fn claim_limited(
-                tx: &mut sqlx::Transaction<'_, <$store as $crate::store::common::HasDb>::Db>,
+                tx: &mut sqlx::Transaction<'_, <$store as $crate::store::dialect::Dialect>::Db>,
                 budget: u32,
                 now: Millis,
                 lease_until: Millis,
@@ -1126,8 +1127,4 @@ macro_rules! impl_store {
     };
 }
 
-/// Names each store's sqlx database type, so the shared code can spell its transactions.
-pub(crate) trait HasDb {
-    type Db: sqlx::Database;
-}
 pub(crate) use impl_store;

@@ -8,6 +8,7 @@
 //! and filters on it, so isolation does not depend on the callers remembering to check.
 
 mod common;
+mod dialect;
 pub mod postgres;
 mod rows;
 pub mod seal;

@@ -16,6 +16,7 @@ use tokio::sync::{Notify, mpsc};
 use crate::inbound::waiters::Waiters;
 
 use super::common::*;
+use super::dialect::Dialect;
 use super::rows;
 use super::seal::Keyring;
 use super::sql::{self, Sql};
@@ -94,6 +95,11 @@ impl PostgresStore {
     pub fn pool(&self) -> &PgPool {
         &self.write
     }
+}
+
+#[async_trait::async_trait]
+impl Dialect for PostgresStore {
+    type Db = Postgres;
 
     /// Maintenance (retention) runs on one node at a time: whoever takes this transaction-scoped
     /// advisory lock does the work, the others skip their turn. No lock outlives its
@@ -188,136 +194,7 @@ impl PostgresStore {
             })
             .collect()
     }
-}
 
-/// A batch of captures in one statement (see [`PostgresStore::ingest_in_one_statement`]): the
-/// rows to insert, the endpoints to lock, the duplicates to count, the notices to send.
-const INGEST_ONE_STATEMENT: &str = "\
-WITH v AS ( \
-  SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-    $7::text[], $8::bytea[], $9::text[], $10::text[], $11::int8[], $12::bool[], $13::text[], \
-    $14::text[], $15::text[], $16::text[], $17::text[], $18::int8[]) WITH ORDINALITY \
-    AS v(id, endpoint_id, tenant_id, method, path, query, headers, body, content_type, \
-         remote_addr, received_at, verified, status, reject_reason, dedupe_key, a2a_task_id, \
-         a2a_state, acked_at, ord) \
-), locked AS ( \
-  SELECT e.id FROM callback_endpoints e WHERE e.id IN (SELECT endpoint_id FROM v) \
-  ORDER BY e.id FOR UPDATE \
-), checked AS ( \
-  SELECT count(*) = $19 AS ok FROM locked \
-), dup AS ( \
-  SELECT v.id, o.id AS original_id FROM v CROSS JOIN LATERAL ( \
-    SELECT c.id FROM callbacks c WHERE c.endpoint_id = v.endpoint_id \
-      AND c.dedupe_key = v.dedupe_key AND c.status = 'accepted' LIMIT 1) o \
-  WHERE v.status = 'accepted' AND v.dedupe_key IS NOT NULL \
-), fresh AS ( \
-  SELECT v.*, row_number() OVER (PARTITION BY v.endpoint_id, v.status ORDER BY v.ord) AS k \
-  FROM v WHERE NOT EXISTS (SELECT 1 FROM dup WHERE dup.id = v.id) \
-), counts AS ( \
-  SELECT v.endpoint_id, \
-    count(*) FILTER (WHERE v.status = 'accepted' AND d.id IS NULL) AS accepted, \
-    count(*) FILTER (WHERE v.status = 'rejected') AS rejected, \
-    count(d.id) AS duplicates \
-  FROM v LEFT JOIN dup d ON d.id = v.id GROUP BY v.endpoint_id \
-), upd AS ( \
-  UPDATE callback_endpoints e SET last_cursor = e.last_cursor + c.accepted, \
-    received_count = e.received_count + c.accepted, \
-    rejected_count = e.rejected_count + c.rejected, \
-    duplicate_count = e.duplicate_count + c.duplicates \
-  FROM counts c WHERE e.id = c.endpoint_id AND (SELECT ok FROM checked) \
-  RETURNING e.id, e.last_cursor - c.accepted AS base, c.accepted \
-), ins AS ( \
-  INSERT INTO callbacks (id, endpoint_id, tenant_id, cursor, method, path, query, headers, body, \
-    content_type, remote_addr, received_at, verified, status, reject_reason, dedupe_key, \
-    a2a_task_id, a2a_state, acked_at) \
-  SELECT f.id, f.endpoint_id, f.tenant_id, \
-    CASE WHEN f.status = 'accepted' THEN u.base + f.k END, f.method, f.path, f.query, \
-    f.headers, f.body, f.content_type, f.remote_addr, f.received_at, f.verified, f.status, \
-    f.reject_reason, f.dedupe_key, f.a2a_task_id, f.a2a_state, f.acked_at \
-  FROM fresh f JOIN upd u ON u.id = f.endpoint_id \
-  RETURNING id, cursor \
-) \
-SELECT i.id, i.cursor, NULL::text AS original_id FROM ins i \
-UNION ALL SELECT d.id, NULL, d.original_id FROM dup d WHERE (SELECT ok FROM checked)";
-
-/// Limited destinations, and whether each has due work (`$1` now).
-static LIMITED: Sql = Sql::new(|| {
-    format!(
-        "SELECT d.id, d.enabled AND EXISTS (SELECT 1 FROM deliveries x \
-           WHERE x.destination_id = d.id AND x.status IN ({pending}) \
-           AND x.next_attempt_at <= $1) \
-         FROM destinations d \
-         WHERE d.max_in_flight IS NOT NULL OR d.rate_limit IS NOT NULL OR d.fifo",
-        pending = sql::statuses(DeliveryStatus::PENDING),
-    )
-});
-
-/// The claim of destinations without limits (see `claim` for why this shape).
-static CLAIM_FREE: Sql = Sql::new(|| {
-    let t = Transition::CLAIM;
-    format!(
-        "WITH due AS ( \
-           SELECT x.ctid AS row_id, x.id FROM deliveries x \
-           WHERE x.status IN ({from}) AND x.next_attempt_at <= $1 \
-           AND x.destination_id <> ALL($4) \
-           ORDER BY x.next_attempt_at LIMIT $3 FOR UPDATE OF x SKIP LOCKED \
-         ), claimed AS ( \
-           UPDATE deliveries x SET status = {to}, lease_expires_at = $2, \
-             attempt_count = x.attempt_count + 1, updated_at = $1 \
-           FROM due WHERE x.ctid = due.row_id AND x.id = due.id \
-           RETURNING x.id, x.tenant_id, x.event_id, x.destination_id, x.topic, \
-             x.attempt_count, x.manual, x.next_attempt_at \
-         ) \
-         SELECT x.id AS delivery_id, x.tenant_id, x.event_id, x.destination_id, x.topic, \
-           x.attempt_count, x.manual, e.data, e.created_at AS event_created_at, \
-           r.slug AS reply_slug, {destination} \
-         FROM claimed x JOIN events e ON e.id = x.event_id \
-         LEFT JOIN destinations d ON d.id = x.destination_id \
-         LEFT JOIN callback_endpoints r ON r.event_id = x.event_id \
-         ORDER BY x.next_attempt_at",
-        to = sql::status(t.to),
-        from = sql::statuses(t.from),
-        destination = rows::claim_destination_cols!(),
-    )
-});
-
-/// A batch of successful outcomes in one statement (see
-/// [`PostgresStore::finish_successes_in_one_statement`]).
-static FINISH_SUCCESSES_ONE_STATEMENT: Sql = Sql::new(|| {
-    let t = Transition::SUCCEED;
-    format!(
-        "\
-WITH v AS ( \
-  SELECT * FROM UNNEST($1::text[], $2::text[], $3::int4[], $4::text[], $5::int8[], $6::int8[], \
-    $7::text[], $8::int4[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], \
-    $14::text[], $15::int4[], $16::int8[]) \
-    AS v(id, delivery_id, attempt, trigger, started_at, duration_ms, url, status_code, \
-         error_kind, error, request_headers, response_headers, response_body, tenant_id, \
-         claimed_attempt, now) \
-), ins AS ( \
-  INSERT INTO attempts (id, delivery_id, attempt, trigger, started_at, duration_ms, url, \
-    status_code, error_kind, error, request_headers, response_headers, response_body, tenant_id) \
-  SELECT id, delivery_id, attempt, trigger, started_at, duration_ms, url, status_code, \
-    error_kind, error, request_headers, response_headers, response_body, tenant_id FROM v \
-), upd AS ( \
-  UPDATE deliveries x SET status = {to}, next_attempt_at = NULL, lease_expires_at = NULL, \
-    manual = FALSE, last_status_code = v.status_code, last_error = NULL, updated_at = v.now, \
-    finalized_at = v.now \
-  FROM v WHERE x.id = v.delivery_id AND x.status IN ({from}) \
-    AND x.attempt_count = v.claimed_attempt \
-  RETURNING x.id, x.destination_id \
-), reset AS ( \
-  UPDATE destinations d SET consecutive_failures = 0, failing_since = NULL \
-  WHERE d.id IN (SELECT destination_id FROM upd) \
-    AND (d.consecutive_failures > 0 OR d.failing_since IS NOT NULL) \
-) \
-SELECT id FROM upd",
-        to = sql::status(t.to),
-        from = sql::statuses(t.from),
-    )
-});
-
-impl PostgresStore {
     /// Records a batch of successful attempts in one autocommitted statement: insert the
     /// attempt rows, mark each delivery `succeeded` if it is still ours (`delivering` with
     /// the claimed attempt number; otherwise its lease expired and another worker took it
@@ -496,6 +373,133 @@ impl PostgresStore {
     }
 }
 
+/// A batch of captures in one statement (see [`PostgresStore::ingest_in_one_statement`]): the
+/// rows to insert, the endpoints to lock, the duplicates to count, the notices to send.
+const INGEST_ONE_STATEMENT: &str = "\
+WITH v AS ( \
+  SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+    $7::text[], $8::bytea[], $9::text[], $10::text[], $11::int8[], $12::bool[], $13::text[], \
+    $14::text[], $15::text[], $16::text[], $17::text[], $18::int8[]) WITH ORDINALITY \
+    AS v(id, endpoint_id, tenant_id, method, path, query, headers, body, content_type, \
+         remote_addr, received_at, verified, status, reject_reason, dedupe_key, a2a_task_id, \
+         a2a_state, acked_at, ord) \
+), locked AS ( \
+  SELECT e.id FROM callback_endpoints e WHERE e.id IN (SELECT endpoint_id FROM v) \
+  ORDER BY e.id FOR UPDATE \
+), checked AS ( \
+  SELECT count(*) = $19 AS ok FROM locked \
+), dup AS ( \
+  SELECT v.id, o.id AS original_id FROM v CROSS JOIN LATERAL ( \
+    SELECT c.id FROM callbacks c WHERE c.endpoint_id = v.endpoint_id \
+      AND c.dedupe_key = v.dedupe_key AND c.status = 'accepted' LIMIT 1) o \
+  WHERE v.status = 'accepted' AND v.dedupe_key IS NOT NULL \
+), fresh AS ( \
+  SELECT v.*, row_number() OVER (PARTITION BY v.endpoint_id, v.status ORDER BY v.ord) AS k \
+  FROM v WHERE NOT EXISTS (SELECT 1 FROM dup WHERE dup.id = v.id) \
+), counts AS ( \
+  SELECT v.endpoint_id, \
+    count(*) FILTER (WHERE v.status = 'accepted' AND d.id IS NULL) AS accepted, \
+    count(*) FILTER (WHERE v.status = 'rejected') AS rejected, \
+    count(d.id) AS duplicates \
+  FROM v LEFT JOIN dup d ON d.id = v.id GROUP BY v.endpoint_id \
+), upd AS ( \
+  UPDATE callback_endpoints e SET last_cursor = e.last_cursor + c.accepted, \
+    received_count = e.received_count + c.accepted, \
+    rejected_count = e.rejected_count + c.rejected, \
+    duplicate_count = e.duplicate_count + c.duplicates \
+  FROM counts c WHERE e.id = c.endpoint_id AND (SELECT ok FROM checked) \
+  RETURNING e.id, e.last_cursor - c.accepted AS base, c.accepted \
+), ins AS ( \
+  INSERT INTO callbacks (id, endpoint_id, tenant_id, cursor, method, path, query, headers, body, \
+    content_type, remote_addr, received_at, verified, status, reject_reason, dedupe_key, \
+    a2a_task_id, a2a_state, acked_at) \
+  SELECT f.id, f.endpoint_id, f.tenant_id, \
+    CASE WHEN f.status = 'accepted' THEN u.base + f.k END, f.method, f.path, f.query, \
+    f.headers, f.body, f.content_type, f.remote_addr, f.received_at, f.verified, f.status, \
+    f.reject_reason, f.dedupe_key, f.a2a_task_id, f.a2a_state, f.acked_at \
+  FROM fresh f JOIN upd u ON u.id = f.endpoint_id \
+  RETURNING id, cursor \
+) \
+SELECT i.id, i.cursor, NULL::text AS original_id FROM ins i \
+UNION ALL SELECT d.id, NULL, d.original_id FROM dup d WHERE (SELECT ok FROM checked)";
+
+/// Limited destinations, and whether each has due work (`$1` now).
+static LIMITED: Sql = Sql::new(|| {
+    format!(
+        "SELECT d.id, d.enabled AND EXISTS (SELECT 1 FROM deliveries x \
+           WHERE x.destination_id = d.id AND x.status IN ({pending}) \
+           AND x.next_attempt_at <= $1) \
+         FROM destinations d \
+         WHERE d.max_in_flight IS NOT NULL OR d.rate_limit IS NOT NULL OR d.fifo",
+        pending = sql::statuses(DeliveryStatus::PENDING),
+    )
+});
+
+/// The claim of destinations without limits (see `claim` for why this shape).
+static CLAIM_FREE: Sql = Sql::new(|| {
+    let t = Transition::CLAIM;
+    format!(
+        "WITH due AS ( \
+           SELECT x.ctid AS row_id, x.id FROM deliveries x \
+           WHERE x.status IN ({from}) AND x.next_attempt_at <= $1 \
+           AND x.destination_id <> ALL($4) \
+           ORDER BY x.next_attempt_at LIMIT $3 FOR UPDATE OF x SKIP LOCKED \
+         ), claimed AS ( \
+           UPDATE deliveries x SET status = {to}, lease_expires_at = $2, \
+             attempt_count = x.attempt_count + 1, updated_at = $1 \
+           FROM due WHERE x.ctid = due.row_id AND x.id = due.id \
+           RETURNING x.id, x.tenant_id, x.event_id, x.destination_id, x.topic, \
+             x.attempt_count, x.manual, x.next_attempt_at \
+         ) \
+         SELECT x.id AS delivery_id, x.tenant_id, x.event_id, x.destination_id, x.topic, \
+           x.attempt_count, x.manual, e.data, e.created_at AS event_created_at, \
+           r.slug AS reply_slug, {destination} \
+         FROM claimed x JOIN events e ON e.id = x.event_id \
+         LEFT JOIN destinations d ON d.id = x.destination_id \
+         LEFT JOIN callback_endpoints r ON r.event_id = x.event_id \
+         ORDER BY x.next_attempt_at",
+        to = sql::status(t.to),
+        from = sql::statuses(t.from),
+        destination = rows::claim_destination_cols!(),
+    )
+});
+
+/// A batch of successful outcomes in one statement (see
+/// [`PostgresStore::finish_successes_in_one_statement`]).
+static FINISH_SUCCESSES_ONE_STATEMENT: Sql = Sql::new(|| {
+    let t = Transition::SUCCEED;
+    format!(
+        "\
+WITH v AS ( \
+  SELECT * FROM UNNEST($1::text[], $2::text[], $3::int4[], $4::text[], $5::int8[], $6::int8[], \
+    $7::text[], $8::int4[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], \
+    $14::text[], $15::int4[], $16::int8[]) \
+    AS v(id, delivery_id, attempt, trigger, started_at, duration_ms, url, status_code, \
+         error_kind, error, request_headers, response_headers, response_body, tenant_id, \
+         claimed_attempt, now) \
+), ins AS ( \
+  INSERT INTO attempts (id, delivery_id, attempt, trigger, started_at, duration_ms, url, \
+    status_code, error_kind, error, request_headers, response_headers, response_body, tenant_id) \
+  SELECT id, delivery_id, attempt, trigger, started_at, duration_ms, url, status_code, \
+    error_kind, error, request_headers, response_headers, response_body, tenant_id FROM v \
+), upd AS ( \
+  UPDATE deliveries x SET status = {to}, next_attempt_at = NULL, lease_expires_at = NULL, \
+    manual = FALSE, last_status_code = v.status_code, last_error = NULL, updated_at = v.now, \
+    finalized_at = v.now \
+  FROM v WHERE x.id = v.delivery_id AND x.status IN ({from}) \
+    AND x.attempt_count = v.claimed_attempt \
+  RETURNING x.id, x.destination_id \
+), reset AS ( \
+  UPDATE destinations d SET consecutive_failures = 0, failing_since = NULL \
+  WHERE d.id IN (SELECT destination_id FROM upd) \
+    AND (d.consecutive_failures > 0 OR d.failing_since IS NOT NULL) \
+) \
+SELECT id FROM upd",
+        to = sql::status(t.to),
+        from = sql::statuses(t.from),
+    )
+});
+
 /// Sends `NOTIFY channel` for writes just committed, outside their transactions, coalescing
 /// whatever has queued up into one statement: for `herald_callbacks` one notice per endpoint
 /// id with news (short ASCII, far below NOTIFY's 8000-byte payload limit), for `herald_work`
@@ -541,10 +545,6 @@ fn spawn_notifier(pool: PgPool, channel: &'static str) -> mpsc::UnboundedSender<
         }
     });
     tx
-}
-
-impl super::common::HasDb for PostgresStore {
-    type Db = Postgres;
 }
 
 impl_store!(PostgresStore, {

@@ -13,6 +13,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::common::*;
+use super::dialect::Dialect;
 use super::rows;
 use super::seal::Keyring;
 use super::sql::{self, Sql};
@@ -80,6 +81,11 @@ impl SqliteStore {
             .await?;
         Ok(Self { read, write, keys })
     }
+}
+
+#[async_trait::async_trait]
+impl Dialect for SqliteStore {
+    type Db = Sqlite;
 
     /// The single writer already serializes claims of limited destinations.
     async fn limits_lock(_tx: &mut Transaction<'_, Sqlite>) -> Result<()> {
@@ -157,10 +163,6 @@ impl SqliteStore {
         }
         Ok(lasts)
     }
-}
-
-impl super::common::HasDb for SqliteStore {
-    type Db = Sqlite;
 }
 
 impl_store!(SqliteStore, {

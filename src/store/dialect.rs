@@ -1,0 +1,62 @@
+//! What each SQL dialect must provide to the shared queries.
+//!
+//! The shared store (`common`) is written once for both databases; where SQLite and Postgres
+//! need different statements, locks or wake-ups, it calls one of these hooks. Each
+//! implementation says, next to its code, why it differs from the other.
+
+use async_trait::async_trait;
+use sqlx::Transaction;
+
+use super::{Finish, Finished, Result};
+use crate::inbound::model::{Callback, Ingested};
+
+#[async_trait]
+pub(crate) trait Dialect: Send + Sync {
+    /// The sqlx database the shared queries run on.
+    type Db: sqlx::Database;
+
+    /// Serializes, for this transaction, every claim of destinations with limits, across every
+    /// process sharing the database: two claims never both see the same free slot.
+    async fn limits_lock(tx: &mut Transaction<'_, Self::Db>) -> Result<()>;
+
+    /// Serializes, for this transaction, the start-up check of the encryption key ids.
+    async fn keys_lock(tx: &mut Transaction<'_, Self::Db>) -> Result<()>;
+
+    /// Whether this transaction may do the maintenance (retention) turn: true for exactly one
+    /// of the processes asking at a time.
+    async fn maintenance_lock(tx: &mut Transaction<'_, Self::Db>) -> Result<bool>;
+
+    /// Tells other processes' workers, when this transaction commits, that it scheduled work.
+    async fn announce_work(tx: &mut Transaction<'_, Self::Db>) -> Result<()>;
+
+    /// Tells other processes' workers that a publish just committed due work.
+    fn announce_work_committed(&self);
+
+    /// Tells other processes' waiters that `endpoint_id` just got a callback (after commit).
+    fn announce_callback(&self, endpoint_id: &str);
+
+    /// Removes, after values were sealed, the copies of their old versions the database still
+    /// keeps on disk, where it can do so without blocking others.
+    async fn scrub_replaced_values(&self) -> Result<()>;
+
+    /// Stores a batch of captures in one statement, when the dialect can; `None` (nothing
+    /// written) sends the batch through the shared transaction of separate statements.
+    async fn ingest_in_one_statement(&self, cs: &[Callback]) -> Result<Option<Vec<Ingested>>>;
+
+    /// Records a batch of successful outcomes in one statement, when the dialect can; `None`
+    /// (nothing written) sends the batch through the shared transaction.
+    async fn finish_successes_in_one_statement(
+        &self,
+        fs: &[Finish],
+    ) -> Result<Option<Vec<Finished>>>;
+
+    /// Locks the callback endpoints `ids` (sorted) for this transaction, in id order, so
+    /// batches sharing endpoints queue instead of deadlocking. `NotFound` if one is gone.
+    async fn lock_endpoints(tx: &mut Transaction<'_, Self::Db>, ids: &[&str]) -> Result<()>;
+
+    /// Moves each endpoint's cursor on by `n`; returns the new last cursors, in order.
+    async fn take_cursors(
+        tx: &mut Transaction<'_, Self::Db>,
+        counts: &[(&str, i64)],
+    ) -> Result<Vec<i64>>;
+}
