@@ -5,8 +5,9 @@
 //! much a claim may take of a limited destination ([`allowance`]) and which status changes a
 //! store makes ([`state::Transition`]).
 //!
-//! Nothing in here performs I/O or reads the clock: callers pass `now` in. That keeps every
-//! rule testable as a plain function, and lets the tests control time.
+//! Nothing in here performs I/O or reads the clock: callers pass `now` in (from
+//! `crate::clock`). That keeps every rule testable as a plain function, and lets the tests
+//! control time. The one exception is [`ids::new_id`]: a UUIDv7 embeds the moment it is made.
 
 pub mod allowance;
 pub mod amqp;

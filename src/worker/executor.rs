@@ -8,6 +8,7 @@ use backon::{ExponentialBuilder, Retryable};
 use rand::Rng;
 
 use super::batch::FinishBatcher;
+use crate::clock::Clock;
 use crate::domain::amqp::{self, AmqpTarget};
 use crate::domain::disable;
 use crate::domain::ids::{Kind, new_id};
@@ -17,7 +18,7 @@ use crate::domain::retry::{self, RetrySchedule, Verdict};
 use crate::domain::signature;
 use crate::domain::state::DeliveryStatus;
 use crate::domain::state::ErrorKind;
-use crate::domain::time::{Clock, rfc3339};
+use crate::domain::time::rfc3339;
 use crate::outbound::amqp::AmqpSender;
 use crate::outbound::http::{HttpSender, SendResult};
 use crate::service::operator;
@@ -338,7 +339,7 @@ impl Executor {
 /// What a send may take of its lease: all of it but the headroom for recording the outcome.
 fn lease_budget(lease: Duration) -> Duration {
     lease
-        .saturating_sub(Duration::from_millis(crate::config::LEASE_HEADROOM_MS))
+        .saturating_sub(Duration::from_millis(super::LEASE_HEADROOM_MS))
         .max(Duration::from_millis(100))
 }
 
