@@ -7,13 +7,45 @@
 use async_trait::async_trait;
 use sqlx::Transaction;
 
-use super::{Finish, Finished, Result};
+use super::seal::Keyring;
+use super::{Claimed, Finish, Finished, Result};
+use crate::domain::time::Millis;
 use crate::inbound::model::{Callback, Ingested};
+use crate::inbound::waiters::Waiters;
 
 #[async_trait]
 pub(crate) trait Dialect: Send + Sync {
     /// The sqlx database the shared queries run on.
-    type Db: sqlx::Database;
+    type Db: sqlx::Database<QueryResult: RowsAffected>;
+
+    /// `Store::kind`: `sqlite` or `postgres`.
+    const KIND: &'static str;
+
+    /// The pool reads go to (on SQLite a separate read-only pool; on Postgres `write`).
+    fn read(&self) -> &sqlx::Pool<Self::Db>;
+
+    /// The pool writes go to (on SQLite its one connection, so writers queue in Rust).
+    fn write(&self) -> &sqlx::Pool<Self::Db>;
+
+    /// Seals and opens the credential columns (see [`super::seal`]).
+    fn keys(&self) -> &Keyring;
+
+    /// `Store::migrate`: each dialect has its own migrations.
+    async fn migrate_schema(&self) -> Result<()>;
+
+    /// `Store::claim`: the claim is where the dialects differ most (row locks, plan shapes).
+    async fn claim_due(&self, limit: u32, now: Millis, lease_until: Millis)
+    -> Result<Vec<Claimed>>;
+
+    /// `Store::watch_for_work`: wake `wake` when another process publishes work.
+    fn listen_for_work(&self, wake: std::sync::Arc<tokio::sync::Notify>) {
+        let _ = wake;
+    }
+
+    /// `Store::watch_for_callbacks`: wake `waiters` when another process stores a callback.
+    fn listen_for_callbacks(&self, waiters: std::sync::Arc<Waiters>) {
+        let _ = waiters;
+    }
 
     /// Serializes, for this transaction, every claim of destinations with limits, across every
     /// process sharing the database: two claims never both see the same free slot.
@@ -59,4 +91,22 @@ pub(crate) trait Dialect: Send + Sync {
         tx: &mut Transaction<'_, Self::Db>,
         counts: &[(&str, i64)],
     ) -> Result<Vec<i64>>;
+}
+
+/// How many rows a statement changed: each driver's result type has it as an inherent method,
+/// which generic code cannot call.
+pub(crate) trait RowsAffected {
+    fn rows_affected(&self) -> u64;
+}
+
+impl RowsAffected for sqlx::postgres::PgQueryResult {
+    fn rows_affected(&self) -> u64 {
+        sqlx::postgres::PgQueryResult::rows_affected(self)
+    }
+}
+
+impl RowsAffected for sqlx::sqlite::SqliteQueryResult {
+    fn rows_affected(&self) -> u64 {
+        sqlx::sqlite::SqliteQueryResult::rows_affected(self)
+    }
 }

@@ -20,14 +20,11 @@ use super::dialect::Dialect;
 use super::rows;
 use super::seal::Keyring;
 use super::sql::{self, Sql};
-use super::{
-    CallbackQuery, Claimed, DeliveryQuery, Finish, Finished, NewEvent, Published, Result, Scope,
-    StoreError, TokenRecord,
-};
-use crate::domain::model::{Attempt, Delivery, Destination, Event, Recovery, Tenant};
+use super::{Claimed, Finish, Finished, Result, StoreError};
+use crate::domain::model::Attempt;
 use crate::domain::state::{DeliveryStatus, Transition};
 use crate::domain::time::Millis;
-use crate::inbound::model::{Callback, CallbackEndpoint, Ingested};
+use crate::inbound::model::{Callback, Ingested};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -371,6 +368,127 @@ impl Dialect for PostgresStore {
         }
         Ok(Some(out))
     }
+
+    const KIND: &'static str = "postgres";
+
+    fn read(&self) -> &sqlx::Pool<Self::Db> {
+        &self.read
+    }
+
+    fn write(&self) -> &sqlx::Pool<Self::Db> {
+        &self.write
+    }
+
+    fn keys(&self) -> &Keyring {
+        &self.keys
+    }
+
+    async fn migrate_schema(&self) -> Result<()> {
+        MIGRATOR.run(&self.write).await?;
+        Ok(())
+    }
+
+    async fn claim_due(
+        &self,
+        limit: u32,
+        now: Millis,
+        lease_until: Millis,
+    ) -> Result<Vec<Claimed>> {
+        // Destinations with limits are claimed apart, serialized across nodes (see
+        // `claim_limited`), and left out of the free claim below. There are usually none, so
+        // one autocommitted look (an index-only scan of `destinations_limited`) decides whether
+        // the serialized transaction is needed at all.
+        let limited: Vec<(String, bool)> = sqlx::query_as(LIMITED.as_str())
+            .bind(now)
+            .fetch_all(&self.write)
+            .await?;
+        let mut claimed = vec![];
+        if limited.iter().any(|(_, due)| *due) {
+            let mut tx = self.write.begin().await?;
+            let ids = Self::claim_limited(&mut tx, limit, now, lease_until).await?;
+            if !ids.is_empty() {
+                const SQL: &str = concat!(
+                    "SELECT x.id AS delivery_id, x.tenant_id, x.event_id, x.destination_id, x.topic, \
+                     x.attempt_count, x.manual, e.data, e.created_at AS event_created_at, \
+                     r.slug AS reply_slug, ",
+                    rows::claim_destination_cols!(),
+                    " FROM deliveries x JOIN events e ON e.id = x.event_id \
+                     LEFT JOIN destinations d ON d.id = x.destination_id \
+                     LEFT JOIN callback_endpoints r ON r.event_id = x.event_id WHERE x.id = ANY($1)"
+                );
+                claimed = sqlx::query_as::<_, rows::ClaimRow>(SQL)
+                    .bind(&ids)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        }
+        let rest = (limit as usize).saturating_sub(claimed.len());
+        if rest > 0 {
+            // Everything else in one statement, one round trip, committed on return: lock due
+            // rows (skipping rows another worker holds), mark them delivering, and return them
+            // joined with what the send needs.
+            //
+            // The shape is chosen for the planner. Excluding limited destinations by a list
+            // (not `NOT EXISTS` on `destinations`) leaves a plain filter, so `deliveries_due` is
+            // walked in order and the walk stops after `$3` rows; with the anti-join the
+            // planner, misled by a young table's statistics, read and sorted the whole backlog
+            // on every claim (10 ms per 64 rows at an 8,000 backlog, against 0.2 ms). The
+            // update finds its rows by `ctid` (a TID scan; the row lock keeps them in place)
+            // rather than by a join on `id` it liked to plan as a sequential scan.
+            //
+            // A destination that gains limits between the look above and this statement may
+            // have one batch claimed without them, as a send already in flight would be.
+            let excluded: Vec<&str> = limited.iter().map(|(id, _)| id.as_str()).collect();
+            claimed.extend(
+                sqlx::query_as::<_, rows::ClaimRow>(CLAIM_FREE.as_str())
+                    .bind(now)
+                    .bind(lease_until)
+                    .bind(rest as i64)
+                    .bind(&excluded)
+                    .fetch_all(&self.write)
+                    .await?,
+            );
+        }
+        rows::open_claims(claimed, &self.keys)
+    }
+
+    fn listen_for_callbacks(&self, waiters: Arc<Waiters>) {
+        let pool = self.write.clone();
+        tokio::spawn(async move {
+            let mut backoff = super::reconnect_backoff();
+            loop {
+                if let Err(e) = listen_for_callbacks(&pool, &waiters, &mut backoff).await {
+                    let wait = super::next_wait(&mut backoff);
+                    tracing::warn!(error = %e, ?wait, "LISTEN (callbacks) connection lost; reconnecting");
+                    // Notifications sent while the listener was down are lost: wake everyone
+                    // to re-read the store.
+                    waiters.notify_all();
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        });
+    }
+
+    fn listen_for_work(&self, wake: Arc<Notify>) {
+        let pool = self.write.clone();
+        tokio::spawn(async move {
+            let mut backoff = super::reconnect_backoff();
+            loop {
+                match listen(&pool, &wake, &mut backoff).await {
+                    Ok(()) => return,
+                    Err(e) => {
+                        let wait = super::next_wait(&mut backoff);
+                        tracing::warn!(error = %e, ?wait, "LISTEN connection lost; reconnecting");
+                        // Work published while the listener was down is found by polling, and
+                        // one wake now makes the worker look at once.
+                        wake.notify_one();
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+            }
+        });
+    }
 }
 
 /// A batch of captures in one statement (see [`PostgresStore::ingest_in_one_statement`]): the
@@ -546,114 +664,6 @@ fn spawn_notifier(pool: PgPool, channel: &'static str) -> mpsc::UnboundedSender<
     });
     tx
 }
-
-impl_store!(PostgresStore, {
-    fn kind(&self) -> &'static str {
-        "postgres"
-    }
-
-    async fn migrate(&self) -> Result<()> {
-        MIGRATOR.run(&self.write).await?;
-        Ok(())
-    }
-
-    async fn claim(&self, limit: u32, now: Millis, lease_until: Millis) -> Result<Vec<Claimed>> {
-        // Destinations with limits are claimed apart, serialized across nodes (see
-        // `claim_limited`), and left out of the free claim below. There are usually none, so
-        // one autocommitted look (an index-only scan of `destinations_limited`) decides whether
-        // the serialized transaction is needed at all.
-        let limited: Vec<(String, bool)> = sqlx::query_as(LIMITED.as_str())
-            .bind(now)
-            .fetch_all(&self.write)
-            .await?;
-        let mut claimed = vec![];
-        if limited.iter().any(|(_, due)| *due) {
-            let mut tx = self.write.begin().await?;
-            let ids = Self::claim_limited(&mut tx, limit, now, lease_until).await?;
-            if !ids.is_empty() {
-                const SQL: &str = concat!(
-                    "SELECT x.id AS delivery_id, x.tenant_id, x.event_id, x.destination_id, x.topic, \
-                     x.attempt_count, x.manual, e.data, e.created_at AS event_created_at, \
-                     r.slug AS reply_slug, ",
-                    rows::claim_destination_cols!(),
-                    " FROM deliveries x JOIN events e ON e.id = x.event_id \
-                     LEFT JOIN destinations d ON d.id = x.destination_id \
-                     LEFT JOIN callback_endpoints r ON r.event_id = x.event_id WHERE x.id = ANY($1)"
-                );
-                claimed = sqlx::query_as::<_, rows::ClaimRow>(SQL)
-                    .bind(&ids)
-                    .fetch_all(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
-        }
-        let rest = (limit as usize).saturating_sub(claimed.len());
-        if rest > 0 {
-            // Everything else in one statement, one round trip, committed on return: lock due
-            // rows (skipping rows another worker holds), mark them delivering, and return them
-            // joined with what the send needs.
-            //
-            // The shape is chosen for the planner. Excluding limited destinations by a list
-            // (not `NOT EXISTS` on `destinations`) leaves a plain filter, so `deliveries_due` is
-            // walked in order and the walk stops after `$3` rows; with the anti-join the
-            // planner, misled by a young table's statistics, read and sorted the whole backlog
-            // on every claim (10 ms per 64 rows at an 8,000 backlog, against 0.2 ms). The
-            // update finds its rows by `ctid` (a TID scan; the row lock keeps them in place)
-            // rather than by a join on `id` it liked to plan as a sequential scan.
-            //
-            // A destination that gains limits between the look above and this statement may
-            // have one batch claimed without them, as a send already in flight would be.
-            let excluded: Vec<&str> = limited.iter().map(|(id, _)| id.as_str()).collect();
-            claimed.extend(
-                sqlx::query_as::<_, rows::ClaimRow>(CLAIM_FREE.as_str())
-                    .bind(now)
-                    .bind(lease_until)
-                    .bind(rest as i64)
-                    .bind(&excluded)
-                    .fetch_all(&self.write)
-                    .await?,
-            );
-        }
-        rows::open_claims(claimed, &self.keys)
-    }
-
-    fn watch_for_callbacks(&self, waiters: Arc<Waiters>) {
-        let pool = self.write.clone();
-        tokio::spawn(async move {
-            let mut backoff = super::reconnect_backoff();
-            loop {
-                if let Err(e) = listen_for_callbacks(&pool, &waiters, &mut backoff).await {
-                    let wait = super::next_wait(&mut backoff);
-                    tracing::warn!(error = %e, ?wait, "LISTEN (callbacks) connection lost; reconnecting");
-                    // Notifications sent while the listener was down are lost: wake everyone
-                    // to re-read the store.
-                    waiters.notify_all();
-                    tokio::time::sleep(wait).await;
-                }
-            }
-        });
-    }
-
-    fn watch_for_work(&self, wake: Arc<Notify>) {
-        let pool = self.write.clone();
-        tokio::spawn(async move {
-            let mut backoff = super::reconnect_backoff();
-            loop {
-                match listen(&pool, &wake, &mut backoff).await {
-                    Ok(()) => return,
-                    Err(e) => {
-                        let wait = super::next_wait(&mut backoff);
-                        tracing::warn!(error = %e, ?wait, "LISTEN connection lost; reconnecting");
-                        // Work published while the listener was down is found by polling, and
-                        // one wake now makes the worker look at once.
-                        wake.notify_one();
-                        tokio::time::sleep(wait).await;
-                    }
-                }
-            }
-        });
-    }
-});
 
 /// Waits for the advisory lock `key`, held until the transaction ends.
 async fn advisory_xact_lock(tx: &mut Transaction<'_, Postgres>, key: i64) -> Result<()> {

@@ -17,14 +17,10 @@ use super::dialect::Dialect;
 use super::rows;
 use super::seal::Keyring;
 use super::sql::{self, Sql};
-use super::{
-    CallbackQuery, Claimed, DeliveryQuery, Finish, Finished, NewEvent, Published, Result, Scope,
-    StoreError, TokenRecord,
-};
-use crate::domain::model::{Attempt, Delivery, Destination, Event, Recovery, Tenant};
-use crate::domain::state::{DeliveryStatus, Transition};
+use super::{Claimed, Finish, Finished, Result, StoreError};
+use crate::domain::state::Transition;
 use crate::domain::time::Millis;
-use crate::inbound::model::{Callback, CallbackEndpoint, Ingested};
+use crate::inbound::model::{Callback, Ingested};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -163,19 +159,32 @@ impl Dialect for SqliteStore {
         }
         Ok(lasts)
     }
-}
 
-impl_store!(SqliteStore, {
-    fn kind(&self) -> &'static str {
-        "sqlite"
+    const KIND: &'static str = "sqlite";
+
+    fn read(&self) -> &sqlx::Pool<Self::Db> {
+        &self.read
     }
 
-    async fn migrate(&self) -> Result<()> {
+    fn write(&self) -> &sqlx::Pool<Self::Db> {
+        &self.write
+    }
+
+    fn keys(&self) -> &Keyring {
+        &self.keys
+    }
+
+    async fn migrate_schema(&self) -> Result<()> {
         MIGRATOR.run(&self.write).await?;
         Ok(())
     }
 
-    async fn claim(&self, limit: u32, now: Millis, lease_until: Millis) -> Result<Vec<Claimed>> {
+    async fn claim_due(
+        &self,
+        limit: u32,
+        now: Millis,
+        lease_until: Millis,
+    ) -> Result<Vec<Claimed>> {
         let mut tx = self.write.begin().await?;
         let mut ids = Self::claim_limited(&mut tx, limit, now, lease_until).await?;
         let free: Vec<String> = sqlx::query_scalar(CLAIM_FREE.as_str())
@@ -206,4 +215,4 @@ impl_store!(SqliteStore, {
         tx.commit().await?;
         rows::open_claims(claimed, &self.keys)
     }
-});
+}
