@@ -1,11 +1,13 @@
 //! The queries that are the same SQL for both stores.
 //!
 //! Both schemas share table names, column names and portable types, and sqlx accepts `$1`
-//! placeholders for SQLite as well as Postgres, so most of the store is written once, here, as
-//! the body of a macro that each store expands into its `impl Store` (with its own pool types
-//! substituted by the compiler). What differs — connecting, the claim query, wake-ups — lives
-//! in `sqlite/` and `postgres/`: the `Store` methods each writes itself are passed into the
-//! macro, and the hooks the shared queries call are the [`super::dialect::Dialect`] trait.
+//! placeholders for SQLite as well as Postgres, so most of the store is written once, here:
+//! one generic `impl Store` for every [`Dialect`], compiled once per database. What differs —
+//! connecting, migrations, the claim query, locks, wake-ups, the one-statement batch paths —
+//! each dialect provides in `sqlite/` and `postgres/` as its [`Dialect`] implementation.
+//!
+//! The `where` clause of the generic impls lists what the queries need of the database (each
+//! bound and decoded type): sqlx has no single trait for "a SQL database with these types".
 //!
 //! Each store has two pools, `read` and `write`. On Postgres they are the same pool; on
 //! SQLite the write pool has one connection, which serializes writers instead of letting them
@@ -42,7 +44,8 @@ macro_rules! attempt_cols {
 }
 macro_rules! callback_endpoint_cols {
     () => {
-        "id, slug, tenant_id, label, verification, metadata, event_id, last_cursor, received_count, \
+        "id, slug, tenant_id, label, verification, metadata, event_id, last_cursor, \
+            received_count, \
          duplicate_count, rejected_count, expires_at, created_at"
     };
 }
@@ -171,9 +174,16 @@ where
         tenant_id: Option<&str>,
         now: Millis,
     ) -> Result<()> {
-        sqlx::query("INSERT INTO api_tokens (id, token_hash, tenant_id, created_at) VALUES ($1, $2, $3, $4)")
-                    .bind(id).bind(hash).bind(tenant_id).bind(now)
-                    .execute(self.write()).await?;
+        sqlx::query(
+            "INSERT INTO api_tokens (id, token_hash, tenant_id, created_at) VALUES ($1, \
+            $2, $3, $4)",
+        )
+        .bind(id)
+        .bind(hash)
+        .bind(tenant_id)
+        .bind(now)
+        .execute(self.write())
+        .await?;
         Ok(())
     }
 
@@ -212,7 +222,8 @@ where
             )
         } else {
             concat!(
-                "INSERT INTO tenants (id, metadata, created_at, updated_at) VALUES ($1, $2, $3, $3) RETURNING ",
+                "INSERT INTO tenants (id, metadata, created_at, updated_at) VALUES ($1, $2, $3, \
+                    $3) RETURNING ",
                 tenant_cols!()
             )
         };
@@ -290,17 +301,47 @@ where
         }
         let (max_in_flight, rate_limit, fifo) = rows::limits(&d.options);
         let (amqp_url, amqp_exchange, amqp_routing_key) = rows::amqp_columns(d, self.keys());
-        sqlx::query(concat!("INSERT INTO destinations (", destination_cols!(),
-                    ", max_in_flight, rate_limit, fifo) VALUES \
-                    ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-                    $19, $20, $21)"))
-                    .bind(&d.id).bind(&d.tenant_id).bind(d.kind.as_str()).bind(&d.url).bind(&d.description)
-                    .bind(rows::to_json(&d.topics)).bind(d.filter.as_ref().map(rows::to_json))
-                    .bind(rows::sealed_json(self.keys(), crate::store::seal::DESTINATION_HEADERS, &d.id, &d.headers)).bind(rows::to_json(&d.options)).bind(rows::sealed_json(self.keys(), crate::store::seal::DESTINATION_SECRETS, &d.id, &d.secrets))
-                    .bind(d.enabled).bind(&d.disabled_reason).bind(d.disabled_at).bind(d.created_at).bind(d.updated_at)
-                    .bind(amqp_url).bind(amqp_exchange).bind(amqp_routing_key)
-                    .bind(max_in_flight).bind(rate_limit).bind(fifo)
-                    .execute(&mut *tx).await?;
+        sqlx::query(concat!(
+            "INSERT INTO destinations (",
+            destination_cols!(),
+            ", max_in_flight, rate_limit, fifo) VALUES \
+                    ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+                        $18, \
+                    $19, $20, $21)"
+        ))
+        .bind(&d.id)
+        .bind(&d.tenant_id)
+        .bind(d.kind.as_str())
+        .bind(&d.url)
+        .bind(&d.description)
+        .bind(rows::to_json(&d.topics))
+        .bind(d.filter.as_ref().map(rows::to_json))
+        .bind(rows::sealed_json(
+            self.keys(),
+            crate::store::seal::DESTINATION_HEADERS,
+            &d.id,
+            &d.headers,
+        ))
+        .bind(rows::to_json(&d.options))
+        .bind(rows::sealed_json(
+            self.keys(),
+            crate::store::seal::DESTINATION_SECRETS,
+            &d.id,
+            &d.secrets,
+        ))
+        .bind(d.enabled)
+        .bind(&d.disabled_reason)
+        .bind(d.disabled_at)
+        .bind(d.created_at)
+        .bind(d.updated_at)
+        .bind(amqp_url)
+        .bind(amqp_exchange)
+        .bind(amqp_routing_key)
+        .bind(max_in_flight)
+        .bind(rate_limit)
+        .bind(fifo)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -344,17 +385,46 @@ where
     async fn update_destination(&self, d: &Destination) -> Result<bool> {
         let (max_in_flight, rate_limit, fifo) = rows::limits(&d.options);
         let (amqp_url, amqp_exchange, amqp_routing_key) = rows::amqp_columns(d, self.keys());
-        let r = sqlx::query("UPDATE destinations SET url = $3, description = $4, topics = $5, filter = $6, \
-                    headers = $7, options = $8, secrets = $9, enabled = $10, disabled_reason = $11, disabled_at = $12, \
+        let r = sqlx::query(
+            "UPDATE destinations SET url = $3, description = $4, topics = $5, \
+            filter = $6, \
+                    headers = $7, options = $8, secrets = $9, enabled = $10, disabled_reason = \
+                        $11, disabled_at = $12, \
                     updated_at = $13, max_in_flight = $14, rate_limit = $15, fifo = $16, \
-                    amqp_url = $17, amqp_exchange = $18, amqp_routing_key = $19 WHERE id = $1 AND tenant_id = $2")
-                    .bind(&d.id).bind(&d.tenant_id).bind(&d.url).bind(&d.description)
-                    .bind(rows::to_json(&d.topics)).bind(d.filter.as_ref().map(rows::to_json))
-                    .bind(rows::sealed_json(self.keys(), crate::store::seal::DESTINATION_HEADERS, &d.id, &d.headers)).bind(rows::to_json(&d.options)).bind(rows::sealed_json(self.keys(), crate::store::seal::DESTINATION_SECRETS, &d.id, &d.secrets))
-                    .bind(d.enabled).bind(&d.disabled_reason).bind(d.disabled_at).bind(d.updated_at)
-                    .bind(max_in_flight).bind(rate_limit).bind(fifo)
-                    .bind(amqp_url).bind(amqp_exchange).bind(amqp_routing_key)
-                    .execute(self.write()).await?;
+                    amqp_url = $17, amqp_exchange = $18, amqp_routing_key = $19 WHERE id = $1 AND \
+                        tenant_id = $2",
+        )
+        .bind(&d.id)
+        .bind(&d.tenant_id)
+        .bind(&d.url)
+        .bind(&d.description)
+        .bind(rows::to_json(&d.topics))
+        .bind(d.filter.as_ref().map(rows::to_json))
+        .bind(rows::sealed_json(
+            self.keys(),
+            crate::store::seal::DESTINATION_HEADERS,
+            &d.id,
+            &d.headers,
+        ))
+        .bind(rows::to_json(&d.options))
+        .bind(rows::sealed_json(
+            self.keys(),
+            crate::store::seal::DESTINATION_SECRETS,
+            &d.id,
+            &d.secrets,
+        ))
+        .bind(d.enabled)
+        .bind(&d.disabled_reason)
+        .bind(d.disabled_at)
+        .bind(d.updated_at)
+        .bind(max_in_flight)
+        .bind(rate_limit)
+        .bind(fifo)
+        .bind(amqp_url)
+        .bind(amqp_exchange)
+        .bind(amqp_routing_key)
+        .execute(self.write())
+        .await?;
         Ok(r.rows_affected() > 0)
     }
 
@@ -960,7 +1030,8 @@ where
             if !reset.is_empty() {
                 let mut q = sqlx::QueryBuilder::<S::Db>::new(
                     "UPDATE destinations SET consecutive_failures = 0, failing_since = NULL \
-                             WHERE (consecutive_failures > 0 OR failing_since IS NOT NULL) AND id IN (",
+                             WHERE (consecutive_failures > 0 OR failing_since IS NOT NULL) AND id \
+                                 IN (",
                 );
                 let mut ids = q.separated(", ");
                 for id in &reset {
@@ -1122,11 +1193,20 @@ where
         limit: u32,
     ) -> Result<Vec<CallbackEndpoint>> {
         sqlx::query_as::<_, rows::CallbackEndpointRow>(concat!(
-                    "SELECT ", callback_endpoint_cols!(), " FROM callback_endpoints \
-                     WHERE ($1 IS NULL OR tenant_id = $1) AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3"))
-                    .bind(scope.tenant()).bind(after).bind(limit as i64)
-                    .fetch_all(self.read()).await?
-                    .into_iter().map(|r| r.open(self.keys())).collect()
+            "SELECT ",
+            callback_endpoint_cols!(),
+            " FROM callback_endpoints \
+                     WHERE ($1 IS NULL OR tenant_id = $1) AND ($2 IS NULL OR id > $2) ORDER BY id \
+                         LIMIT $3"
+        ))
+        .bind(scope.tenant())
+        .bind(after)
+        .bind(limit as i64)
+        .fetch_all(self.read())
+        .await?
+        .into_iter()
+        .map(|r| r.open(self.keys()))
+        .collect()
     }
 
     async fn delete_callback_endpoint(&self, scope: Scope<'_>, id: &str) -> Result<bool> {
@@ -1358,9 +1438,14 @@ where
         let mut tx = self.write().begin().await?;
         // Checked and spent in one statement: of two racing redeemers only one updates.
         let tenant: Option<String> = sqlx::query_scalar(
-                    "UPDATE portal_links SET used_at = $2 \
-                     WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING tenant_id")
-                    .bind(link_hash).bind(now).fetch_optional(&mut *tx).await?;
+            "UPDATE portal_links SET used_at = $2 \
+                     WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING \
+                         tenant_id",
+        )
+        .bind(link_hash)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
         let Some(tenant_id) = tenant else {
             let found: Option<(String, Option<i64>, i64)> = sqlx::query_as(
                 "SELECT tenant_id, used_at, expires_at FROM portal_links WHERE token_hash = $1",
@@ -1608,14 +1693,24 @@ where
             let cursor = cursor.ok_or(StoreError::NotFound("callback endpoint"))?;
             if let Some(key) = &c.dedupe_key {
                 let original: Option<String> = sqlx::query_scalar(
-                            "SELECT id FROM callbacks WHERE endpoint_id = $1 AND dedupe_key = $2 AND status = 'accepted'")
-                            .bind(&c.endpoint_id).bind(key).fetch_optional(&mut **tx).await?;
+                    "SELECT id FROM callbacks WHERE endpoint_id = $1 AND dedupe_key = $2 \
+                                AND status = 'accepted'",
+                )
+                .bind(&c.endpoint_id)
+                .bind(key)
+                .fetch_optional(&mut **tx)
+                .await?;
                 if let Some(original_id) = original {
                     // Give the cursor back (we hold the lock): the sequence stays gap-free.
-                    sqlx::query("UPDATE callback_endpoints SET last_cursor = last_cursor - 1, \
-                                received_count = received_count - 1, duplicate_count = duplicate_count + 1 \
-                                WHERE id = $1")
-                                .bind(&c.endpoint_id).execute(&mut **tx).await?;
+                    sqlx::query(
+                        "UPDATE callback_endpoints SET last_cursor = last_cursor - 1, \
+                                received_count = received_count - 1, duplicate_count = \
+                                    duplicate_count + 1 \
+                                WHERE id = $1",
+                    )
+                    .bind(&c.endpoint_id)
+                    .execute(&mut **tx)
+                    .await?;
                     return Ok(Ingested::Duplicate { original_id });
                 }
             }
@@ -1716,9 +1811,15 @@ where
         let mut disabled = None;
         if applied && f.attempt.is_some() {
             if f.next == DeliveryStatus::Succeeded {
-                sqlx::query("UPDATE destinations SET consecutive_failures = 0, failing_since = NULL \
-                            WHERE id = $1 AND (consecutive_failures > 0 OR failing_since IS NOT NULL)")
-                            .bind(&f.destination_id).execute(&mut **tx).await?;
+                sqlx::query(
+                    "UPDATE destinations SET consecutive_failures = 0, failing_since = \
+                    NULL \
+                            WHERE id = $1 AND (consecutive_failures > 0 OR failing_since IS NOT \
+                                NULL)",
+                )
+                .bind(&f.destination_id)
+                .execute(&mut **tx)
+                .await?;
             } else {
                 sqlx::query(
                     "UPDATE destinations SET consecutive_failures = consecutive_failures + 1, \
@@ -1733,8 +1834,12 @@ where
                     Some(reason) => Some(reason.clone()),
                     None => {
                         let streak: Option<(i32, Option<i64>)> = sqlx::query_as(
-                                    "SELECT consecutive_failures, failing_since FROM destinations WHERE id = $1")
-                                    .bind(&f.destination_id).fetch_optional(&mut **tx).await?;
+                            "SELECT consecutive_failures, failing_since FROM destinations \
+                                        WHERE id = $1",
+                        )
+                        .bind(&f.destination_id)
+                        .fetch_optional(&mut **tx)
+                        .await?;
                         streak.and_then(|(n, since)| {
                             let streak = crate::domain::disable::Streak {
                                 consecutive_failures: n as u32,
@@ -1745,10 +1850,18 @@ where
                     }
                 };
                 if let Some(reason) = reason {
-                    let r = sqlx::query("UPDATE destinations SET enabled = FALSE, disabled_reason = $3, \
-                                disabled_at = $4, updated_at = $4 WHERE id = $1 AND tenant_id = $2 AND enabled")
-                                .bind(&f.destination_id).bind(&f.tenant_id).bind(&reason).bind(f.now)
-                                .execute(&mut **tx).await?;
+                    let r = sqlx::query(
+                        "UPDATE destinations SET enabled = FALSE, disabled_reason \
+                        = $3, \
+                                disabled_at = $4, updated_at = $4 WHERE id = $1 AND tenant_id = \
+                                    $2 AND enabled",
+                    )
+                    .bind(&f.destination_id)
+                    .bind(&f.tenant_id)
+                    .bind(&reason)
+                    .bind(f.now)
+                    .execute(&mut **tx)
+                    .await?;
                     if r.rows_affected() > 0 {
                         disabled = Some(reason);
                     }
@@ -1845,9 +1958,15 @@ where
                     .await?
             };
             if rate_limit.is_some() && !ids.is_empty() {
-                sqlx::query("UPDATE destinations SET rate_window_start = $2, rate_window_count = $3 WHERE id = $1")
-                            .bind(&dst).bind(allowance::rate_window(now)).bind((used + ids.len() as u64) as i32)
-                            .execute(&mut **tx).await?;
+                sqlx::query(
+                    "UPDATE destinations SET rate_window_start = $2, rate_window_count = \
+                    $3 WHERE id = $1",
+                )
+                .bind(&dst)
+                .bind(allowance::rate_window(now))
+                .bind((used + ids.len() as u64) as i32)
+                .execute(&mut **tx)
+                .await?;
             }
             claimed.extend(ids);
         }

@@ -408,7 +408,8 @@ impl Dialect for PostgresStore {
             let ids = Self::claim_limited(&mut tx, limit, now, lease_until).await?;
             if !ids.is_empty() {
                 const SQL: &str = concat!(
-                    "SELECT x.id AS delivery_id, x.tenant_id, x.event_id, x.destination_id, x.topic, \
+                    "SELECT x.id AS delivery_id, x.tenant_id, x.event_id, x.destination_id, \
+                        x.topic, \
                      x.attempt_count, x.manual, e.data, e.created_at AS event_created_at, \
                      r.slug AS reply_slug, ",
                     rows::claim_destination_cols!(),
@@ -460,7 +461,8 @@ impl Dialect for PostgresStore {
             loop {
                 if let Err(e) = listen_for_callbacks(&pool, &waiters, &mut backoff).await {
                     let wait = super::next_wait(&mut backoff);
-                    tracing::warn!(error = %e, ?wait, "LISTEN (callbacks) connection lost; reconnecting");
+                    tracing::warn!(error = %e, ?wait, "LISTEN (callbacks) connection lost; \
+                        reconnecting");
                     // Notifications sent while the listener was down are lost: wake everyone
                     // to re-read the store.
                     waiters.notify_all();
