@@ -2,7 +2,7 @@
 //!
 //! The loop claims due deliveries in batches (the claim is committed before any request goes
 //! out), runs each send as its own task under a concurrency limit, and records the outcomes
-//! group-committed, many sends' in one transaction ([`batch`]). When there is nothing to do it
+//! group-committed, many sends' in one transaction (`batch`). When there is nothing to do it
 //! sleeps until whichever comes
 //! first: a wake-up (a publish in this process, `NOTIFY` from another, a finished send freeing a
 //! slot), the next due retry, or the poll interval as a safety net.
