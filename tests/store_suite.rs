@@ -5,6 +5,8 @@
 //! time, a portal link spent or expired).
 
 mod common;
+#[path = "store_suite/inbound.rs"]
+mod inbound;
 
 use std::collections::HashSet;
 use std::sync::Arc;

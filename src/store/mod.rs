@@ -1,14 +1,24 @@
 //! Storage: the only module that speaks SQL.
 //!
 //! [`Store`] is what the rest of Herald needs from a database. Two implementations pass the
-//! same test suite (`tests/store_suite.rs`): [`sqlite::SqliteStore`], the embedded default, and
-//! [`postgres::PostgresStore`] for production and for several nodes sharing one database.
+//! same conformance suite (`tests/store_suite.rs`, every method on both):
+//! [`sqlite::SqliteStore`], the embedded default, and [`postgres::PostgresStore`] for
+//! production and for several nodes sharing one database.
+//!
+//! # Layout
+//!
+//! - [`dialect`]: the `Dialect` trait, what each SQL dialect provides (pools, migrations, the
+//!   claim, locks, wake-ups, one-statement batch paths).
+//! - `common`: the shared queries, one generic `impl Store` for every dialect.
+//! - `sql`: the statements whose text carries domain constants (statuses, reasons).
+//! - `rows`: the row types and their conversions; [`seal`]: encryption at rest.
+//! - [`sqlite`], [`postgres`]: the two dialects; each difference says why.
 //!
 //! Every query that touches tenant data takes the tenant id (or `None` for the platform's admin)
 //! and filters on it, so isolation does not depend on the callers remembering to check.
 
 mod common;
-mod dialect;
+pub(crate) mod dialect;
 pub mod postgres;
 mod rows;
 pub mod seal;
