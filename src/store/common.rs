@@ -72,7 +72,7 @@ use crate::domain::state::DeliveryStatus;
 use crate::domain::time::Millis;
 use crate::inbound::model::{Callback, CallbackEndpoint, Ingested};
 
-/// Every store is a [`Dialect`] plus these shared queries.
+/// Every store is a `Dialect` plus these shared queries.
 #[async_trait::async_trait]
 impl<S> Store for S
 where

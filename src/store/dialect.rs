@@ -13,6 +13,30 @@ use crate::domain::time::Millis;
 use crate::inbound::model::{Callback, Ingested};
 use crate::inbound::waiters::Waiters;
 
+/// What every store holds.
+#[derive(Debug)]
+pub(crate) struct Pools<DB: sqlx::Database> {
+    /// Where reads go: on SQLite a separate read-only pool (WAL readers never wait for the
+    /// writer); on Postgres the same pool as `write`.
+    pub read: sqlx::Pool<DB>,
+    /// Where writes go: on SQLite one connection, so writers queue in Rust instead of failing
+    /// with `SQLITE_BUSY`; on Postgres the pool, which handles concurrent writers itself.
+    pub write: sqlx::Pool<DB>,
+    /// Seals and opens the credential columns (see [`super::seal`]). Every node sharing a
+    /// database needs the same keys.
+    pub keys: std::sync::Arc<Keyring>,
+}
+
+impl<DB: sqlx::Database> Clone for Pools<DB> {
+    fn clone(&self) -> Self {
+        Pools {
+            read: self.read.clone(),
+            write: self.write.clone(),
+            keys: self.keys.clone(),
+        }
+    }
+}
+
 #[async_trait]
 pub(crate) trait Dialect: Send + Sync {
     /// The sqlx database the shared queries run on.
@@ -21,14 +45,20 @@ pub(crate) trait Dialect: Send + Sync {
     /// `Store::kind`: `sqlite` or `postgres`.
     const KIND: &'static str;
 
-    /// The pool reads go to (on SQLite a separate read-only pool; on Postgres `write`).
-    fn read(&self) -> &sqlx::Pool<Self::Db>;
+    /// The store's pools and keys.
+    fn pools(&self) -> &Pools<Self::Db>;
 
-    /// The pool writes go to (on SQLite its one connection, so writers queue in Rust).
-    fn write(&self) -> &sqlx::Pool<Self::Db>;
+    fn read(&self) -> &sqlx::Pool<Self::Db> {
+        &self.pools().read
+    }
 
-    /// Seals and opens the credential columns (see [`super::seal`]).
-    fn keys(&self) -> &Keyring;
+    fn write(&self) -> &sqlx::Pool<Self::Db> {
+        &self.pools().write
+    }
+
+    fn keys(&self) -> &Keyring {
+        &self.pools().keys
+    }
 
     /// `Store::migrate`: each dialect has its own migrations.
     async fn migrate_schema(&self) -> Result<()>;

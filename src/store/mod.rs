@@ -7,7 +7,7 @@
 //!
 //! # Layout
 //!
-//! - [`dialect`]: the `Dialect` trait, what each SQL dialect provides (pools, migrations, the
+//! - `dialect`: the `Dialect` trait, what each SQL dialect provides (pools, migrations, the
 //!   claim, locks, wake-ups, one-statement batch paths).
 //! - `common`: the shared queries, one generic `impl Store` for every dialect.
 //! - `sql`: the statements whose text carries domain constants (statuses, reasons).

@@ -16,7 +16,7 @@ use tokio::sync::{Notify, mpsc};
 use crate::inbound::waiters::Waiters;
 
 use super::common::*;
-use super::dialect::Dialect;
+use super::dialect::{Dialect, Pools};
 use super::rows;
 use super::seal::Keyring;
 use super::sql::{self, Sql};
@@ -46,12 +46,8 @@ const NOTIFY_INTERVAL: Duration = Duration::from_millis(5);
 
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
-    read: PgPool,
-    /// The same pool as `read`: Postgres handles concurrent writers itself.
-    write: PgPool,
-    /// Seals and opens the credential columns (see [`super::seal`]). Every node sharing the
-    /// database needs the same keys.
-    keys: Arc<Keyring>,
+    /// `read` and `write` are the same pool: Postgres handles concurrent writers itself.
+    pools: Pools<Postgres>,
     /// Endpoint ids with new callbacks, for [`spawn_notifier`].
     callback_notices: mpsc::UnboundedSender<String>,
     /// Publishes with due deliveries, for the `herald_work` notifier.
@@ -81,16 +77,18 @@ impl PostgresStore {
             .connect(url)
             .await?;
         Ok(Self {
-            read: pool.clone(),
             callback_notices: spawn_notifier(pool.clone(), CALLBACK_CHANNEL),
             work_notices: spawn_notifier(pool.clone(), WORK_CHANNEL),
-            write: pool,
-            keys,
+            pools: Pools {
+                read: pool.clone(),
+                write: pool,
+                keys,
+            },
         })
     }
 
     pub fn pool(&self) -> &PgPool {
-        &self.write
+        &self.pools.write
     }
 }
 
@@ -266,7 +264,7 @@ impl Dialect for PostgresStore {
                         .collect::<Vec<_>>(),
                 )
                 .bind(fs.iter().map(|f| f.now).collect::<Vec<_>>())
-                .fetch_all(&self.write)
+                .fetch_all(&self.pools.write)
                 .await?
                 .into_iter()
                 .collect();
@@ -338,7 +336,7 @@ impl Dialect for PostgresStore {
                 .bind(col(|c| c.a2a.as_ref().and_then(|a| a.state.as_deref())))
                 .bind(cs.iter().map(|c| c.acked_at).collect::<Vec<_>>())
                 .bind(endpoints.len() as i64)
-                .fetch_all(&self.write)
+                .fetch_all(&self.pools.write)
                 .await?;
         let mut by_id: std::collections::HashMap<String, Ingested> = Default::default();
         for (id, cursor, original_id) in rows {
@@ -371,20 +369,12 @@ impl Dialect for PostgresStore {
 
     const KIND: &'static str = "postgres";
 
-    fn read(&self) -> &sqlx::Pool<Self::Db> {
-        &self.read
-    }
-
-    fn write(&self) -> &sqlx::Pool<Self::Db> {
-        &self.write
-    }
-
-    fn keys(&self) -> &Keyring {
-        &self.keys
+    fn pools(&self) -> &Pools<Self::Db> {
+        &self.pools
     }
 
     async fn migrate_schema(&self) -> Result<()> {
-        MIGRATOR.run(&self.write).await?;
+        MIGRATOR.run(&self.pools.write).await?;
         Ok(())
     }
 
@@ -400,11 +390,11 @@ impl Dialect for PostgresStore {
         // the serialized transaction is needed at all.
         let limited: Vec<(String, bool)> = sqlx::query_as(LIMITED.as_str())
             .bind(now)
-            .fetch_all(&self.write)
+            .fetch_all(&self.pools.write)
             .await?;
         let mut claimed = vec![];
         if limited.iter().any(|(_, due)| *due) {
-            let mut tx = self.write.begin().await?;
+            let mut tx = self.pools.write.begin().await?;
             let ids = Self::claim_limited(&mut tx, limit, now, lease_until).await?;
             if !ids.is_empty() {
                 const SQL: &str = concat!(
@@ -447,15 +437,15 @@ impl Dialect for PostgresStore {
                     .bind(lease_until)
                     .bind(rest as i64)
                     .bind(&excluded)
-                    .fetch_all(&self.write)
+                    .fetch_all(&self.pools.write)
                     .await?,
             );
         }
-        rows::open_claims(claimed, &self.keys)
+        rows::open_claims(claimed, &self.pools.keys)
     }
 
     fn listen_for_callbacks(&self, waiters: Arc<Waiters>) {
-        let pool = self.write.clone();
+        let pool = self.pools.write.clone();
         tokio::spawn(async move {
             let mut backoff = super::reconnect_backoff();
             loop {
@@ -473,7 +463,7 @@ impl Dialect for PostgresStore {
     }
 
     fn listen_for_work(&self, wake: Arc<Notify>) {
-        let pool = self.write.clone();
+        let pool = self.pools.write.clone();
         tokio::spawn(async move {
             let mut backoff = super::reconnect_backoff();
             loop {

@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::{Sqlite, Transaction};
 
 use super::common::*;
-use super::dialect::Dialect;
+use super::dialect::{Dialect, Pools};
 use super::rows;
 use super::seal::Keyring;
 use super::sql::{self, Sql};
@@ -45,10 +45,7 @@ static CLAIM_FREE: Sql = Sql::new(|| {
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    read: SqlitePool,
-    write: SqlitePool,
-    /// Seals and opens the credential columns (see [`super::seal`]).
-    keys: Arc<Keyring>,
+    pools: Pools<Sqlite>,
 }
 
 impl SqliteStore {
@@ -75,7 +72,9 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(opts.read_only(true))
             .await?;
-        Ok(Self { read, write, keys })
+        Ok(Self {
+            pools: Pools { read, write, keys },
+        })
     }
 }
 
@@ -97,9 +96,9 @@ impl Dialect for SqliteStore {
     /// in freed pages of the file: rewrite the file and empty the WAL so they are gone from
     /// disk. Rare (an upgrade or a key rotation) and quick for a database of this size.
     async fn scrub_replaced_values(&self) -> Result<()> {
-        sqlx::query("VACUUM").execute(&self.write).await?;
+        sqlx::query("VACUUM").execute(&self.pools.write).await?;
         sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&self.write)
+            .execute(&self.pools.write)
             .await?;
         Ok(())
     }
@@ -162,20 +161,12 @@ impl Dialect for SqliteStore {
 
     const KIND: &'static str = "sqlite";
 
-    fn read(&self) -> &sqlx::Pool<Self::Db> {
-        &self.read
-    }
-
-    fn write(&self) -> &sqlx::Pool<Self::Db> {
-        &self.write
-    }
-
-    fn keys(&self) -> &Keyring {
-        &self.keys
+    fn pools(&self) -> &Pools<Self::Db> {
+        &self.pools
     }
 
     async fn migrate_schema(&self) -> Result<()> {
-        MIGRATOR.run(&self.write).await?;
+        MIGRATOR.run(&self.pools.write).await?;
         Ok(())
     }
 
@@ -185,7 +176,7 @@ impl Dialect for SqliteStore {
         now: Millis,
         lease_until: Millis,
     ) -> Result<Vec<Claimed>> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.pools.write.begin().await?;
         let mut ids = Self::claim_limited(&mut tx, limit, now, lease_until).await?;
         let free: Vec<String> = sqlx::query_scalar(CLAIM_FREE.as_str())
             .bind(now)
@@ -213,6 +204,6 @@ impl Dialect for SqliteStore {
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
-        rows::open_claims(claimed, &self.keys)
+        rows::open_claims(claimed, &self.pools.keys)
     }
 }
