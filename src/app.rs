@@ -21,8 +21,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::clock::Clock;
 use crate::config::Config;
-use crate::domain::time::Clock;
 use crate::http::{AppState, router};
 use crate::outbound::amqp::AmqpSender;
 use crate::outbound::http::HttpSender;
@@ -243,7 +243,12 @@ impl Application {
 
         let mut rx = shutdown.subscribe();
         let herald = state.herald.clone();
-        let app = router(state, config.max_body_bytes, config.api);
+        let app = router(
+            state,
+            config.max_body_bytes,
+            config.api,
+            crate::mcp::http::routes,
+        );
         crate::http::server::serve(listener, app, config.server_limits(), async move {
             let _ = rx.wait_for(|stop| *stop).await;
             // Waiting clients would hold the graceful shutdown open: answer them now.

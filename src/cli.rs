@@ -9,9 +9,9 @@ use clap::{Parser, Subcommand};
 use serde_json::Value;
 
 use crate::app::Application;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain::model::DestinationKind;
-use crate::domain::time::Clock;
 use crate::service::{CreateDestination, Herald, PublishRequest};
 use crate::store::Scope;
 

@@ -24,8 +24,8 @@ const MISSING_KEY: &str = "must be set with a Postgres store (HERALD_ENCRYPTION_
     needs the same key, and a key generated inside one node would be lost with it. Make one \
     with `herald generate-key`, and give the same key to every node";
 
-/// How much of a lease is left for recording the outcome after the longest send allowed.
-pub const LEASE_HEADROOM_MS: u64 = 1000;
+/// The worker's rule, checked here against the configured lease and timeout.
+use crate::worker::LEASE_HEADROOM_MS;
 
 /// Every setting. Each field's doc comment is its entry in `docs/configuration.md`, which
 /// [`reference`] generates (and a test keeps in step), so write them for operators.

@@ -2,29 +2,38 @@
 //!
 //! # Layout
 //!
-//! - [`domain`]: the rules, as pure functions and types — ids, the delivery state machine, the
-//!   retry schedule, Standard Webhooks signatures, topic patterns, filters, fan-out, input
-//!   validation, destination health. No I/O; callers pass the time in.
-//! - [`store`]: the only place with SQL. A [`store::Store`] trait with a SQLite implementation
-//!   (embedded default) and a Postgres one (production, many nodes), sharing most queries.
-//!   [`store::seal`] encrypts the credential columns on their way in and out (SECURITY.md).
+//! - [`domain`]: the rules, as pure functions and types — ids, the delivery state machine and
+//!   the transitions the stores make, the retry schedule, when a destination is disabled, the
+//!   claim allowance of limited destinations, Standard Webhooks signatures, topic patterns,
+//!   filters, fan-out, input validation, destination health. No I/O and no clock: callers
+//!   pass the time in.
+//! - [`clock`]: the application's "now" (the system clock, or tokio's for paused-time tests).
+//! - [`store`]: the only place with SQL. A [`store::Store`] trait, implemented once over a
+//!   `Dialect` (SQLite, the embedded default; Postgres, production and many nodes), which
+//!   records what the domain decides. [`store::seal`] encrypts the credential columns on their
+//!   way in and out (SECURITY.md). It still uses `inbound`'s endpoint and callback types.
 //! - [`service`]: the use cases (publish, manage destinations, list and retry deliveries),
 //!   shared by the HTTP API, the CLI and the portal.
 //! - [`worker`]: the scheduler — claim due deliveries, send them, record attempts, retry.
 //! - [`outbound`]: the HTTP client that sends webhooks, the RabbitMQ publisher (confirmed,
 //!   connections pooled per broker), and the SSRF guard both go through.
 //! - [`queue`]: publish from a RabbitMQ queue — consumes `POST /v1/events` bodies, publishes
-//!   them through `service::Herald::publish`, acks after commit, dead-letters invalid ones.
+//!   them through `service::Herald::publish`, acks after commit, dead-letters invalid ones
+//!   (it still reuses `http`'s JSON parsing and problem details for the dead-letter reason).
 //! - [`inbound`]: capture for agents — verification schemes, callback shapes, the waiter
 //!   registry that wakes long-polls and SSE streams, the ingest rate limit.
 //! - [`http`]: the axum router, problem+json errors, extractors and the REST handlers; the
 //!   tenant portal in [`http::portal`] (askama pages from `templates/portal/`, sessions from
-//!   single-use links in [`service::portal`], CSRF on every form).
+//!   single-use links in [`service::portal`], CSRF on every form). It does not know `mcp`:
+//!   `app` hands the router the MCP routes.
 //! - [`mcp`]: the MCP server — agent and platform tools over Streamable HTTP (`/mcp`) and
 //!   stdio (`herald mcp`), each tool a call to the REST API (in-process or remote).
 //! - [`metrics`]: Prometheus counters and gauges for `/metrics`.
 //! - [`bench`]: `herald bench`, the end-to-end benchmark.
-//! - [`config`], [`app`], [`cli`], [`telemetry`]: wiring.
+//! - [`config`], [`app`], [`cli`], [`telemetry`]: wiring. `config` reads the other layers'
+//!   settings types; the worker takes its own rules (`worker::LEASE_HEADROOM_MS`) from none.
+//!   `mcp`'s stdio server starts a whole [`app::Application`], so `app` and `mcp` still
+//!   depend on each other.
 //!
 //! A request to publish travels `http::api::events` → `service::Herald::publish` →
 //! `store::Store::publish` (event + deliveries in one transaction) → a wake-up →
@@ -39,6 +48,7 @@
 pub mod app;
 pub mod bench;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod http;

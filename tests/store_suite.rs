@@ -1,7 +1,12 @@
 //! The store contract, run against every driver (river's shared driver suite): whatever the
-//! database, the scheduler's guarantees hold.
+//! database, the scheduler's guarantees hold, and every `Store` method does what its doc says,
+//! edge cases included (a finish for a lease no longer held, a claim of a destination at its
+//! limit, a purge at the retention bound, a replay of a skipped delivery, a recovery since a
+//! time, a portal link spent or expired).
 
 mod common;
+#[path = "store_suite/inbound.rs"]
+mod inbound;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -32,6 +37,20 @@ for_each_store!(
     a_batch_of_outcomes_has_the_effect_of_finishing_each_in_turn,
     a_batch_of_successes_applies_to_held_deliveries_logs_every_attempt_and_ends_the_failure_streak,
     deliveries_claimed_together_share_their_destination,
+    each_store_names_its_kind,
+    tokens_are_found_by_hash_and_an_admin_token_is_one_without_a_tenant,
+    tenants_are_read_one_by_one_and_listed_in_pages,
+    updating_a_destination_saves_its_fields_and_reports_a_missing_one,
+    deleting_a_destination_cancels_its_pending_deliveries,
+    a_skipped_delivery_is_replayed_and_a_pending_one_left_alone,
+    a_recovery_schedules_failed_and_skipped_deliveries_created_since_a_time,
+    a_destination_at_its_in_flight_limit_is_not_claimed_until_a_slot_frees,
+    a_purge_keeps_events_at_the_retention_bound_and_events_still_being_delivered,
+    queue_stats_count_the_due_deliveries_and_the_oldest_due_time,
+    a_release_gives_the_delivery_back_only_while_the_attempt_holds_it,
+    a_portal_link_is_spent_once_and_expires,
+    a_portal_session_lasts_until_it_expires_or_is_deleted,
+    destination_health_counts_outcomes_and_names_the_latest,
 );
 
 async fn store(kind: StoreKind) -> (Arc<dyn Store>, TestDb) {
@@ -503,4 +522,373 @@ async fn deliveries_claimed_together_share_their_destination(kind: StoreKind) {
             assert!(Arc::ptr_eq(first, other.destination.as_ref().unwrap()));
         }
     }
+}
+
+fn all_of(tenant: &str) -> DeliveryQuery {
+    DeliveryQuery {
+        tenant_id: tenant.into(),
+        limit: 100,
+        ..Default::default()
+    }
+}
+
+/// Claims everything due at `now` and finishes it as `next`.
+async fn claim_and_finish(s: &dyn Store, now: i64, next: DeliveryStatus) {
+    for c in s.claim(100, now, now + 60_000).await.unwrap() {
+        assert!(s.finish(&finish(&c, next, now)).await.unwrap().applied);
+    }
+}
+
+async fn each_store_names_its_kind(kind: StoreKind) {
+    let (s, _db) = store(kind).await;
+    let expected = match kind {
+        StoreKind::Sqlite => "sqlite",
+        StoreKind::Postgres => "postgres",
+    };
+    assert_eq!(s.kind(), expected);
+}
+
+async fn tokens_are_found_by_hash_and_an_admin_token_is_one_without_a_tenant(kind: StoreKind) {
+    let (s, _db) = store(kind).await;
+    tenant(&*s, "acme", 0).await;
+    assert!(!s.has_admin_token().await.unwrap());
+    s.insert_token("tok_1", "hash-1", Some("acme"), 0)
+        .await
+        .unwrap();
+    assert!(
+        !s.has_admin_token().await.unwrap(),
+        "a tenant's token is no admin token"
+    );
+    s.insert_token("tok_2", "hash-2", None, 0).await.unwrap();
+    assert!(s.has_admin_token().await.unwrap());
+    let found = s.find_token("hash-1").await.unwrap().unwrap();
+    assert_eq!(
+        (found.id.as_str(), found.tenant_id.as_deref()),
+        ("tok_1", Some("acme"))
+    );
+    assert_eq!(
+        s.find_token("hash-2").await.unwrap().unwrap().tenant_id,
+        None
+    );
+    assert!(
+        s.find_token("tok_1").await.unwrap().is_none(),
+        "found by hash only"
+    );
+}
+
+async fn tenants_are_read_one_by_one_and_listed_in_pages(kind: StoreKind) {
+    let (s, _db) = store(kind).await;
+    for id in ["c", "a", "b"] {
+        let (t, created) = s.upsert_tenant(id, &json!({"n": id}), 5).await.unwrap();
+        assert!(created);
+        assert_eq!(t.id, id);
+    }
+    let (t, created) = s.upsert_tenant("a", &json!({"n": 2}), 9).await.unwrap();
+    assert!(!created);
+    assert_eq!(t.metadata, json!({"n": 2}));
+    assert_eq!(
+        s.get_tenant("a").await.unwrap().unwrap().metadata,
+        json!({"n": 2})
+    );
+    assert!(s.get_tenant("ghost").await.unwrap().is_none());
+    let ids =
+        |ts: Vec<herald::domain::model::Tenant>| ts.into_iter().map(|t| t.id).collect::<Vec<_>>();
+    assert_eq!(ids(s.list_tenants(None, 2).await.unwrap()), ["a", "b"]);
+    assert_eq!(ids(s.list_tenants(Some("b"), 2).await.unwrap()), ["c"]);
+}
+
+async fn updating_a_destination_saves_its_fields_and_reports_a_missing_one(kind: StoreKind) {
+    let (s, _db) = store(kind).await;
+    let mut d = tenant(&*s, "acme", 1).await.remove(0);
+    d.description = Some("orders".into());
+    d.topics = vec!["order.*".into()];
+    d.enabled = false;
+    d.disabled_reason = Some("by hand".into());
+    d.disabled_at = Some(7);
+    d.updated_at = 7;
+    assert!(s.update_destination(&d).await.unwrap());
+    let read = s.get_destination("acme", &d.id).await.unwrap().unwrap();
+    assert_eq!(read.description.as_deref(), Some("orders"));
+    assert_eq!(read.topics, ["order.*"]);
+    assert!(!read.enabled);
+    assert_eq!(read.disabled_reason.as_deref(), Some("by hand"));
+    assert_eq!(
+        read.secrets, d.secrets,
+        "secrets survive the round trip through the seal"
+    );
+    assert!(s.get_destination("other", &d.id).await.unwrap().is_none());
+    let ghost = destination("acme", true);
+    assert!(!s.update_destination(&ghost).await.unwrap());
+}
+
+async fn deleting_a_destination_cancels_its_pending_deliveries(kind: StoreKind) {
+    let (s, _db) = store(kind).await;
+    let d = tenant(&*s, "acme", 1).await.remove(0);
+    s.publish(&[event("acme")], 0).await.unwrap();
+    assert!(
+        !s.delete_destination("other", &d.id, 5).await.unwrap(),
+        "another tenant's"
+    );
+    assert!(s.delete_destination("acme", &d.id, 5).await.unwrap());
+    assert!(
+        !s.delete_destination("acme", &d.id, 6).await.unwrap(),
+        "already gone"
+    );
+    let ds = s.list_deliveries(&all_of("acme")).await.unwrap();
+    assert_eq!(ds.len(), 1);
+    assert_eq!(ds[0].status, DeliveryStatus::Cancelled);
+    assert_eq!(ds[0].last_error.as_deref(), Some("destination deleted"));
+    assert_eq!(ds[0].finalized_at, Some(5));
+    assert!(
+        s.list_destinations("acme", None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn a_skipped_delivery_is_replayed_and_a_pending_one_left_alone(kind: StoreKind) {
+    let (s, _db) = store(kind).await;
+    tenant(&*s, "acme", 1).await;
+    let off = destination("acme", false);
+    s.insert_destination(&off, 0).await.unwrap();
+    let ev = s.publish(&[event("acme")], 0).await.unwrap().remove(0);
+    let ds = s.list_deliveries(&all_of("acme")).await.unwrap();
+    let skipped = ds.iter().find(|d| d.destination_id == off.id).unwrap();
+    assert_eq!(skipped.status, DeliveryStatus::Skipped);
+    assert_eq!(skipped.last_error.as_deref(), Some("destination disabled"));
+    // The other delivery is still scheduled: only the skipped one is replayed.
+    let n = s
+        .replay_event(Scope::Tenant("acme"), &ev.id, None, 50)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    let replayed = s
+        .get_delivery(Scope::Admin, &skipped.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(replayed.status, DeliveryStatus::Scheduled);
+    assert_eq!(replayed.next_attempt_at, Some(50));
+    assert_eq!(replayed.finalized_at, None);
+    let foreign = s
+        .replay_event(Scope::Tenant("other"), &ev.id, None, 50)
+        .await;
+    assert!(matches!(foreign, Err(StoreError::NotFound("event"))));
+}
+
+async fn a_recovery_schedules_failed_and_skipped_deliveries_created_since_a_time(kind: StoreKind) {
+    let (s, _db) = store(kind).await;
+    let d = tenant(&*s, "acme", 1).await.remove(0);
+    for t in [1_000, 2_000, 3_000] {
+        s.publish(&[event("acme")], t).await.unwrap();
+    }
+    claim_and_finish(&*s, 3_000, DeliveryStatus::Failed).await;
+    let dry = s
+        .recover_destination("acme", &d.id, 2_000, true, 4_000)
+        .await
+        .unwrap();
+    assert_eq!(dry.count, 2, "created at or after the time");
+    assert!(
+        s.get_recovery("acme", &dry.id).await.unwrap().is_none(),
+        "a dry run stores nothing"
+    );
+    let r = s
+        .recover_destination("acme", &d.id, 2_000, false, 4_000)
+        .await
+        .unwrap();
+    assert_eq!(r.count, 2);
+    let read = s.get_recovery("acme", &r.id).await.unwrap().unwrap();
+    assert_eq!(read.count, 2);
+    assert!(!read.done);
+    assert_eq!(read.progress.get("scheduled"), Some(&2));
+    assert!(s.get_recovery("other", &r.id).await.unwrap().is_none());
+    let ds = s.list_deliveries(&all_of("acme")).await.unwrap();
+    let status_at = |t: i64| ds.iter().find(|x| x.created_at == t).unwrap().status;
+    assert_eq!(status_at(1_000), DeliveryStatus::Failed);
+    assert_eq!(status_at(2_000), DeliveryStatus::Scheduled);
+    assert_eq!(status_at(3_000), DeliveryStatus::Scheduled);
+    claim_and_finish(&*s, 5_000, DeliveryStatus::Succeeded).await;
+    assert!(s.get_recovery("acme", &r.id).await.unwrap().unwrap().done);
+}
+
+async fn a_destination_at_its_in_flight_limit_is_not_claimed_until_a_slot_frees(kind: StoreKind) {
+    let (s, _db) = store(kind).await;
+    s.upsert_tenant("acme", &json!({}), 0).await.unwrap();
+    let mut d = destination("acme", true);
+    d.options.max_in_flight = Some(1);
+    s.insert_destination(&d, 0).await.unwrap();
+    s.publish(&[event("acme"), event("acme")], 0).await.unwrap();
+    let first = s.claim(10, 10, 60_000).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(
+        s.claim(10, 20, 60_000).await.unwrap().is_empty(),
+        "at its limit"
+    );
+    s.finish(&finish(&first[0], DeliveryStatus::Succeeded, 30))
+        .await
+        .unwrap();
+    assert_eq!(s.claim(10, 40, 60_000).await.unwrap().len(), 1);
+}
+
+async fn a_purge_keeps_events_at_the_retention_bound_and_events_still_being_delivered(
+    kind: StoreKind,
+) {
+    let (s, _db) = store(kind).await;
+    tenant(&*s, "acme", 0).await;
+    let old = s.publish(&[event("acme")], 1_000).await.unwrap().remove(0);
+    let at_bound = s.publish(&[event("acme")], 2_000).await.unwrap().remove(0);
+    tenant(&*s, "busy", 1).await;
+    let pending = s.publish(&[event("busy")], 500).await.unwrap().remove(0);
+    assert_eq!(s.purge_before(2_000, 10).await.unwrap(), 1);
+    assert!(s.get_event(Scope::Admin, &old.id).await.unwrap().is_none());
+    assert!(
+        s.get_event(Scope::Admin, &at_bound.id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        s.get_event(Scope::Admin, &pending.id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    claim_and_finish(&*s, 2_500, DeliveryStatus::Succeeded).await;
+    assert_eq!(s.purge_before(2_000, 10).await.unwrap(), 1, "finished now");
+    assert_eq!(s.purge_before(2_000, 10).await.unwrap(), 0);
+}
+
+async fn queue_stats_count_the_due_deliveries_and_the_oldest_due_time(kind: StoreKind) {
+    let (s, _db) = store(kind).await;
+    tenant(&*s, "acme", 1).await;
+    assert_eq!(s.queue_stats(0).await.unwrap(), (0, None));
+    s.publish(&[event("acme")], 100).await.unwrap();
+    s.publish(&[event("acme")], 200).await.unwrap();
+    assert_eq!(s.queue_stats(150).await.unwrap(), (1, Some(100)));
+    assert_eq!(s.queue_stats(200).await.unwrap(), (2, Some(100)));
+    s.claim(10, 300, 60_000).await.unwrap();
+    assert_eq!(
+        s.queue_stats(300).await.unwrap(),
+        (0, None),
+        "in flight is not queued"
+    );
+}
+
+async fn a_release_gives_the_delivery_back_only_while_the_attempt_holds_it(kind: StoreKind) {
+    let (s, _db) = store(kind).await;
+    tenant(&*s, "acme", 1).await;
+    s.publish(&[event("acme")], 0).await.unwrap();
+    let c = s.claim(10, 10, 60_000).await.unwrap().remove(0);
+    assert!(
+        !s.release(&c.delivery_id, c.attempt + 1, 20).await.unwrap(),
+        "another attempt"
+    );
+    assert!(s.release(&c.delivery_id, c.attempt, 20).await.unwrap());
+    assert!(
+        !s.release(&c.delivery_id, c.attempt, 21).await.unwrap(),
+        "no longer held"
+    );
+    let d = s
+        .get_delivery(Scope::Admin, &c.delivery_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.status, DeliveryStatus::Retrying);
+    assert_eq!(d.next_attempt_at, Some(20));
+    assert_eq!(d.last_error.as_deref(), Some("interrupted by shutdown"));
+    assert_eq!(
+        s.claim(10, 20, 60_000).await.unwrap().len(),
+        1,
+        "due again at once"
+    );
+}
+
+async fn a_portal_link_is_spent_once_and_expires(kind: StoreKind) {
+    use herald::store::LinkState;
+    let (s, _db) = store(kind).await;
+    tenant(&*s, "acme", 0).await;
+    let missing = s.insert_portal_link("l0", "ghost", 100, 0).await;
+    assert!(matches!(missing, Err(StoreError::NotFound("tenant"))));
+    s.insert_portal_link("l1", "acme", 100, 0).await.unwrap();
+    s.insert_portal_link("l2", "acme", 100, 0).await.unwrap();
+    let usable = LinkState::Usable {
+        tenant_id: "acme".into(),
+    };
+    assert_eq!(s.check_portal_link("l1", 10).await.unwrap(), usable);
+    assert_eq!(
+        s.check_portal_link("l1", 10).await.unwrap(),
+        usable,
+        "checking spends nothing"
+    );
+    assert_eq!(
+        s.redeem_portal_link("l1", "s1", 1_000, 10).await.unwrap(),
+        usable
+    );
+    assert_eq!(
+        s.redeem_portal_link("l1", "s2", 1_000, 11).await.unwrap(),
+        LinkState::AlreadyUsed
+    );
+    assert_eq!(
+        s.check_portal_link("l1", 12).await.unwrap(),
+        LinkState::AlreadyUsed
+    );
+    assert_eq!(
+        s.check_portal_link("l2", 100).await.unwrap(),
+        LinkState::Expired
+    );
+    assert_eq!(
+        s.redeem_portal_link("l2", "s3", 1_000, 100).await.unwrap(),
+        LinkState::Expired
+    );
+    assert_eq!(
+        s.check_portal_link("nope", 0).await.unwrap(),
+        LinkState::Unknown
+    );
+    assert!(
+        s.find_portal_session("s2", 12).await.unwrap().is_none(),
+        "no session opened"
+    );
+}
+
+async fn a_portal_session_lasts_until_it_expires_or_is_deleted(kind: StoreKind) {
+    let (s, _db) = store(kind).await;
+    tenant(&*s, "acme", 0).await;
+    s.insert_portal_link("l1", "acme", 100, 0).await.unwrap();
+    s.insert_portal_link("l2", "acme", 100, 0).await.unwrap();
+    s.redeem_portal_link("l1", "s1", 1_000, 10).await.unwrap();
+    s.redeem_portal_link("l2", "s2", 1_000, 10).await.unwrap();
+    assert_eq!(
+        s.find_portal_session("s1", 999).await.unwrap().as_deref(),
+        Some("acme")
+    );
+    assert!(
+        s.find_portal_session("s1", 1_000).await.unwrap().is_none(),
+        "expired"
+    );
+    s.delete_portal_session("s2").await.unwrap();
+    assert!(
+        s.find_portal_session("s2", 20).await.unwrap().is_none(),
+        "deleted"
+    );
+}
+
+async fn destination_health_counts_outcomes_and_names_the_latest(kind: StoreKind) {
+    let (s, _db) = store(kind).await;
+    let d = tenant(&*s, "acme", 1).await.remove(0);
+    s.publish(&[event("acme"), event("acme")], 0).await.unwrap();
+    claim_and_finish(&*s, 10, DeliveryStatus::Succeeded).await;
+    s.publish(&[event("acme")], 20).await.unwrap();
+    claim_and_finish(&*s, 30, DeliveryStatus::Failed).await;
+    s.publish(&[event("acme")], 40).await.unwrap();
+    let h = s.destination_health("acme", &d.id, 0).await.unwrap();
+    assert_eq!(
+        (h.sampled, h.succeeded, h.failed),
+        (4, 2, 1),
+        "the scheduled one says nothing"
+    );
+    let last = h.last.unwrap();
+    assert_eq!((last.status, last.at), (DeliveryStatus::Failed, 30));
+    let foreign = s.destination_health("other", &d.id, 0).await;
+    assert!(matches!(foreign, Err(StoreError::NotFound("destination"))));
 }

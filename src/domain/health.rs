@@ -11,6 +11,17 @@ pub const HEALTH_WINDOW_MS: Millis = 24 * 3_600_000;
 /// day of 100,000 deliveries would cost the overview tens of milliseconds per destination).
 pub const HEALTH_SAMPLE: u32 = 1000;
 
+/// The statuses counted as succeeded.
+pub const SUCCEEDED: &[DeliveryStatus] = &[DeliveryStatus::Succeeded];
+/// The statuses counted as failed: at least one attempt failed and none succeeded.
+pub const FAILED: &[DeliveryStatus] = &[DeliveryStatus::Failed, DeliveryStatus::Retrying];
+/// The statuses that say something about the receiver: the last outcome is the newest of these.
+pub const WITH_OUTCOME: &[DeliveryStatus] = &[
+    DeliveryStatus::Succeeded,
+    DeliveryStatus::Failed,
+    DeliveryStatus::Retrying,
+];
+
 /// Read from the destination's newest deliveries created in the window (at most
 /// [`HEALTH_SAMPLE`]), counting those that have an outcome: `succeeded`, or
 /// `failed`/`retrying` (at least one attempt failed and none succeeded). Deliveries still
@@ -69,6 +80,15 @@ mod tests {
     fn the_success_rate_is_the_share_of_deliveries_with_an_outcome_that_succeeded() {
         assert_eq!(health(3, 1).success_rate(), Some(75.0));
         assert_eq!(health(0, 0).success_rate(), None);
+    }
+
+    #[test]
+    fn an_outcome_is_a_success_or_a_failure_and_nothing_else() {
+        for s in DeliveryStatus::ALL {
+            let counted = SUCCEEDED.contains(&s) || FAILED.contains(&s);
+            assert_eq!(WITH_OUTCOME.contains(&s), counted, "{s}");
+        }
+        assert!(!SUCCEEDED.iter().any(|s| FAILED.contains(s)));
     }
 
     #[test]

@@ -11,9 +11,11 @@
 //!  delivering ──destination disabled / deleted before the send──▶ skipped / cancelled
 //! ```
 //!
-//! [`DeliveryStatus::can_transition`] is the one place these rules live. The stores apply a
-//! change only to a row still in the expected state (`UPDATE … WHERE status = $expected`), so a
-//! worker whose lease expired cannot overwrite the outcome of the worker that took over.
+//! [`DeliveryStatus::can_transition`] is the one place these rules live. The changes the stores
+//! make are named here as [`Transition`]s (each one allowed, a unit test checks), and the stores
+//! write them into their SQL from these constants. A store applies a change only to a row still
+//! in the expected state (`UPDATE … WHERE status = $expected`), so a worker whose lease expired
+//! cannot overwrite the outcome of the worker that took over.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -53,6 +55,16 @@ impl DeliveryStatus {
             Self::Cancelled => "cancelled",
         }
     }
+
+    /// Waiting for a worker to claim it (see [`Self::is_pending`]).
+    pub const PENDING: &'static [DeliveryStatus] = &[Self::Scheduled, Self::Retrying];
+
+    /// Not finished: pending or in flight. Retention keeps the events that have any.
+    pub const UNFINISHED: &'static [DeliveryStatus] =
+        &[Self::Scheduled, Self::Retrying, Self::Delivering];
+
+    /// What a recovery schedules again: deliveries that never reached their receiver.
+    pub const RECOVERABLE: &'static [DeliveryStatus] = &[Self::Failed, Self::Skipped];
 
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|st| st.as_str() == s)
@@ -95,6 +107,64 @@ impl DeliveryStatus {
 impl std::fmt::Display for DeliveryStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// A change of state a store makes, by name: from any of `from` to `to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transition {
+    pub from: &'static [DeliveryStatus],
+    pub to: DeliveryStatus,
+}
+
+impl Transition {
+    /// A worker claims due work.
+    pub const CLAIM: Transition = Transition {
+        from: DeliveryStatus::PENDING,
+        to: DeliveryStatus::Delivering,
+    };
+    /// An attempt succeeded (the set-wise path for batches of successes).
+    pub const SUCCEED: Transition = Transition {
+        from: &[DeliveryStatus::Delivering],
+        to: DeliveryStatus::Succeeded,
+    };
+    /// The lease of a claim expired (its worker died): due again now.
+    pub const RESCUE: Transition = Transition {
+        from: &[DeliveryStatus::Delivering],
+        to: DeliveryStatus::Retrying,
+    };
+    /// A shutdown interrupted the send: given back, due again now.
+    pub const RELEASE: Transition = Transition {
+        from: &[DeliveryStatus::Delivering],
+        to: DeliveryStatus::Retrying,
+    };
+    /// The destination was deleted: its pending deliveries are cancelled.
+    pub const CANCEL_PENDING: Transition = Transition {
+        from: DeliveryStatus::PENDING,
+        to: DeliveryStatus::Cancelled,
+    };
+    /// A recovery schedules failed and skipped deliveries again.
+    pub const RECOVER: Transition = Transition {
+        from: DeliveryStatus::RECOVERABLE,
+        to: DeliveryStatus::Scheduled,
+    };
+    /// A manual retry or a replay: from wherever `can_transition` allows (the store reads the
+    /// current status, asks, and updates only a row still in it).
+    pub const RESCHEDULE: DeliveryStatus = DeliveryStatus::Scheduled;
+
+    /// Every named transition, for the test that each is allowed.
+    pub const ALL: [Transition; 6] = [
+        Self::CLAIM,
+        Self::SUCCEED,
+        Self::RESCUE,
+        Self::RELEASE,
+        Self::CANCEL_PENDING,
+        Self::RECOVER,
+    ];
+
+    /// Whether every `from` may go to `to`.
+    pub fn is_allowed(&self) -> bool {
+        self.from.iter().all(|from| from.can_transition(self.to))
     }
 }
 
@@ -193,6 +263,34 @@ mod tests {
             for to in DeliveryStatus::ALL {
                 assert_eq!(from.can_transition(to), to == Scheduled, "{from} -> {to}");
             }
+        }
+    }
+
+    #[test]
+    fn every_transition_the_stores_make_is_allowed() {
+        for t in Transition::ALL {
+            assert!(t.is_allowed(), "{t:?}");
+        }
+    }
+
+    #[test]
+    fn the_status_sets_agree_with_the_predicates() {
+        for s in DeliveryStatus::ALL {
+            assert_eq!(DeliveryStatus::PENDING.contains(&s), s.is_pending(), "{s}");
+            assert_eq!(
+                DeliveryStatus::UNFINISHED.contains(&s),
+                !s.is_terminal(),
+                "{s}"
+            );
+        }
+        assert!(DeliveryStatus::RECOVERABLE.iter().all(|s| s.is_terminal()));
+    }
+
+    #[test]
+    fn a_manual_retry_leaves_every_state_but_a_fresh_claim_or_a_send() {
+        for from in DeliveryStatus::ALL {
+            let allowed = from.can_transition(Transition::RESCHEDULE);
+            assert_eq!(allowed, !matches!(from, Scheduled | Delivering), "{from}");
         }
     }
 

@@ -1,37 +1,9 @@
 //! Time as Herald stores it: Unix milliseconds (`i64`), rendered as RFC 3339 UTC in the API.
 //!
-//! The [`Clock`] is the only source of "now" in the application. In production it is the
-//! system clock; tests move it forward with [`Clock::advance`] to make a retry due without
-//! sleeping through the retry delay.
-
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Duration;
+//! No clock is read here: the application's "now" comes from `crate::clock::Clock`.
 
 /// Milliseconds since the Unix epoch.
 pub type Millis = i64;
-
-/// The application's clock: the system time plus an offset that only tests change.
-#[derive(Debug, Clone, Default)]
-pub struct Clock {
-    offset_ms: Arc<AtomicI64>,
-}
-
-impl Clock {
-    pub fn system() -> Self {
-        Self::default()
-    }
-
-    pub fn now(&self) -> Millis {
-        chrono::Utc::now().timestamp_millis() + self.offset_ms.load(Ordering::Relaxed)
-    }
-
-    /// Moves this clock (and every clone of it) forward.
-    pub fn advance(&self, by: Duration) {
-        self.offset_ms
-            .fetch_add(by.as_millis() as i64, Ordering::Relaxed);
-    }
-}
 
 /// `2026-11-23T10:00:00.123Z`
 pub fn rfc3339(ms: Millis) -> String {
@@ -76,14 +48,5 @@ mod tests {
         let ms = 1_764_000_000_123;
         assert_eq!(rfc3339(ms), "2025-11-24T16:00:00.123Z");
         assert_eq!(parse_rfc3339(&rfc3339(ms)), Some(ms));
-    }
-
-    #[test]
-    fn advancing_a_clock_moves_every_clone() {
-        let clock = Clock::system();
-        let other = clock.clone();
-        let before = other.now();
-        clock.advance(Duration::from_secs(3600));
-        assert!(other.now() - before >= 3_600_000);
     }
 }

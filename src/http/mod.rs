@@ -50,8 +50,14 @@ impl std::ops::Deref for AppState {
 }
 
 /// The whole application router. A worker-only node (`api = false`) serves only health,
-/// readiness and metrics.
-pub fn router(state: AppState, max_body_bytes: usize, serve_api: bool) -> Router {
+/// readiness and metrics. `mcp` is the MCP endpoint's routes (`mcp::http::routes`), served
+/// with the API: passed in, because the MCP tools call this API and so depend on `http`.
+pub fn router(
+    state: AppState,
+    max_body_bytes: usize,
+    serve_api: bool,
+    mcp: impl FnOnce(&AppState) -> Router<AppState>,
+) -> Router {
     let inbound_limit = state.herald.inbound.max_body_bytes;
     let mut app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -61,7 +67,7 @@ pub fn router(state: AppState, max_body_bytes: usize, serve_api: bool) -> Router
         app = app
             .merge(api::routes())
             .route("/openapi.json", get(api::openapi_json))
-            .merge(crate::mcp::http::routes(&state))
+            .merge(mcp(&state))
             .merge(portal::routes());
     }
     // The layers apply to the routes added so far; captured bodies get their own limit below.

@@ -11,8 +11,9 @@
 //! - [`cache`]: the slug → endpoint cache in front of ingest (endpoints never change).
 //!
 //! The flow: `http::ingest` → `service::Herald::ingest` (verify, dedupe, rate limit) →
-//! `store::Store::ingest_callback` (cursor assigned in the insert transaction) →
-//! [`waiters::Waiters::notify`] → `service::Herald::wait` re-reads the store.
+//! `service::batch::GroupCommit` → `store::Store::ingest_callbacks` (many captures in one
+//! transaction, cursors assigned in it) → [`waiters::Waiters::notify`] → a
+//! `service::Herald::wait_on` long-poll or SSE stream re-reads the store.
 
 pub mod cache;
 pub mod model;

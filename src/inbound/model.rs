@@ -216,7 +216,7 @@ pub struct A2aView {
     pub state: Option<String>,
 }
 
-/// A captured callback as the API (and SSE, and later MCP) shows it. Exactly one of `body`
+/// A captured callback as the API (and SSE, and the MCP tools) shows it. Exactly one of `body`
 /// (the parsed JSON, when the request was JSON), `body_text` (UTF-8) or `body_base64` is set.
 #[derive(Debug, Clone, Serialize, ToSchema, schemars::JsonSchema)]
 pub struct CallbackView {

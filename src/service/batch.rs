@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::domain::time::Clock;
+use crate::clock::Clock;
 use crate::inbound::model::{Callback, Ingested};
 use crate::store::{NewEvent, Published, Store, StoreError};
 

@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-use crate::domain::time::Clock;
+use crate::clock::Clock;
 use crate::domain::validate::{Invalid, Limits};
 use crate::inbound::ratelimit::RateLimiter;
 use crate::inbound::waiters::Waiters;

@@ -1,16 +1,28 @@
 //! Storage: the only module that speaks SQL.
 //!
 //! [`Store`] is what the rest of Herald needs from a database. Two implementations pass the
-//! same test suite (`tests/store_suite.rs`): [`sqlite::SqliteStore`], the embedded default, and
-//! [`postgres::PostgresStore`] for production and for several nodes sharing one database.
+//! same conformance suite (`tests/store_suite.rs`, every method on both):
+//! [`sqlite::SqliteStore`], the embedded default, and [`postgres::PostgresStore`] for
+//! production and for several nodes sharing one database.
+//!
+//! # Layout
+//!
+//! - `dialect`: the `Dialect` trait, what each SQL dialect provides (pools, migrations, the
+//!   claim, locks, wake-ups, one-statement batch paths).
+//! - `common`: the shared queries, one generic `impl Store` for every dialect.
+//! - `sql`: the statements whose text carries domain constants (statuses, reasons).
+//! - `rows`: the row types and their conversions; [`seal`]: encryption at rest.
+//! - [`sqlite`], [`postgres`]: the two dialects; each difference says why.
 //!
 //! Every query that touches tenant data takes the tenant id (or `None` for the platform's admin)
 //! and filters on it, so isolation does not depend on the callers remembering to check.
 
 mod common;
+pub(crate) mod dialect;
 pub mod postgres;
 mod rows;
 pub mod seal;
+mod sql;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -188,13 +200,8 @@ pub struct Finish {
     pub auto_disable: AutoDisable,
 }
 
-/// A destination whose attempts keep failing is disabled after `after_failures` consecutive
-/// failed attempts or `after_ms` of nothing but failures, whichever comes first (0 = off).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct AutoDisable {
-    pub after_failures: u32,
-    pub after_ms: Millis,
-}
+/// When a failure streak disables a destination: the rule is the domain's.
+pub use crate::domain::disable::AutoDisable;
 
 /// What [`Store::finish`] did.
 #[derive(Debug, Clone, Default, PartialEq)]

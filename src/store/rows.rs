@@ -5,6 +5,7 @@ use serde_json::value::RawValue;
 
 use super::seal::{self, Keyring};
 use super::{Claimed, StoreError, TokenRecord};
+use crate::domain::allowance::Limits;
 use crate::domain::amqp::{AmqpTarget, AmqpUrl, DEFAULT_ROUTING_KEY};
 use crate::domain::model::{
     Attempt, Delivery, Destination, DestinationKind, DestinationOptions, Event, Tenant,
@@ -43,11 +44,14 @@ pub(crate) fn idempotency_conflict(e: sqlx::Error) -> StoreError {
 }
 
 /// The limit columns copied from a destination's options (see migration 0005).
+/// The limit columns (`max_in_flight, rate_limit, fifo`) of a destination's options: what a
+/// claim reads, decided by the domain's [`Limits::of`].
 pub(crate) fn limits(o: &DestinationOptions) -> (Option<i32>, Option<i32>, bool) {
+    let l = Limits::of(o);
     (
-        o.max_in_flight.map(|n| n as i32),
-        o.rate_limit.map(|n| n as i32),
-        o.ordering == Some(crate::domain::model::Ordering::Fifo),
+        l.max_in_flight.map(|n| n as i32),
+        l.rate_limit.map(|n| n as i32),
+        l.fifo,
     )
 }
 

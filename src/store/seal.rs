@@ -18,8 +18,8 @@
 //!   making one tenant's destination sign with another tenant's secret.
 //!
 //! Values without the prefix are clear text written before sealing existed (or by an older
-//! node during a rolling upgrade): they are read as they are, and [`crate::store::Store::seal_at_rest`]
-//! seals them at the next start.
+//! node during a rolling upgrade): they are read as they are, and
+//! [`crate::store::Store::seal_at_rest`] seals them at the next start.
 
 use std::path::Path;
 

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use crate::service::batch::{Commit, GroupCommit};
 use crate::store::{Finish, Finished, Store, StoreError};
 
-/// Outcome transactions in flight at once. They update different delivery rows, but failed
-/// sends also update their destination's row, so a second transaction is the most that
-/// overlaps without making lock waits between batches likely.
+/// Outcome transactions in flight at once: one. Batches update different delivery rows, but
+/// failed sends also update their destination's row, so overlapping batches would make lock
+/// waits between them likely; the next batch queues up while this one commits.
 const IN_FLIGHT: usize = 1;
 
 pub type FinishBatcher = GroupCommit<Finishes>;

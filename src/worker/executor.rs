@@ -8,7 +8,9 @@ use backon::{ExponentialBuilder, Retryable};
 use rand::Rng;
 
 use super::batch::FinishBatcher;
+use crate::clock::Clock;
 use crate::domain::amqp::{self, AmqpTarget};
+use crate::domain::disable;
 use crate::domain::ids::{Kind, new_id};
 use crate::domain::model::DestinationKind;
 use crate::domain::model::{Attempt, Destination, PayloadFormat};
@@ -16,7 +18,7 @@ use crate::domain::retry::{self, RetrySchedule, Verdict};
 use crate::domain::signature;
 use crate::domain::state::DeliveryStatus;
 use crate::domain::state::ErrorKind;
-use crate::domain::time::{Clock, rfc3339};
+use crate::domain::time::rfc3339;
 use crate::outbound::amqp::AmqpSender;
 use crate::outbound::http::{HttpSender, SendResult};
 use crate::service::operator;
@@ -109,9 +111,9 @@ impl Executor {
     /// attempted again (receivers dedupe on `webhook-id`).
     pub async fn execute(&self, c: Claimed) {
         let finish = match &c.destination {
-            None => self.give_back(&c, DeliveryStatus::Cancelled, "destination deleted"),
+            None => self.give_back(&c, DeliveryStatus::Cancelled, disable::DESTINATION_DELETED),
             Some(d) if !d.enabled => {
-                self.give_back(&c, DeliveryStatus::Skipped, "destination disabled")
+                self.give_back(&c, DeliveryStatus::Skipped, disable::DESTINATION_DISABLED)
             }
             Some(d) => self.send(&c, d).await,
         };
@@ -298,7 +300,7 @@ impl Executor {
             Verdict::Gone => (
                 DeliveryStatus::Failed,
                 None,
-                Some("the endpoint answered 410 Gone".to_string()),
+                Some(disable::GONE.to_string()),
             ),
         };
         tracing::debug!(delivery_id = %c.delivery_id, event_id = %c.event_id, attempt = c.attempt,
@@ -337,7 +339,7 @@ impl Executor {
 /// What a send may take of its lease: all of it but the headroom for recording the outcome.
 fn lease_budget(lease: Duration) -> Duration {
     lease
-        .saturating_sub(Duration::from_millis(crate::config::LEASE_HEADROOM_MS))
+        .saturating_sub(Duration::from_millis(super::LEASE_HEADROOM_MS))
         .max(Duration::from_millis(100))
 }
 

@@ -1,8 +1,9 @@
 //! The scheduler: a claim loop, the executor that performs one attempt, and maintenance.
 //!
 //! The loop claims due deliveries in batches (the claim is committed before any request goes
-//! out), runs each send as its own task under a concurrency limit, and records each outcome in
-//! its own short transaction. When there is nothing to do it sleeps until whichever comes
+//! out), runs each send as its own task under a concurrency limit, and records the outcomes
+//! group-committed, many sends' in one transaction (`batch`). When there is nothing to do it
+//! sleeps until whichever comes
 //! first: a wake-up (a publish in this process, `NOTIFY` from another, a finished send freeing a
 //! slot), the next due retry, or the poll interval as a safety net.
 //!
@@ -24,7 +25,13 @@ use tokio::task::JoinSet;
 
 pub use executor::Executor;
 
-use crate::store::Store;
+/// How much of a lease is left for recording the outcome after the longest send allowed.
+/// The worker's rule (the executor caps each send's timeout by it); `config` checks the
+/// configured lease against it.
+pub const LEASE_HEADROOM_MS: u64 = 1000;
+
+use crate::domain::time::Millis;
+use crate::store::{Store, StoreError};
 
 /// How soon an idle worker looks again at due work held back by destination limits.
 const LIMITED_RECHECK: Duration = Duration::from_millis(50);
@@ -87,18 +94,11 @@ impl Worker {
     }
 
     /// Claims one batch of due deliveries and performs them all; returns how many. Expired
-    /// leases are rescued first. This is one turn of [`Worker::run`], for tests and tools.
+    /// leases are rescued first. This is one turn of [`Worker::run`] (the same rescue and
+    /// claim), without its slots and sleeps, for tests and tools.
     pub async fn tick(&self) -> usize {
-        let now = self.executor.clock().now();
-        if let Err(e) = self.store.rescue_expired(now).await {
-            tracing::warn!(error = %e, "lease rescue failed");
-        }
-        let lease_until = now + self.config.lease.as_millis() as i64;
-        let claimed = match self
-            .store
-            .claim(self.config.batch_size, now, lease_until)
-            .await
-        {
+        self.rescue().await;
+        let claimed = match self.claim(self.config.batch_size).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "claim failed");
@@ -113,6 +113,20 @@ impl Worker {
         }
         set.join_all().await;
         n
+    }
+
+    /// Puts deliveries whose lease expired back in the queue (their worker died).
+    async fn rescue(&self) {
+        if let Err(e) = self.store.rescue_expired(self.executor.clock().now()).await {
+            tracing::warn!(error = %e, "lease rescue failed");
+        }
+    }
+
+    /// Claims up to `limit` due deliveries, leased for the configured lease from now.
+    async fn claim(&self, limit: u32) -> Result<Vec<crate::store::Claimed>, StoreError> {
+        let now = self.executor.clock().now();
+        let lease_until = now + self.config.lease.as_millis() as i64;
+        self.store.claim(limit, now, lease_until).await
     }
 
     /// Deletes everything past the retention window, one bounded batch per statement so no
@@ -157,8 +171,9 @@ impl Worker {
     }
 
     /// The claim loop, until `shutdown` turns true. Then it stops claiming and gives sends in
-    /// flight the grace period to finish; whatever is still running after that is abandoned and
-    /// its lease expires, so another worker retries it (at-least-once).
+    /// flight the grace period to finish; whatever is still running after that is aborted and
+    /// released (`Store::release`: due again at once, for another worker or this one
+    /// restarted). A release that fails leaves the delivery to its lease (at-least-once).
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let slots = Arc::new(Semaphore::new(self.config.concurrency));
         let mut tasks = JoinSet::new();
@@ -179,9 +194,7 @@ impl Worker {
             // often enough that a crashed worker's deliveries wait at most 1.5 leases.
             if last_rescue.elapsed() >= self.config.lease / 2 {
                 last_rescue = tokio::time::Instant::now();
-                if let Err(e) = self.store.rescue_expired(clock.now()).await {
-                    tracing::warn!(error = %e, "lease rescue failed");
-                }
+                self.rescue().await;
             }
 
             if last_maintenance.elapsed() >= self.config.maintenance_interval
@@ -192,24 +205,14 @@ impl Worker {
                 maintenance = Some(tokio::spawn(async move { me.purge_expired().await }));
             }
 
-            // Each claim is a committed write. Under load, claiming the moment one slot frees up
-            // would mean one commit per delivery; waiting until a worthwhile batch of slots is
-            // free amortizes it (sends in flight keep the pipe full meanwhile).
-            let free = slots.available_permits();
-            let busy = self.config.concurrency - free;
-            let worthwhile = (self.config.batch_size as usize)
-                .min(self.config.concurrency / 2)
-                .max(1);
-            let want = if free >= worthwhile || busy == 0 {
-                (free as u32).min(self.config.batch_size)
-            } else {
-                0
-            };
+            let want = claim_size(
+                slots.available_permits(),
+                self.config.concurrency,
+                self.config.batch_size,
+            );
             let mut got = 0;
             if want > 0 {
-                let now = clock.now();
-                let lease_until = now + self.config.lease.as_millis() as i64;
-                match self.store.claim(want, now, lease_until).await {
+                match self.claim(want).await {
                     Ok(claimed) => {
                         backoff = crate::store::reconnect_backoff();
                         got = claimed.len() as u32;
@@ -250,18 +253,8 @@ impl Worker {
                 // Busy: a finishing send wakes us.
                 self.config.poll_interval
             } else {
-                match self.store.next_due().await {
-                    // Due work that could not be claimed is waiting on a destination's limits
-                    // (rate window, FIFO head, slots): look again shortly rather than spin.
-                    Ok(Some(due)) => Duration::from_millis((due - clock.now()).max(0) as u64)
-                        .max(if got == 0 {
-                            LIMITED_RECHECK
-                        } else {
-                            Duration::ZERO
-                        })
-                        .min(self.config.poll_interval),
-                    _ => self.config.poll_interval,
-                }
+                let next_due = self.store.next_due().await.ok().flatten();
+                idle_sleep(next_due, clock.now(), got, self.config.poll_interval)
             };
             if sleep.is_zero() {
                 continue;
@@ -295,5 +288,85 @@ impl Worker {
         if let Some(m) = maintenance {
             m.abort();
         }
+    }
+}
+
+/// How many deliveries to claim with `free` of `concurrency` slots free. Each claim is a
+/// committed write: under load, claiming the moment one slot frees up would mean one commit per
+/// delivery, so the loop waits until a worthwhile batch of slots is free (sends in flight keep
+/// the pipe full meanwhile). An idle worker claims whatever it can.
+fn claim_size(free: usize, concurrency: usize, batch_size: u32) -> u32 {
+    let busy = concurrency - free;
+    let worthwhile = (batch_size as usize).min(concurrency / 2).max(1);
+    if free >= worthwhile || busy == 0 {
+        (free as u32).min(batch_size)
+    } else {
+        0
+    }
+}
+
+/// How long to sleep (unless woken) after a claim that took `got` deliveries, when the earliest
+/// pending delivery is due at `next_due`. Due work that could not be claimed (`got == 0`) is
+/// waiting on a destination's limits (rate window, FIFO head, slots): look again after
+/// [`LIMITED_RECHECK`] rather than spin. Never longer than the poll interval.
+fn idle_sleep(
+    next_due: Option<Millis>,
+    now: Millis,
+    got: u32,
+    poll_interval: Duration,
+) -> Duration {
+    let Some(due) = next_due else {
+        return poll_interval;
+    };
+    let floor = if got == 0 {
+        LIMITED_RECHECK
+    } else {
+        Duration::ZERO
+    };
+    Duration::from_millis((due - now).max(0) as u64)
+        .max(floor)
+        .min(poll_interval)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLL: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn an_idle_worker_claims_whatever_it_can_up_to_a_batch() {
+        assert_eq!(claim_size(64, 64, 16), 16);
+        assert_eq!(claim_size(1, 1, 16), 1);
+    }
+
+    #[test]
+    fn a_busy_worker_waits_for_a_worthwhile_batch_of_free_slots() {
+        // 64 slots, batches of 16: fewer than 16 free slots is not worth a commit.
+        assert_eq!(claim_size(15, 64, 16), 0);
+        assert_eq!(claim_size(16, 64, 16), 16);
+        // With few slots, half of them is worthwhile.
+        assert_eq!(claim_size(2, 4, 16), 2);
+        assert_eq!(claim_size(1, 4, 16), 0);
+    }
+
+    #[test]
+    fn with_nothing_pending_the_worker_sleeps_the_poll_interval() {
+        assert_eq!(idle_sleep(None, 0, 0, POLL), POLL);
+    }
+
+    #[test]
+    fn the_worker_sleeps_until_the_next_due_delivery_within_the_poll_interval() {
+        assert_eq!(
+            idle_sleep(Some(1_250), 1_000, 1, POLL),
+            Duration::from_millis(250)
+        );
+        assert_eq!(idle_sleep(Some(60_000), 1_000, 1, POLL), POLL);
+        assert_eq!(idle_sleep(Some(900), 1_000, 1, POLL), Duration::ZERO);
+    }
+
+    #[test]
+    fn due_work_left_unclaimed_is_looked_at_again_after_the_recheck() {
+        assert_eq!(idle_sleep(Some(900), 1_000, 0, POLL), LIMITED_RECHECK);
     }
 }

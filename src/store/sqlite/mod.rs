@@ -10,28 +10,42 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::{Sqlite, Transaction};
 
 use super::common::*;
+use super::dialect::{Dialect, Pools};
 use super::rows;
 use super::seal::Keyring;
-use super::{
-    CallbackQuery, Claimed, DeliveryQuery, Finish, Finished, NewEvent, Published, Result, Scope,
-    StoreError, TokenRecord,
-};
-use crate::domain::model::{Attempt, Delivery, Destination, Event, Recovery, Tenant};
-use crate::domain::state::DeliveryStatus;
+use super::sql::{self, Sql};
+use super::{Claimed, Finish, Finished, Result, StoreError};
+use crate::domain::state::Transition;
 use crate::domain::time::Millis;
-use crate::inbound::model::{Callback, CallbackEndpoint, Ingested};
+use crate::inbound::model::{Callback, Ingested};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
+/// Claims up to `$3` due deliveries of destinations without limits (`$1` now, `$2` lease
+/// until). Differs from the Postgres claim because SQLite has one writer: no `SKIP LOCKED`,
+/// and the limited destinations are left out with a plain `NOT EXISTS`.
+static CLAIM_FREE: Sql = Sql::new(|| {
+    let t = Transition::CLAIM;
+    format!(
+        "UPDATE deliveries SET status = {to}, lease_expires_at = $2, \
+         attempt_count = attempt_count + 1, updated_at = $1 \
+         WHERE id IN (SELECT x.id FROM deliveries x WHERE x.status IN ({from}) \
+                      AND x.next_attempt_at <= $1 AND NOT EXISTS (SELECT 1 FROM destinations d \
+                        WHERE d.id = x.destination_id \
+                        AND (d.max_in_flight IS NOT NULL OR d.rate_limit IS NOT NULL OR d.fifo)) \
+                      ORDER BY x.next_attempt_at LIMIT $3) \
+         RETURNING id",
+        to = sql::status(t.to),
+        from = sql::statuses(t.from),
+    )
+});
+
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    read: SqlitePool,
-    write: SqlitePool,
-    /// Seals and opens the credential columns (see [`super::seal`]).
-    keys: Arc<Keyring>,
+    pools: Pools<Sqlite>,
 }
 
 impl SqliteStore {
@@ -58,8 +72,15 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(opts.read_only(true))
             .await?;
-        Ok(Self { read, write, keys })
+        Ok(Self {
+            pools: Pools { read, write, keys },
+        })
     }
+}
+
+#[async_trait::async_trait]
+impl Dialect for SqliteStore {
+    type Db = Sqlite;
 
     /// The single writer already serializes claims of limited destinations.
     async fn limits_lock(_tx: &mut Transaction<'_, Sqlite>) -> Result<()> {
@@ -75,9 +96,9 @@ impl SqliteStore {
     /// in freed pages of the file: rewrite the file and empty the WAL so they are gone from
     /// disk. Rare (an upgrade or a key rotation) and quick for a database of this size.
     async fn scrub_replaced_values(&self) -> Result<()> {
-        sqlx::query("VACUUM").execute(&self.write).await?;
+        sqlx::query("VACUUM").execute(&self.pools.write).await?;
         sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&self.write)
+            .execute(&self.pools.write)
             .await?;
         Ok(())
     }
@@ -137,40 +158,32 @@ impl SqliteStore {
         }
         Ok(lasts)
     }
-}
 
-impl super::common::HasDb for SqliteStore {
-    type Db = Sqlite;
-}
+    const KIND: &'static str = "sqlite";
 
-impl_store!(SqliteStore, {
-    fn kind(&self) -> &'static str {
-        "sqlite"
+    fn pools(&self) -> &Pools<Self::Db> {
+        &self.pools
     }
 
-    async fn migrate(&self) -> Result<()> {
-        MIGRATOR.run(&self.write).await?;
+    async fn migrate_schema(&self) -> Result<()> {
+        MIGRATOR.run(&self.pools.write).await?;
         Ok(())
     }
 
-    async fn claim(&self, limit: u32, now: Millis, lease_until: Millis) -> Result<Vec<Claimed>> {
-        let mut tx = self.write.begin().await?;
+    async fn claim_due(
+        &self,
+        limit: u32,
+        now: Millis,
+        lease_until: Millis,
+    ) -> Result<Vec<Claimed>> {
+        let mut tx = self.pools.write.begin().await?;
         let mut ids = Self::claim_limited(&mut tx, limit, now, lease_until).await?;
-        let free: Vec<String> = sqlx::query_scalar(
-            "UPDATE deliveries SET status = 'delivering', lease_expires_at = $2, \
-             attempt_count = attempt_count + 1, updated_at = $1 \
-             WHERE id IN (SELECT x.id FROM deliveries x WHERE x.status IN ('scheduled', 'retrying') \
-                          AND x.next_attempt_at <= $1 AND NOT EXISTS (SELECT 1 FROM destinations d \
-                            WHERE d.id = x.destination_id \
-                            AND (d.max_in_flight IS NOT NULL OR d.rate_limit IS NOT NULL OR d.fifo)) \
-                          ORDER BY x.next_attempt_at LIMIT $3) \
-             RETURNING id",
-        )
-        .bind(now)
-        .bind(lease_until)
-        .bind((limit as usize).saturating_sub(ids.len()) as i64)
-        .fetch_all(&mut *tx)
-        .await?;
+        let free: Vec<String> = sqlx::query_scalar(CLAIM_FREE.as_str())
+            .bind(now)
+            .bind(lease_until)
+            .bind((limit as usize).saturating_sub(ids.len()) as i64)
+            .fetch_all(&mut *tx)
+            .await?;
         ids.extend(free);
         if ids.is_empty() {
             return Ok(vec![]);
@@ -191,6 +204,6 @@ impl_store!(SqliteStore, {
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
-        rows::open_claims(claimed, &self.keys)
+        rows::open_claims(claimed, &self.pools.keys)
     }
-});
+}

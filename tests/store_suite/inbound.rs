@@ -1,12 +1,14 @@
 //! The inbound half of the store contract, on every driver: cursors, dedupe, rejection,
 //! scoping, acknowledgement, deletion.
 
-mod common;
-
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use common::{StoreKind, TestDb};
+// `for_each_store!` names `super::common` from the `sqlite` and `postgres` modules it makes
+// here (the lint does not see a use through a macro's path).
+#[allow(unused_imports)]
+use super::common::{self, StoreKind, TestDb};
+use crate::for_each_store;
 use herald::domain::ids::{Kind, new_id};
 use herald::inbound::model::{Callback, CallbackEndpoint, CallbackStatus, Ingested};
 use herald::inbound::verify::Verification;
