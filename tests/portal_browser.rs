@@ -244,3 +244,91 @@ async fn a_tenant_replays_a_failed_delivery_rotates_a_secret_and_toggles_a_desti
     }
     phone.quit().await;
 }
+
+/// Real data is long: a URL of a few hundred characters, a client error chain, many long
+/// topics. On a 1280 px desktop and a 390 px phone the destinations page keeps the URL
+/// readable (not squeezed to a character per line), the error under it in a short summary with
+/// the full chain on demand, and nothing wider than the screen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_urls_errors_and_topics_collapse_nothing_on_desktop_or_phone_in_chromium() {
+    let app = TestApp::spawn_with(StoreKind::Sqlite, |c| {
+        c.retry_schedule = String::new();
+        c.worker = true;
+        c.poll_interval_ms = 100;
+    })
+    .await;
+    app.tenant("acme").await;
+    // Nothing listens on port 1: the attempt fails with the client's full error chain.
+    let url = format!(
+        "http://127.0.0.1:1/{}?tenant=acme&signature-version=2",
+        "integrations/webhooks/receivers/production-eu-west-1/".repeat(5)
+    );
+    let topics: Vec<String> = (0..12)
+        .map(|i| format!("render.pipeline.stage-{i}.completed-with-artifacts"))
+        .collect();
+    let (id, _) = app
+        .destination_with(
+            "acme",
+            json!({"type": "webhook", "url": url, "topics": topics,
+                   "description": "A receiver that is down"}),
+        )
+        .await;
+    app.publish(
+        "acme",
+        "render.pipeline.stage-1.completed-with-artifacts",
+        json!({}),
+    )
+    .await;
+    wait_until(&app, "the attempt failed", || async {
+        app.get_json(&format!(
+            "/v1/tenants/acme/deliveries?status=failed&destination_id={id}"
+        ))
+        .await["data"]
+            .as_array()
+            .is_some_and(|d| !d.is_empty())
+    })
+    .await;
+
+    let driver = Driver::start().await;
+    for (name, width, url_floor) in [("desktop", 1280, 450.0), ("phone", 390, 250.0)] {
+        let b = driver.browser(width, 900).await;
+        b.goto(&app.url(&portal_link(&app, "acme").await)).await;
+        let overview_url = app.url("/portal");
+        assert!(b.url_becomes(|u| u == overview_url).await);
+        assert!(b.shows("Connection refused by 127.0.0.1").await, "{name}");
+        let url_width = b.narrowest(".dest-url").await;
+        assert!(
+            url_width > url_floor,
+            "{name}: the URL is {url_width} px wide"
+        );
+        // The summary is the first line; the chain is one click away.
+        let full = b.find(".dest-error details code").await;
+        assert!(
+            b.text(&full).await.is_empty(),
+            "{name}: the chain starts folded"
+        );
+        b.click(&b.find(".dest-error details summary").await).await;
+        assert!(
+            b.text(&full)
+                .await
+                .contains("error sending request for url"),
+            "{name}"
+        );
+        let page = b.scroll_width().await;
+        assert!(page <= width as u64, "{name}: the page is {page} px wide");
+        b.screenshot(&format!("long-content-{name}")).await;
+
+        // The delivery page's attempt log: the same summary, the chain on demand.
+        b.goto(&app.url("/portal/deliveries?status=failed")).await;
+        b.click(&b.find("table.deliveries tbody tr a.badge").await)
+            .await;
+        assert!(b.shows("Connection refused by 127.0.0.1").await, "{name}");
+        let page = b.scroll_width().await;
+        assert!(
+            page <= width as u64,
+            "{name}: the delivery page is {page} px wide"
+        );
+        b.screenshot(&format!("long-content-delivery-{name}")).await;
+        b.quit().await;
+    }
+}

@@ -264,6 +264,21 @@ impl Browser {
         .unwrap()
     }
 
+    /// The narrowest rendered width, in CSS pixels, of the elements `css` selects (to check
+    /// that long content squeezes no column to nothing).
+    pub async fn narrowest(&self, css: &str) -> f64 {
+        let script = "return Math.min(...Array.from(document.querySelectorAll(arguments[0]), \
+                      e => e.getBoundingClientRect().width))";
+        self.cmd(
+            "POST",
+            "/execute/sync",
+            json!({"script": script, "args": [css]}),
+        )
+        .await
+        .as_f64()
+        .unwrap_or_else(|| panic!("no element matches {css}"))
+    }
+
     /// Saves a PNG of the window under `artifacts/screenshots/`.
     pub async fn screenshot(&self, name: &str) {
         let v = self.cmd("GET", "/screenshot", Value::Null).await;

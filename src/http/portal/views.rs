@@ -89,6 +89,69 @@ fn error_beside(code: Option<u16>, error: Option<&str>) -> String {
     }
 }
 
+/// An attempt's error as a person reads it, and the full text behind it (empty when the
+/// summary is the whole story). The HTTP client reports a chain such as `error sending request
+/// for url (https://hooks.example.com/x): client error (Connect): dns error: failed to lookup
+/// address information: Name or service not known`; the summary is `DNS lookup failed for
+/// hooks.example.com`.
+pub struct ErrorText {
+    pub summary: String,
+    pub full: String,
+}
+
+impl ErrorText {
+    pub fn new(error: &str) -> Self {
+        let summary = summarize_error(error);
+        let full = if summary == error {
+            String::new()
+        } else {
+            error.to_string()
+        };
+        ErrorText { summary, full }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.summary.is_empty()
+    }
+}
+
+/// The first line worth reading of an error chain; see [`ErrorText`].
+pub fn summarize_error(error: &str) -> String {
+    const LONGEST: usize = 140;
+    let lower = error.to_ascii_lowercase();
+    // `… for url (https://host/…)`: the host the failure is about.
+    let host = error
+        .split_once("for url (")
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .and_then(|(url, _)| url::Url::parse(url).ok())
+        .and_then(|u| u.host_str().map(str::to_string));
+    // What failed, and the word that joins it to the host.
+    let kind = if lower.contains("dns error") || lower.contains("failed to lookup address") {
+        Some(("DNS lookup failed", "for"))
+    } else if lower.contains("connection refused") {
+        Some(("Connection refused", "by"))
+    } else if lower.contains("timed out") || lower.contains("timeout") {
+        Some(("No answer in time", "from"))
+    } else if lower.contains("certificate") || lower.contains("tls") {
+        Some(("TLS handshake failed", "with"))
+    } else if lower.contains("(connect)") {
+        Some(("Could not connect", "to"))
+    } else {
+        None
+    };
+    let summary = match (kind, &host) {
+        (Some((what, joint)), Some(h)) => format!("{what} {joint} {h}"),
+        (Some((what, _)), None) => what.to_string(),
+        (None, _) => error.to_string(),
+    };
+    if summary.chars().count() > LONGEST {
+        let cut: String = summary.chars().take(LONGEST - 1).collect();
+        format!("{cut}…")
+    } else {
+        summary
+    }
+}
+
 pub fn pretty_json(raw: &str) -> String {
     serde_json::from_str::<serde_json::Value>(raw)
         .and_then(|v| serde_json::to_string_pretty(&v))
@@ -116,7 +179,7 @@ pub struct DestinationRow {
 pub struct LastView {
     pub status: String,
     pub code: String,
-    pub error: String,
+    pub error: ErrorText,
     pub at: Time,
 }
 
@@ -146,7 +209,7 @@ impl DestinationRow {
             last: h.last.as_ref().map(|l| LastView {
                 status: l.status.as_str().to_string(),
                 code: l.status_code.map(|c| c.to_string()).unwrap_or_default(),
-                error: error_beside(l.status_code, l.error.as_deref()),
+                error: ErrorText::new(&error_beside(l.status_code, l.error.as_deref())),
                 at: Time::new(l.at, now),
             }),
         }
@@ -171,7 +234,7 @@ pub struct DeliveryRow {
     pub status: String,
     pub attempts: u32,
     pub last_code: String,
-    pub last_error: String,
+    pub last_error: ErrorText,
     pub created: Time,
     pub next_attempt: Option<Time>,
 }
@@ -193,7 +256,7 @@ impl DeliveryRow {
                 .last_status_code
                 .map(|c| c.to_string())
                 .unwrap_or_default(),
-            last_error: error_beside(d.last_status_code, d.last_error.as_deref()),
+            last_error: ErrorText::new(&error_beside(d.last_status_code, d.last_error.as_deref())),
             created: Time::new(d.created_at, now),
             next_attempt: d.next_attempt_at.map(|t| Time::new(t, now)),
         }
@@ -210,7 +273,7 @@ pub struct AttemptView {
     pub status_code: String,
     pub ok: bool,
     pub error_kind: String,
-    pub error: String,
+    pub error: ErrorText,
     pub request_headers: Vec<(String, String)>,
     pub response_headers: Vec<(String, String)>,
     pub response_body: String,
@@ -230,7 +293,7 @@ impl AttemptView {
                 .error_kind
                 .map(|k| k.as_str().to_string())
                 .unwrap_or_default(),
-            error: a.error.clone().unwrap_or_default(),
+            error: ErrorText::new(a.error.as_deref().unwrap_or_default()),
             request_headers: a.request_headers.clone().into_iter().collect(),
             response_headers: a.response_headers.clone().into_iter().collect(),
             response_body: a
@@ -263,6 +326,55 @@ mod tests {
         assert_eq!(rfc3339(t), "2026-12-01T18:40:00.000Z");
         assert_eq!(local_time_value(t), "2026-12-01T18:40");
         assert_eq!(parse_local_time("yesterday"), None);
+    }
+
+    #[test]
+    fn client_error_chains_read_as_what_failed_and_for_which_host() {
+        let chain = |inner: &str| {
+            format!(
+                "error sending request for url (https://hooks.example.com/a/very/long/path?q=1): \
+                 client error (Connect): {inner}"
+            )
+        };
+        for (inner, summary) in [
+            (
+                "dns error: failed to lookup address information: Name or service not known",
+                "DNS lookup failed for hooks.example.com",
+            ),
+            (
+                "tcp connect error: Connection refused (os error 111)",
+                "Connection refused by hooks.example.com",
+            ),
+            (
+                "operation timed out",
+                "No answer in time from hooks.example.com",
+            ),
+            (
+                "invalid peer certificate: UnknownIssuer",
+                "TLS handshake failed with hooks.example.com",
+            ),
+            (
+                "network unreachable",
+                "Could not connect to hooks.example.com",
+            ),
+        ] {
+            let e = ErrorText::new(&chain(inner));
+            assert_eq!(e.summary, summary);
+            assert_eq!(e.full, chain(inner), "the whole chain stays on demand");
+        }
+        // Short errors are their own summary; long unknown ones are cut.
+        let short = ErrorText::new("HTTP 500: busy");
+        assert_eq!(
+            (short.summary.as_str(), short.full.as_str()),
+            ("HTTP 500: busy", "")
+        );
+        let long = ErrorText::new(&"x".repeat(400));
+        assert_eq!(long.summary.chars().count(), 140);
+        assert_eq!(long.full.len(), 400);
+        assert_eq!(
+            summarize_error("dns error: no such host"),
+            "DNS lookup failed"
+        );
     }
 
     #[test]
