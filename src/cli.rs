@@ -72,13 +72,20 @@ pub enum Command {
         /// Print only JSON, one object per line.
         #[arg(long)]
         json: bool,
-        /// `all`, `outbound` (publish, deliver, latency) or `inbound` (ingest, wake-up); the
+        /// `all`, `outbound` (publish, deliver, latency), `inbound` (ingest, wake-up) or
+        /// `steady` (publishing and delivering at once, Herald in a child process); the
         /// figures of phases not run are `null`. For profiling one side at a time.
         #[arg(long, default_value = "all")]
         phases: String,
         /// Concurrent senders of the ingest phase, each posting to an endpoint of its own.
         #[arg(long, default_value_t = 128)]
         ingest_clients: usize,
+        /// Closed-loop publishers of the steady phase (publishing and delivering at once).
+        #[arg(long, default_value_t = 64)]
+        steady_clients: usize,
+        /// Seconds the steady phase measures, after a warm-up of a fifth of that (at least 1 s).
+        #[arg(long, default_value_t = 10.0)]
+        steady_secs: f64,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -157,6 +164,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             json,
             phases,
             ingest_clients,
+            steady_clients,
+            steady_secs,
         } => {
             let stores = match store.as_str() {
                 "all" => vec!["sqlite", "postgres"],
@@ -170,6 +179,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     json,
                     phases: phases.parse()?,
                     ingest_clients,
+                    steady_clients,
+                    steady_secs,
                 };
                 let figures = crate::bench::run(opts).await?;
                 if json {

@@ -7,7 +7,7 @@ use std::process::Command;
 use serde_json::Value;
 
 /// The keys BENCHMARKS.md documents, besides `store`.
-const FIGURES: [&str; 11] = [
+const FIGURES: [&str; 20] = [
     "publish_per_s",
     "publish_batch_per_s",
     "deliveries_per_s",
@@ -19,6 +19,16 @@ const FIGURES: [&str; 11] = [
     "wake_p50_ms",
     "wake_p99_ms",
     "peak_rss_mb",
+    // The steady phase: publishing and delivering at once, Herald a child process.
+    "steady_per_s",
+    "steady_publish_p50_ms",
+    "steady_publish_p99_ms",
+    "steady_latency_p50_ms",
+    "steady_latency_p99_ms",
+    "cpu_us_per_event_herald",
+    "cpu_us_per_event_receiver",
+    "steady_fanout10_deliveries_per_s",
+    "steady_herald_peak_rss_mb",
 ];
 
 #[test]
@@ -35,6 +45,10 @@ fn herald_bench_json_prints_one_object_per_store_with_every_contract_figure_and_
             "300",
             "--ingest-clients",
             "16",
+            "--steady-secs",
+            "1",
+            "--steady-clients",
+            "8",
             "--json",
         ])
         .current_dir(dir.path())
@@ -66,6 +80,19 @@ fn herald_bench_json_prints_one_object_per_store_with_every_contract_figure_and_
         // of CPU the hypervisor stole is what makes a run on a shared host incomparable.
         assert_eq!(v["events"], 300);
         assert_eq!(v["ingest_clients"], 16);
+        assert_eq!(v["steady_clients"], 8);
+        // The rest of the machine's CPU is Postgres's on the Postgres store (its own key),
+        // and another process's on SQLite.
+        let (own, other) = match store {
+            "postgres" => ("cpu_us_per_event_postgres", "cpu_us_per_event_other"),
+            _ => ("cpu_us_per_event_other", "cpu_us_per_event_postgres"),
+        };
+        assert!(
+            v[own].as_f64().is_some_and(|x| x >= 0.0),
+            "{store}: {own} {}",
+            v[own]
+        );
+        assert!(v[other].is_null(), "{store}: {other} {}", v[other]);
         for key in ["cpu_busy_pct", "cpu_steal_pct"] {
             let pct = v[key].as_f64();
             assert!(

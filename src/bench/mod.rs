@@ -20,10 +20,14 @@
 //!    a time is sent to that endpoint, and the agent measures callback→wake-up against the send
 //!    time written into the callback's body: `wake_p50_ms`, `wake_p99_ms`.
 //!
+//! 8. **steady state** — publishing and delivering at once, with Herald in a child process so
+//!    the CPU per event of Herald, Postgres and the receiver can be told apart ([`steady`]):
+//!    `steady_per_s`, `cpu_us_per_event_*`, and a fan-out-10 variant.
+//!
 //! Latency is measured by the receiver against the publish time the publisher put in the event.
-//! Everything runs in this one process (Herald on its own runtime threads, the receiver on a
+//! Phases 1–7 run in this one process (Herald on its own runtime threads, the receiver on a
 //! thread of its own), so `peak_rss_mb` is the peak of the whole benchmark, an upper bound for
-//! Herald alone.
+//! Herald alone; phase 8's `steady_herald_peak_rss_mb` is the child Herald's own.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -37,6 +41,7 @@ use tokio::sync::{Notify, watch};
 use crate::app::Application;
 use crate::config::Config;
 
+mod steady;
 mod wire;
 
 const ADMIN: &str = "bench-admin-token";
@@ -57,6 +62,10 @@ pub struct BenchOptions {
     /// posting to an endpoint of its own: spread over endpoints because each endpoint's
     /// cursor serializes its own callbacks.
     pub ingest_clients: usize,
+    /// Closed-loop publishers of the steady phase.
+    pub steady_clients: usize,
+    /// The steady phase's measured window (after a warm-up of a fifth of it, at least 1 s).
+    pub steady_secs: f64,
 }
 
 /// The phases a run measures: both sides, or one of them (to profile it alone).
@@ -67,6 +76,8 @@ pub enum Phases {
     Outbound,
     /// Ingest and wake-up.
     Inbound,
+    /// Publishing and delivering at once, Herald in a child process ([`steady`]).
+    Steady,
 }
 
 impl std::str::FromStr for Phases {
@@ -77,7 +88,8 @@ impl std::str::FromStr for Phases {
             "all" => Ok(Self::All),
             "outbound" => Ok(Self::Outbound),
             "inbound" => Ok(Self::Inbound),
-            other => anyhow::bail!("unknown phases `{other}` (all, outbound or inbound)"),
+            "steady" => Ok(Self::Steady),
+            other => anyhow::bail!("unknown phases `{other}` (all, outbound, inbound or steady)"),
         }
     }
 }
@@ -103,6 +115,8 @@ struct ReceiverState {
     /// spent by the benchmark on the cores Herald is measured on.
     arrived: Notify,
     wanted: AtomicUsize,
+    /// The receiver thread's id, whose CPU time the steady phase reads.
+    tid: std::sync::OnceLock<u32>,
 }
 
 impl Default for ReceiverState {
@@ -113,11 +127,16 @@ impl Default for ReceiverState {
             latencies_us: Mutex::default(),
             arrived: Notify::new(),
             wanted: AtomicUsize::new(usize::MAX),
+            tid: std::sync::OnceLock::new(),
         }
     }
 }
 
 impl ReceiverState {
+    fn thread_id(&self) -> Option<u32> {
+        self.tid.get().copied()
+    }
+
     fn distinct(&self) -> usize {
         self.ids.lock().expect("not poisoned").len()
     }
@@ -164,6 +183,13 @@ fn start_receiver() -> anyhow::Result<(String, Arc<ReceiverState>)> {
     std::thread::Builder::new()
         .name("bench-receiver".into())
         .spawn(move || {
+            // `/proc/thread-self` is `<pid>/task/<tid>`: this thread's own stat lives there.
+            if let Some(tid) = std::fs::read_link("/proc/thread-self")
+                .ok()
+                .and_then(|p| p.file_name()?.to_str()?.parse().ok())
+            {
+                let _ = st.tid.set(tid);
+            }
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -459,12 +485,13 @@ fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
 async fn run_on(opts: &BenchOptions, database_url: &str) -> anyhow::Result<Value> {
     let cpu_at_start = CpuTimes::now();
     let (receiver_url, rx) = start_receiver()?;
+    // A key of its own: the benchmark's store is thrown away with it.
+    let encryption_key = crate::store::seal::generate_key();
     let config = Config {
         listen: "127.0.0.1:0".into(),
         database_url: Some(database_url.into()),
         admin_token: Some(ADMIN.into()),
-        // A key of its own: the benchmark's store is thrown away with it.
-        encryption_key: Some(crate::store::seal::generate_key()),
+        encryption_key: Some(encryption_key.clone()),
         allow_private_destinations: true,
         worker: false,
         // The benchmark measures capacity, not the per-endpoint abuse limit.
@@ -508,16 +535,42 @@ async fn run_on(opts: &BenchOptions, database_url: &str) -> anyhow::Result<Value
     }
 
     let out = match opts.phases {
-        Phases::Inbound => None,
-        _ => Some(bench.outbound(&herald, worker).await?),
+        Phases::All | Phases::Outbound => Some(bench.outbound(&herald, worker).await?),
+        Phases::Inbound | Phases::Steady => None,
     };
     // 6-7: inbound capture, with the outbound worker stopped.
     let (ingest_per_s, wake) = match opts.phases {
-        Phases::Outbound => (None, vec![]),
-        _ => (Some(bench.ingest(n).await?), bench.wake_latencies().await?),
+        Phases::All | Phases::Inbound => {
+            (Some(bench.ingest(n).await?), bench.wake_latencies().await?)
+        }
+        Phases::Outbound | Phases::Steady => (None, vec![]),
     };
     stop.trigger();
     let _ = server.await;
+    // 8: the steady state, Herald in a child process on the same store.
+    let steady = match opts.phases {
+        Phases::All | Phases::Steady => {
+            let measure = Duration::from_secs_f64(opts.steady_secs.max(0.1));
+            let steady_opts = steady::SteadyOptions {
+                clients: opts.steady_clients.max(1),
+                measure,
+                warm_up: (measure / 5).max(Duration::from_secs(1)),
+            };
+            let postgres = opts.store == "postgres";
+            Some(
+                steady::run(
+                    database_url,
+                    &encryption_key,
+                    &receiver_url,
+                    &rx,
+                    postgres,
+                    steady_opts,
+                )
+                .await?,
+            )
+        }
+        Phases::Outbound | Phases::Inbound => None,
+    };
 
     let cpu = cpu_at_start
         .zip(CpuTimes::now())
@@ -525,8 +578,8 @@ async fn run_on(opts: &BenchOptions, database_url: &str) -> anyhow::Result<Value
     let o = out.as_ref();
     let rounded = |f: Option<f64>| f.map(f64::round);
     let p = |l: Option<&Vec<u64>>, q: f64| l.map(|l| percentile(l, q));
-    let wake = (opts.phases != Phases::Outbound).then_some(&wake);
-    Ok(json!({
+    let wake = matches!(opts.phases, Phases::All | Phases::Inbound).then_some(&wake);
+    let mut figures = json!({
         "store": opts.store,
         "events": n,
         "phases": format!("{:?}", opts.phases).to_lowercase(),
@@ -553,7 +606,12 @@ async fn run_on(opts: &BenchOptions, database_url: &str) -> anyhow::Result<Value
         "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
         "cpu_busy_pct": cpu.map(|c| c.0),
         "cpu_steal_pct": cpu.map(|c| c.1),
-    }))
+    });
+    let steady_keys = steady.unwrap_or_else(steady::absent);
+    if let (Some(all), Some(more)) = (figures.as_object_mut(), steady_keys.as_object()) {
+        all.extend(more.clone());
+    }
+    Ok(figures)
 }
 
 /// The payload of every benchmark event and callback: 200 bytes.
