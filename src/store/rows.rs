@@ -7,12 +7,12 @@ use super::seal::{self, Keyring};
 use super::{Claimed, StoreError, TokenRecord};
 use crate::domain::allowance::Limits;
 use crate::domain::amqp::{AmqpTarget, AmqpUrl, DEFAULT_ROUTING_KEY};
+use crate::domain::callback::A2aInfo;
+use crate::domain::callback::{Callback, CallbackEndpoint, CallbackStatus};
 use crate::domain::model::{
     Attempt, Delivery, Destination, DestinationKind, DestinationOptions, Event, Tenant,
 };
 use crate::domain::state::{DeliveryStatus, ErrorKind, Trigger};
-use crate::inbound::model::{Callback, CallbackEndpoint, CallbackStatus};
-use crate::inbound::verify::A2aInfo;
 
 fn json<T: serde::de::DeserializeOwned>(col: &str, s: &str) -> Result<T, StoreError> {
     serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))

@@ -1,0 +1,416 @@
+//! Callback endpoints and captured callbacks, as stored and as the API shows them (docs/api.md),
+//! and the verification scheme an endpoint is configured with. `inbound` verifies requests
+//! against these and `store` persists them; both depend on the shapes here, not on each other.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use std::fmt;
+
+use serde::Deserialize;
+
+use super::time::{Millis, serde_rfc3339};
+
+/// An inbound URL and how requests to it are verified.
+#[derive(Debug, Clone)]
+pub struct CallbackEndpoint {
+    pub id: String,
+    pub slug: String,
+    /// `None`: owned by the platform.
+    pub tenant_id: Option<String>,
+    pub label: Option<String>,
+    pub verification: Verification,
+    pub metadata: Value,
+    /// Set when this endpoint is an event's reply channel.
+    pub event_id: Option<String>,
+    /// The cursor of the newest accepted callback (0: none yet).
+    pub last_cursor: i64,
+    pub received: i64,
+    pub duplicates: i64,
+    pub rejected: i64,
+    pub expires_at: Option<Millis>,
+    pub created_at: Millis,
+}
+
+impl CallbackEndpoint {
+    pub fn is_expired(&self, now: Millis) -> bool {
+        self.expires_at.is_some_and(|t| t <= now)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CallbackStatus {
+    /// Verified (or the scheme is `none`): has a cursor, wakes waiters.
+    Accepted,
+    /// Failed verification: answered 401, kept for debugging, never shown to waiters.
+    Rejected,
+}
+
+impl CallbackStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallbackStatus::Accepted => "accepted",
+            CallbackStatus::Rejected => "rejected",
+        }
+    }
+}
+
+/// One captured request.
+#[derive(Debug, Clone)]
+pub struct Callback {
+    pub id: String,
+    pub endpoint_id: String,
+    pub tenant_id: Option<String>,
+    /// Assigned by the store when accepted; `None` for rejected requests.
+    pub cursor: Option<i64>,
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    /// Lower-case names; repeated headers joined with `, `.
+    pub headers: BTreeMap<String, String>,
+    pub body: Vec<u8>,
+    pub content_type: Option<String>,
+    pub remote_addr: Option<String>,
+    pub received_at: Millis,
+    pub verified: bool,
+    pub status: CallbackStatus,
+    pub reject_reason: Option<String>,
+    pub dedupe_key: Option<String>,
+    pub a2a: Option<A2aInfo>,
+    pub acked_at: Option<Millis>,
+}
+
+/// What ingest did with a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ingested {
+    /// Stored with this cursor.
+    Stored { cursor: i64 },
+    /// The sender's delivery id was seen before: counted, not stored again.
+    Duplicate { original_id: String },
+    /// Stored as `rejected`.
+    Rejected,
+}
+
+/// The endpoint's verification as shown after creation: the scheme and its settings, never the
+/// secret or token (those are returned once, when the endpoint is created).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct VerificationView {
+    /// `none`, `token`, `standard_webhooks`, `github`, `stripe`, `shopify`, `slack`, `hmac`, `a2a`.
+    pub scheme: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub algorithm: Option<HmacAlgorithm>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub encoding: Option<Encoding>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+}
+
+pub fn scheme_name(v: &Verification) -> &'static str {
+    match v {
+        Verification::None => "none",
+        Verification::Token { .. } => "token",
+        Verification::StandardWebhooks { .. } => "standard_webhooks",
+        Verification::Github { .. } => "github",
+        Verification::Stripe { .. } => "stripe",
+        Verification::Shopify { .. } => "shopify",
+        Verification::Slack { .. } => "slack",
+        Verification::Hmac { .. } => "hmac",
+        Verification::A2a { .. } => "a2a",
+    }
+}
+
+impl From<&Verification> for VerificationView {
+    fn from(v: &Verification) -> Self {
+        let mut view = VerificationView {
+            scheme: scheme_name(v),
+            header: None,
+            algorithm: None,
+            encoding: None,
+            prefix: None,
+        };
+        if let Verification::Hmac {
+            header,
+            algorithm,
+            encoding,
+            prefix,
+            ..
+        } = v
+        {
+            view.header = Some(header.clone());
+            view.algorithm = Some(*algorithm);
+            view.encoding = Some(*encoding);
+            view.prefix = prefix.clone();
+        }
+        view
+    }
+}
+
+/// A callback endpoint as the API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EndpointView {
+    pub id: String,
+    pub slug: String,
+    /// `{public_url}/in/{slug}`: hand this to the job that will call back.
+    pub url: String,
+    pub tenant_id: Option<String>,
+    pub label: Option<String>,
+    pub verification: VerificationView,
+    #[schema(value_type = Object)]
+    pub metadata: Value,
+    /// The event this endpoint is the reply channel of.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    /// The newest callback's cursor: `wait?after=<cursor>` waits for the next one.
+    pub cursor: i64,
+    pub received: i64,
+    pub duplicates: i64,
+    pub rejected: i64,
+    #[serde(with = "serde_rfc3339::option")]
+    #[schema(value_type = Option<String>)]
+    pub expires_at: Option<Millis>,
+    #[serde(with = "serde_rfc3339")]
+    #[schema(value_type = String)]
+    pub created_at: Millis,
+}
+
+impl EndpointView {
+    pub fn new(e: &CallbackEndpoint, public_url: &str) -> Self {
+        EndpointView {
+            id: e.id.clone(),
+            slug: e.slug.clone(),
+            url: callback_url(public_url, &e.slug),
+            tenant_id: e.tenant_id.clone(),
+            label: e.label.clone(),
+            verification: (&e.verification).into(),
+            metadata: e.metadata.clone(),
+            event_id: e.event_id.clone(),
+            cursor: e.last_cursor,
+            received: e.received,
+            duplicates: e.duplicates,
+            rejected: e.rejected,
+            expires_at: e.expires_at,
+            created_at: e.created_at,
+        }
+    }
+}
+
+pub fn callback_url(public_url: &str, slug: &str) -> String {
+    format!("{}/in/{slug}", public_url.trim_end_matches('/'))
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct A2aView {
+    pub task_id: String,
+    pub state: Option<String>,
+}
+
+/// A captured callback as the API (and SSE, and the MCP tools) shows it. Exactly one of `body`
+/// (the parsed JSON, when the request was JSON), `body_text` (UTF-8) or `body_base64` is set.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CallbackView {
+    pub id: String,
+    pub endpoint_id: String,
+    /// `null` for rejected requests.
+    pub cursor: Option<i64>,
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: BTreeMap<String, String>,
+    #[serde(with = "serde_rfc3339")]
+    #[schema(value_type = String)]
+    pub received_at: Millis,
+    pub verified: bool,
+    pub status: CallbackStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reject_reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub body: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_text: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_base64: Option<String>,
+    pub content_type: Option<String>,
+    pub remote_addr: Option<String>,
+    /// The sender's delivery id this callback was deduplicated on.
+    pub dedupe_key: Option<String>,
+    /// Task id and state of an A2A push notification.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub a2a: Option<A2aView>,
+    #[serde(with = "serde_rfc3339::option")]
+    #[schema(value_type = Option<String>)]
+    pub acked_at: Option<Millis>,
+}
+
+impl From<&Callback> for CallbackView {
+    fn from(c: &Callback) -> Self {
+        let (body, body_text, body_base64) = body_repr(c.content_type.as_deref(), &c.body);
+        CallbackView {
+            id: c.id.clone(),
+            endpoint_id: c.endpoint_id.clone(),
+            cursor: c.cursor,
+            method: c.method.clone(),
+            path: c.path.clone(),
+            query: c.query.clone(),
+            headers: c.headers.clone(),
+            received_at: c.received_at,
+            verified: c.verified,
+            status: c.status,
+            reject_reason: c.reject_reason.clone(),
+            body,
+            body_text,
+            body_base64,
+            content_type: c.content_type.clone(),
+            remote_addr: c.remote_addr.clone(),
+            dedupe_key: c.dedupe_key.clone(),
+            a2a: c.a2a.as_ref().map(|a| A2aView {
+                task_id: a.task_id.clone(),
+                state: a.state.clone(),
+            }),
+            acked_at: c.acked_at,
+        }
+    }
+}
+
+/// JSON when the sender said JSON and it parses; otherwise text when it is UTF-8; otherwise
+/// base64. Agents read `body` directly for the common case and never get mangled bytes.
+fn body_repr(
+    content_type: Option<&str>,
+    body: &[u8],
+) -> (Option<Value>, Option<String>, Option<String>) {
+    let is_json = content_type.is_some_and(|ct| {
+        let ct = ct.to_ascii_lowercase();
+        ct.starts_with("application/json") || ct.contains("+json")
+    });
+    if is_json && let Ok(v) = serde_json::from_slice::<Value>(body) {
+        return (Some(v), None, None);
+    }
+    match std::str::from_utf8(body) {
+        Ok(s) => (None, Some(s.to_string()), None),
+        Err(_) => (None, None, Some(STANDARD.encode(body))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_bodies_are_parsed_text_is_text_and_binary_is_base64() {
+        let (j, _, _) = body_repr(Some("application/json; charset=utf-8"), br#"{"a":1}"#);
+        assert_eq!(j, Some(serde_json::json!({"a": 1})));
+        let (j, t, _) = body_repr(Some("application/json"), b"not json");
+        assert_eq!((j, t.as_deref()), (None, Some("not json")));
+        let (_, t, _) = body_repr(Some("text/plain"), b"hello");
+        assert_eq!(t.as_deref(), Some("hello"));
+        let (_, _, b) = body_repr(None, &[0xff, 0x00]);
+        assert_eq!(b.as_deref(), Some("/wA="));
+    }
+}
+
+/// Config of a callback endpoint's verification (stored as JSON; secret already decrypted).
+///
+/// `Debug` is implemented by hand so that logging a config never prints a secret (SECURITY.md).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "scheme", rename_all = "snake_case")]
+pub enum Verification {
+    /// Accept everything; the unguessable slug is the only protection.
+    None,
+    /// `Authorization: Bearer <token>` or `?token=` query, for senders that cannot sign.
+    Token { token: String },
+    /// `whsec_<base64>`; `webhook-*` or `svix-*` headers; any of several `v1,<b64>` entries.
+    StandardWebhooks { secret: String },
+    /// `X-Hub-Signature-256: sha256=<hex>`; GitHub signs no timestamp.
+    Github { secret: String },
+    /// `Stripe-Signature: t=..,v1=..`; the HMAC key is the whole secret string.
+    Stripe { secret: String },
+    /// `X-Shopify-Hmac-Sha256: <base64>` of the raw body.
+    Shopify { secret: String },
+    /// `X-Slack-Signature: v0=<hex>` of `v0:{ts}:{body}` plus `X-Slack-Request-Timestamp`.
+    Slack { secret: String },
+    /// Generic HMAC of the raw body for senders not covered above.
+    Hmac {
+        secret: String,
+        header: String,
+        #[serde(default)]
+        algorithm: HmacAlgorithm,
+        #[serde(default)]
+        encoding: Encoding,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prefix: Option<String>,
+    },
+    /// A2A push notifications: token header check, then the body must be an A2A task payload.
+    A2a { token: String },
+}
+
+impl fmt::Debug for Verification {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const HIDDEN: &str = "<redacted>";
+        match self {
+            Self::None => f.write_str("None"),
+            Self::Token { .. } => f.debug_struct("Token").field("token", &HIDDEN).finish(),
+            Self::StandardWebhooks { .. } => f
+                .debug_struct("StandardWebhooks")
+                .field("secret", &HIDDEN)
+                .finish(),
+            Self::Github { .. } => f.debug_struct("Github").field("secret", &HIDDEN).finish(),
+            Self::Stripe { .. } => f.debug_struct("Stripe").field("secret", &HIDDEN).finish(),
+            Self::Shopify { .. } => f.debug_struct("Shopify").field("secret", &HIDDEN).finish(),
+            Self::Slack { .. } => f.debug_struct("Slack").field("secret", &HIDDEN).finish(),
+            Self::Hmac {
+                header,
+                algorithm,
+                encoding,
+                prefix,
+                ..
+            } => f
+                .debug_struct("Hmac")
+                .field("secret", &HIDDEN)
+                .field("header", header)
+                .field("algorithm", algorithm)
+                .field("encoding", encoding)
+                .field("prefix", prefix)
+                .finish(),
+            Self::A2a { .. } => f.debug_struct("A2a").field("token", &HIDDEN).finish(),
+        }
+    }
+}
+
+/// Digest of the generic `hmac` scheme; SHA-256 unless configured, as most senders use it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HmacAlgorithm {
+    Sha1,
+    #[default]
+    Sha256,
+    Sha512,
+}
+
+/// How the generic `hmac` scheme's header encodes the MAC; hex unless configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    #[default]
+    Hex,
+    /// Standard or URL-safe alphabet, padding optional: senders disagree, and the MAC is what counts.
+    Base64,
+}
+
+/// The task an A2A push notification is about.
+#[derive(Debug, Clone, PartialEq)]
+pub struct A2aInfo {
+    pub task_id: String,
+    /// Normalised to the v0.3 spelling (`completed`, `input-required`, …) so waiters see one
+    /// vocabulary whichever protocol version the agent speaks; v1.0's `TASK_STATE_*` names map onto it.
+    pub state: Option<String>,
+}
