@@ -34,8 +34,8 @@
 //! - [`bench`]: `herald bench`, the end-to-end benchmark.
 //! - [`config`], [`app`], [`cli`], [`telemetry`]: wiring. `config` reads the other layers'
 //!   settings types; the worker takes its own rules (`worker::LEASE_HEADROOM_MS`) from none.
-//!   `mcp`'s stdio server starts a whole [`app::Application`], so `app` and `mcp` still
-//!   depend on each other.
+//!   `herald mcp` on stdio starts a whole [`app::Application`], so it is the CLI's
+//!   (`cli::mcp_stdio`), not `mcp`'s.
 //!
 //! A request to publish travels `http::api::events` → `service::Herald::publish` →
 //! `store::Store::publish` (event + deliveries in one transaction) → a wake-up →
