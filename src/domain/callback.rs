@@ -322,23 +322,31 @@ mod tests {
 ///
 /// `Debug` is implemented by hand so that logging a config never prints a secret (SECURITY.md).
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "scheme", rename_all = "snake_case")]
+#[serde(tag = "scheme")]
 pub enum Verification {
     /// Accept everything; the unguessable slug is the only protection.
+    #[serde(rename = "none")]
     None,
     /// `Authorization: Bearer <token>` or `?token=` query, for senders that cannot sign.
+    #[serde(rename = "token")]
     Token { token: String },
     /// `whsec_<base64>`; `webhook-*` or `svix-*` headers; any of several `v1,<b64>` entries.
+    #[serde(rename = "standard_webhooks")]
     StandardWebhooks { secret: String },
     /// `X-Hub-Signature-256: sha256=<hex>`; GitHub signs no timestamp.
+    #[serde(rename = "github")]
     Github { secret: String },
     /// `Stripe-Signature: t=..,v1=..`; the HMAC key is the whole secret string.
+    #[serde(rename = "stripe")]
     Stripe { secret: String },
     /// `X-Shopify-Hmac-Sha256: <base64>` of the raw body.
+    #[serde(rename = "shopify")]
     Shopify { secret: String },
     /// `X-Slack-Signature: v0=<hex>` of `v0:{ts}:{body}` plus `X-Slack-Request-Timestamp`.
+    #[serde(rename = "slack")]
     Slack { secret: String },
     /// Generic HMAC of the raw body for senders not covered above.
+    #[serde(rename = "hmac")]
     Hmac {
         secret: String,
         header: String,
@@ -350,6 +358,7 @@ pub enum Verification {
         prefix: Option<String>,
     },
     /// A2A push notifications: token header check, then the body must be an A2A task payload.
+    #[serde(rename = "a2a")]
     A2a { token: String },
 }
 
@@ -413,4 +422,126 @@ pub struct A2aInfo {
     /// Normalised to the v0.3 spelling (`completed`, `input-required`, …) so waiters see one
     /// vocabulary whichever protocol version the agent speaks; v1.0's `TASK_STATE_*` names map onto it.
     pub state: Option<String>,
+}
+
+/// The stored form of a verification scheme (`callback_endpoints.verification`, sealed JSON):
+/// `{"v": 1, "scheme": "github", "secret": "…"}`. Scheme names are fixed by the `rename`s on
+/// [`Verification`] and every variant's form is pinned by a test, so renaming Rust code changes
+/// nothing stored. Reading also accepts the unversioned form earlier releases wrote (the same
+/// names, without `"v"`); a later format is refused rather than misread.
+#[derive(Serialize, Deserialize)]
+pub struct StoredVerification {
+    /// Absent (0) in values written before the format was versioned.
+    #[serde(default)]
+    pub v: u32,
+    #[serde(flatten)]
+    pub scheme: Verification,
+}
+
+impl StoredVerification {
+    /// The format written now.
+    pub const VERSION: u32 = 1;
+
+    pub fn current(scheme: &Verification) -> Self {
+        Self {
+            v: Self::VERSION,
+            scheme: scheme.clone(),
+        }
+    }
+
+    /// Reads a stored value of this format or the unversioned one before it.
+    pub fn read(json: &str) -> Result<Verification, String> {
+        let stored: StoredVerification = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        match stored.v {
+            0 | Self::VERSION => Ok(stored.scheme),
+            v => Err(format!(
+                "verification format {v} is newer than this release reads"
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod stored_verification_tests {
+    use super::*;
+
+    fn stored(v: &Verification) -> String {
+        serde_json::to_string(&StoredVerification::current(v)).unwrap()
+    }
+
+    #[test]
+    fn every_scheme_is_stored_in_its_pinned_form() {
+        let secret = || "s".to_string();
+        let cases = [
+            (Verification::None, r#"{"v":1,"scheme":"none"}"#),
+            (
+                Verification::Token { token: secret() },
+                r#"{"v":1,"scheme":"token","token":"s"}"#,
+            ),
+            (
+                Verification::StandardWebhooks { secret: secret() },
+                r#"{"v":1,"scheme":"standard_webhooks","secret":"s"}"#,
+            ),
+            (
+                Verification::Github { secret: secret() },
+                r#"{"v":1,"scheme":"github","secret":"s"}"#,
+            ),
+            (
+                Verification::Stripe { secret: secret() },
+                r#"{"v":1,"scheme":"stripe","secret":"s"}"#,
+            ),
+            (
+                Verification::Shopify { secret: secret() },
+                r#"{"v":1,"scheme":"shopify","secret":"s"}"#,
+            ),
+            (
+                Verification::Slack { secret: secret() },
+                r#"{"v":1,"scheme":"slack","secret":"s"}"#,
+            ),
+            (
+                Verification::Hmac {
+                    secret: secret(),
+                    header: "x-sig".into(),
+                    algorithm: HmacAlgorithm::Sha512,
+                    encoding: Encoding::Base64,
+                    prefix: Some("sha512=".into()),
+                },
+                r#"{"v":1,"scheme":"hmac","secret":"s","header":"x-sig","algorithm":"sha512","encoding":"base64","prefix":"sha512="}"#,
+            ),
+            (
+                Verification::A2a { token: secret() },
+                r#"{"v":1,"scheme":"a2a","token":"s"}"#,
+            ),
+        ];
+        for (scheme, form) in cases {
+            assert_eq!(stored(&scheme), form);
+            assert_eq!(StoredVerification::read(form).unwrap(), scheme, "{form}");
+        }
+    }
+
+    #[test]
+    fn the_unversioned_form_of_earlier_releases_is_read() {
+        let old = r#"{"scheme":"hmac","secret":"s","header":"x-sig"}"#;
+        let read = StoredVerification::read(old).unwrap();
+        assert_eq!(
+            read,
+            Verification::Hmac {
+                secret: "s".into(),
+                header: "x-sig".into(),
+                algorithm: HmacAlgorithm::Sha256,
+                encoding: Encoding::Hex,
+                prefix: None,
+            }
+        );
+        assert_eq!(
+            StoredVerification::read(r#"{"scheme":"none"}"#).unwrap(),
+            Verification::None
+        );
+    }
+
+    #[test]
+    fn a_later_format_is_refused_not_misread() {
+        let err = StoredVerification::read(r#"{"v":2,"scheme":"none"}"#).unwrap_err();
+        assert!(err.contains("format 2"), "{err}");
+    }
 }

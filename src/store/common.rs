@@ -590,9 +590,8 @@ where
                 .bind(&r.slug)
                 .bind(&ev.tenant_id)
                 .bind(format!("reply channel of {}", ev.id))
-                .bind(rows::sealed_json(
+                .bind(rows::sealed_verification(
                     self.keys(),
-                    crate::store::seal::ENDPOINT_VERIFICATION,
                     &r.endpoint_id,
                     &crate::domain::callback::Verification::None,
                 ))
@@ -1119,9 +1118,8 @@ where
         .bind(&e.slug)
         .bind(&e.tenant_id)
         .bind(&e.label)
-        .bind(rows::sealed_json(
+        .bind(rows::sealed_verification(
             self.keys(),
-            crate::store::seal::ENDPOINT_VERIFICATION,
             &e.id,
             &e.verification,
         ))
