@@ -500,32 +500,19 @@ async fn a_query_token_is_redacted_however_its_key_is_encoded(kind: StoreKind) {
 async fn an_endpoint_stored_unversioned_by_an_earlier_release_is_read_before_and_after_sealing(
     kind: StoreKind,
 ) {
-    use herald::domain::callback::{CallbackEndpoint, Verification};
+    use herald::domain::callback::Verification;
     use herald::store::Scope;
     let db = TestDb::new(kind).await;
     let store = db.store().await;
-    let e = CallbackEndpoint {
-        id: "cbe_old".into(),
-        slug: "old-slug".into(),
-        tenant_id: None,
-        label: None,
-        verification: Verification::None,
-        metadata: json!({}),
-        event_id: None,
-        last_cursor: 0,
-        received: 0,
-        duplicates: 0,
-        rejected: 0,
-        expires_at: None,
-        created_at: 1,
-    };
+    let e = common::unverified_endpoint(None);
+    let id = e.id.as_str();
     store.insert_callback_endpoint(&e).await.unwrap();
     let keys = Keyring::parse(ENCRYPTION_KEY, &[]).unwrap();
     let column = herald::store::seal::ENDPOINT_VERIFICATION;
-    let select = "SELECT verification FROM callback_endpoints WHERE id = 'cbe_old'";
-    let fresh = sql(&db, kind, select).await.unwrap();
+    let select = format!("SELECT verification FROM callback_endpoints WHERE id = '{id}'");
+    let fresh = sql(&db, kind, &select).await.unwrap();
     assert_eq!(
-        keys.open(column, "cbe_old", &fresh).unwrap(),
+        keys.open(column, id, &fresh).unwrap(),
         r#"{"v":1,"scheme":"none"}"#,
         "written in the versioned form"
     );
@@ -533,26 +520,26 @@ async fn an_endpoint_stored_unversioned_by_an_earlier_release_is_read_before_and
     sql(
         &db,
         kind,
-        &format!("UPDATE callback_endpoints SET verification = '{old}' WHERE id = 'cbe_old'"),
+        &format!("UPDATE callback_endpoints SET verification = '{old}' WHERE id = '{id}'"),
     )
     .await;
     let expected = Verification::Token {
         token: INBOUND_TOKEN.into(),
     };
     let read = store
-        .get_callback_endpoint(Scope::Admin, "cbe_old")
+        .get_callback_endpoint(Scope::Admin, id)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(read.verification, expected);
 
     assert_eq!(store.seal_at_rest(2).await.unwrap(), 1);
-    let stored = sql(&db, kind, select).await.unwrap();
+    let stored = sql(&db, kind, &select).await.unwrap();
     assert!(stored.starts_with(PREFIX), "sealed: {stored}");
-    let opened = keys.open(column, "cbe_old", &stored).unwrap();
+    let opened = keys.open(column, id, &stored).unwrap();
     assert_eq!(opened, old, "sealed as it was");
     let read = store
-        .get_callback_endpoint(Scope::Admin, "cbe_old")
+        .get_callback_endpoint(Scope::Admin, id)
         .await
         .unwrap()
         .unwrap();
