@@ -224,7 +224,7 @@ impl Application {
         state
             .herald
             .store
-            .watch_for_callbacks(state.herald.waiters.clone());
+            .watch_for_callbacks(state.herald.waiters.clone() as Arc<dyn store::CallbackNews>);
         let worker_task = config.worker.then(|| {
             state.herald.store.watch_for_work(state.herald.wake.clone());
             tokio::spawn(worker.run(shutdown.subscribe()))
@@ -279,5 +279,16 @@ async fn os_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+/// The store's news of callbacks stored by other processes wakes this process's waiters.
+impl store::CallbackNews for crate::inbound::waiters::Waiters {
+    fn stored(&self, endpoint_id: &str) {
+        self.notify(endpoint_id);
+    }
+
+    fn look_again(&self) {
+        self.notify_all();
     }
 }

@@ -1,6 +1,8 @@
 //! The command line (`herald --help`). Admin helpers call the same services as the API,
 //! directly on the configured store, and print JSON.
 
+mod mcp_stdio;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -191,7 +193,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Mcp { url } => crate::mcp::stdio::run(config, url).await,
+        Command::Mcp { url } => mcp_stdio::run(config, url).await,
         Command::Healthcheck => {
             let addr: std::net::SocketAddr = config.listen.parse()?;
             let host = if addr.ip().is_unspecified() {

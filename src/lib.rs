@@ -5,13 +5,15 @@
 //! - [`domain`]: the rules, as pure functions and types — ids, the delivery state machine and
 //!   the transitions the stores make, the retry schedule, when a destination is disabled, the
 //!   claim allowance of limited destinations, Standard Webhooks signatures, topic patterns,
-//!   filters, fan-out, input validation, destination health. No I/O and no clock: callers
-//!   pass the time in.
+//!   filters, fan-out, input validation, destination health, callback endpoints and their
+//!   verification schemes. No I/O and no clock: callers pass the time in.
 //! - [`clock`]: the application's "now" (the system clock, or tokio's for paused-time tests).
 //! - [`store`]: the only place with SQL. A [`store::Store`] trait, implemented once over a
 //!   `Dialect` (SQLite, the embedded default; Postgres, production and many nodes), which
 //!   records what the domain decides. [`store::seal`] encrypts the credential columns on their
-//!   way in and out (SECURITY.md). It still uses `inbound`'s endpoint and callback types.
+//!   way in and out (SECURITY.md). It depends on `domain` alone: the shapes it persists live
+//!   there ([`domain::callback`] for the inbound half), and news of callbacks stored by other
+//!   processes goes out through [`store::CallbackNews`], which `app` wires to the waiters.
 //! - [`service`]: the use cases (publish, manage destinations, list and retry deliveries),
 //!   shared by the HTTP API, the CLI and the portal.
 //! - [`worker`]: the scheduler — claim due deliveries, send them, record attempts, retry.
@@ -32,8 +34,8 @@
 //! - [`bench`]: `herald bench`, the end-to-end benchmark.
 //! - [`config`], [`app`], [`cli`], [`telemetry`]: wiring. `config` reads the other layers'
 //!   settings types; the worker takes its own rules (`worker::LEASE_HEADROOM_MS`) from none.
-//!   `mcp`'s stdio server starts a whole [`app::Application`], so `app` and `mcp` still
-//!   depend on each other.
+//!   `herald mcp` on stdio starts a whole [`app::Application`], so it is the CLI's
+//!   (`cli::mcp_stdio`), not `mcp`'s.
 //!
 //! A request to publish travels `http::api::events` → `service::Herald::publish` →
 //! `store::Store::publish` (event + deliveries in one transaction) → a wake-up →

@@ -21,6 +21,7 @@ for_each_store!(
     a_key_file_in_the_data_dir_is_kept_and_a_node_with_another_key_refuses_to_start,
     a_key_named_by_encryption_key_file_seals_and_opens_the_secrets,
     a_query_token_is_redacted_however_its_key_is_encoded,
+    an_endpoint_stored_unversioned_by_an_earlier_release_is_read_before_and_after_sealing,
 );
 
 /// A signing secret the test knows: `whsec_` + base64 of 32 fixed bytes.
@@ -492,4 +493,55 @@ async fn a_query_token_is_redacted_however_its_key_is_encoded(kind: StoreKind) {
     );
     let dump = raw_dump(&app.db, kind).await;
     assert!(!dump.contains("q-s3cret"), "the token is in the database");
+}
+
+/// Releases before the versioned format stored `{"scheme": …}` without `"v"` (and, before
+/// sealing, in clear): such a row is still read, and still read once the next start sealed it.
+async fn an_endpoint_stored_unversioned_by_an_earlier_release_is_read_before_and_after_sealing(
+    kind: StoreKind,
+) {
+    use herald::domain::callback::Verification;
+    use herald::store::Scope;
+    let db = TestDb::new(kind).await;
+    let store = db.store().await;
+    let e = common::unverified_endpoint(None);
+    let id = e.id.as_str();
+    store.insert_callback_endpoint(&e).await.unwrap();
+    let keys = Keyring::parse(ENCRYPTION_KEY, &[]).unwrap();
+    let column = herald::store::seal::ENDPOINT_VERIFICATION;
+    let select = format!("SELECT verification FROM callback_endpoints WHERE id = '{id}'");
+    let fresh = sql(&db, kind, &select).await.unwrap();
+    assert_eq!(
+        keys.open(column, id, &fresh).unwrap(),
+        r#"{"v":1,"scheme":"none"}"#,
+        "written in the versioned form"
+    );
+    let old = format!(r#"{{"scheme":"token","token":"{INBOUND_TOKEN}"}}"#);
+    sql(
+        &db,
+        kind,
+        &format!("UPDATE callback_endpoints SET verification = '{old}' WHERE id = '{id}'"),
+    )
+    .await;
+    let expected = Verification::Token {
+        token: INBOUND_TOKEN.into(),
+    };
+    let read = store
+        .get_callback_endpoint(Scope::Admin, id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.verification, expected);
+
+    assert_eq!(store.seal_at_rest(2).await.unwrap(), 1);
+    let stored = sql(&db, kind, &select).await.unwrap();
+    assert!(stored.starts_with(PREFIX), "sealed: {stored}");
+    let opened = keys.open(column, id, &stored).unwrap();
+    assert_eq!(opened, old, "sealed as it was");
+    let read = store
+        .get_callback_endpoint(Scope::Admin, id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.verification, expected);
 }

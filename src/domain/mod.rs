@@ -11,6 +11,7 @@
 
 pub mod allowance;
 pub mod amqp;
+pub mod callback;
 pub mod disable;
 pub mod fanout;
 pub mod filter;

@@ -11,177 +11,23 @@
 //! base64/hex, unparsable timestamps, foreign JSON) is reported as an error, never a panic.
 
 use std::borrow::Cow;
-use std::fmt;
 
 use base64::Engine as _;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256, Sha512};
 use subtle::ConstantTimeEq;
-use utoipa::ToSchema;
 
+pub use crate::domain::callback::{A2aInfo, Encoding, HmacAlgorithm, Scheme, Verification};
 use crate::domain::signature::{self, Accept, SecretError};
 
 /// Allowed clock skew, either way, for timestamped schemes: it bounds the replay window while
 /// tolerating unsynchronised clocks (the ±5 min every provider documents).
 pub const TOLERANCE_SECS: i64 = 300;
-
-/// Config of a callback endpoint's verification (stored as JSON; secret already decrypted).
-///
-/// `Debug` is implemented by hand so that logging a config never prints a secret (SECURITY.md).
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "scheme", rename_all = "snake_case")]
-pub enum Verification {
-    /// Accept everything; the unguessable slug is the only protection.
-    None,
-    /// `Authorization: Bearer <token>` or `?token=` query, for senders that cannot sign.
-    Token { token: String },
-    /// `whsec_<base64>`; `webhook-*` or `svix-*` headers; any of several `v1,<b64>` entries.
-    StandardWebhooks { secret: String },
-    /// `X-Hub-Signature-256: sha256=<hex>`; GitHub signs no timestamp.
-    Github { secret: String },
-    /// `Stripe-Signature: t=..,v1=..`; the HMAC key is the whole secret string.
-    Stripe { secret: String },
-    /// `X-Shopify-Hmac-Sha256: <base64>` of the raw body.
-    Shopify { secret: String },
-    /// `X-Slack-Signature: v0=<hex>` of `v0:{ts}:{body}` plus `X-Slack-Request-Timestamp`.
-    Slack { secret: String },
-    /// Generic HMAC of the raw body for senders not covered above.
-    Hmac {
-        secret: String,
-        header: String,
-        #[serde(default)]
-        algorithm: HmacAlgorithm,
-        #[serde(default)]
-        encoding: Encoding,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        prefix: Option<String>,
-    },
-    /// A2A push notifications: token header check, then the body must be an A2A task payload.
-    A2a { token: String },
-}
-
-impl fmt::Debug for Verification {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const HIDDEN: &str = "<redacted>";
-        match self {
-            Self::None => f.write_str("None"),
-            Self::Token { .. } => f.debug_struct("Token").field("token", &HIDDEN).finish(),
-            Self::StandardWebhooks { .. } => f
-                .debug_struct("StandardWebhooks")
-                .field("secret", &HIDDEN)
-                .finish(),
-            Self::Github { .. } => f.debug_struct("Github").field("secret", &HIDDEN).finish(),
-            Self::Stripe { .. } => f.debug_struct("Stripe").field("secret", &HIDDEN).finish(),
-            Self::Shopify { .. } => f.debug_struct("Shopify").field("secret", &HIDDEN).finish(),
-            Self::Slack { .. } => f.debug_struct("Slack").field("secret", &HIDDEN).finish(),
-            Self::Hmac {
-                header,
-                algorithm,
-                encoding,
-                prefix,
-                ..
-            } => f
-                .debug_struct("Hmac")
-                .field("secret", &HIDDEN)
-                .field("header", header)
-                .field("algorithm", algorithm)
-                .field("encoding", encoding)
-                .field("prefix", prefix)
-                .finish(),
-            Self::A2a { .. } => f.debug_struct("A2a").field("token", &HIDDEN).finish(),
-        }
-    }
-}
-
-/// The name of a verification scheme, as the API and the MCP tools spell it.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Serialize, Default, Deserialize, ToSchema, JsonSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Scheme {
-    /// Accept everything; the unguessable URL is the only protection.
-    #[default]
-    None,
-    /// `Authorization: Bearer <token>` or `?token=`.
-    Token,
-    /// Standard Webhooks (`webhook-*` or `svix-*` headers, `whsec_` secret).
-    StandardWebhooks,
-    /// GitHub's `X-Hub-Signature-256`.
-    Github,
-    /// Stripe's `Stripe-Signature`.
-    Stripe,
-    /// Shopify's `X-Shopify-Hmac-Sha256`.
-    Shopify,
-    /// Slack's `X-Slack-Signature` with `X-Slack-Request-Timestamp`.
-    Slack,
-    /// An HMAC of the raw body in a header you name.
-    Hmac,
-    /// A2A push notifications: a token header, and an A2A task body.
-    A2a,
-}
-
-impl Scheme {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Scheme::None => "none",
-            Scheme::Token => "token",
-            Scheme::StandardWebhooks => "standard_webhooks",
-            Scheme::Github => "github",
-            Scheme::Stripe => "stripe",
-            Scheme::Shopify => "shopify",
-            Scheme::Slack => "slack",
-            Scheme::Hmac => "hmac",
-            Scheme::A2a => "a2a",
-        }
-    }
-}
-
-impl Verification {
-    /// The scheme's name.
-    pub fn scheme(&self) -> Scheme {
-        match self {
-            Verification::None => Scheme::None,
-            Verification::Token { .. } => Scheme::Token,
-            Verification::StandardWebhooks { .. } => Scheme::StandardWebhooks,
-            Verification::Github { .. } => Scheme::Github,
-            Verification::Stripe { .. } => Scheme::Stripe,
-            Verification::Shopify { .. } => Scheme::Shopify,
-            Verification::Slack { .. } => Scheme::Slack,
-            Verification::Hmac { .. } => Scheme::Hmac,
-            Verification::A2a { .. } => Scheme::A2a,
-        }
-    }
-}
-
-/// Digest of the generic `hmac` scheme; SHA-256 unless configured, as most senders use it.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, ToSchema, JsonSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum HmacAlgorithm {
-    Sha1,
-    #[default]
-    Sha256,
-    Sha512,
-}
-
-/// How the generic `hmac` scheme's header encodes the MAC; hex unless configured.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, ToSchema, JsonSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Encoding {
-    #[default]
-    Hex,
-    /// Standard or URL-safe alphabet, padding optional: senders disagree, and the MAC is what counts.
-    Base64,
-}
 
 /// The parts of a captured request that verification looks at.
 #[derive(Debug, Clone, Copy)]
@@ -233,15 +79,6 @@ pub struct Verified {
     pub a2a: Option<A2aInfo>,
     /// Slack's `url_verification` challenge, which the HTTP layer must echo back.
     pub slack_challenge: Option<String>,
-}
-
-/// The task an A2A push notification is about.
-#[derive(Debug, Clone, PartialEq)]
-pub struct A2aInfo {
-    pub task_id: String,
-    /// Normalised to the v0.3 spelling (`completed`, `input-required`, …) so waiters see one
-    /// vocabulary whichever protocol version the agent speaks; v1.0's `TASK_STATE_*` names map onto it.
-    pub state: Option<String>,
 }
 
 /// Verifies `req` against the endpoint's scheme.

@@ -5,12 +5,12 @@
 //! - [`types`]: the tools' arguments and results (their JSON Schemas).
 //! - [`api`]: how tools reach Herald — its REST API, in this process or over HTTP.
 //! - [`http`]: `/mcp` on the main server (Streamable HTTP, bearer tokens, allowed hosts).
-//! - [`stdio`]: `herald mcp`, for desktop clients (embedded Herald, or `--url` to a remote one).
+//! - `herald mcp` on stdio, for desktop clients (embedded Herald, or `--url` to a remote one),
+//!   is served by the CLI (`cli::mcp_stdio`) with these tools.
 
 pub mod api;
 pub mod http;
 pub mod schema;
-pub mod stdio;
 pub mod tools;
 pub mod types;
 

@@ -64,13 +64,13 @@ use sqlx::{
 
 use super::dialect::{Dialect, RowsAffected};
 use super::{
-    CallbackQuery, Claimed, DeliveryQuery, Finish, Finished, NewEvent, Published, Result, Scope,
-    Store, StoreError, TokenRecord, rows,
+    CallbackNews, CallbackQuery, Claimed, DeliveryQuery, Finish, Finished, NewEvent, Published,
+    Result, Scope, Store, StoreError, TokenRecord, rows,
 };
+use crate::domain::callback::{Callback, CallbackEndpoint, Ingested};
 use crate::domain::model::{Attempt, Delivery, Destination, Event, Recovery, Tenant};
 use crate::domain::state::DeliveryStatus;
 use crate::domain::time::Millis;
-use crate::inbound::model::{Callback, CallbackEndpoint, Ingested};
 
 /// Every store is a `Dialect` plus these shared queries.
 #[async_trait::async_trait]
@@ -115,8 +115,8 @@ where
         self.listen_for_work(wake)
     }
 
-    fn watch_for_callbacks(&self, waiters: std::sync::Arc<crate::inbound::waiters::Waiters>) {
-        self.listen_for_callbacks(waiters)
+    fn watch_for_callbacks(&self, news: std::sync::Arc<dyn CallbackNews>) {
+        self.listen_for_callbacks(news)
     }
 
     async fn ping(&self) -> Result<()> {
@@ -590,11 +590,10 @@ where
                 .bind(&r.slug)
                 .bind(&ev.tenant_id)
                 .bind(format!("reply channel of {}", ev.id))
-                .bind(rows::sealed_json(
+                .bind(rows::sealed_verification(
                     self.keys(),
-                    crate::store::seal::ENDPOINT_VERIFICATION,
                     &r.endpoint_id,
-                    &crate::inbound::verify::Verification::None,
+                    &crate::domain::callback::Verification::None,
                 ))
                 .bind(&ev.id)
                 .bind(r.expires_at)
@@ -1119,9 +1118,8 @@ where
         .bind(&e.slug)
         .bind(&e.tenant_id)
         .bind(&e.label)
-        .bind(rows::sealed_json(
+        .bind(rows::sealed_verification(
             self.keys(),
-            crate::store::seal::ENDPOINT_VERIFICATION,
             &e.id,
             &e.verification,
         ))
@@ -1231,7 +1229,7 @@ where
     }
 
     async fn ingest_callbacks(&self, cs: &[Callback]) -> Result<Vec<Ingested>> {
-        use crate::inbound::model::CallbackStatus;
+        use crate::domain::callback::CallbackStatus;
         if let Some(out) = self.ingest_in_one_statement(cs).await? {
             return Ok(out);
         }
@@ -1667,7 +1665,7 @@ where
         tx: &mut sqlx::Transaction<'_, Self::Db>,
         c: &Callback,
     ) -> Result<Ingested> {
-        use crate::inbound::model::CallbackStatus;
+        use crate::domain::callback::CallbackStatus;
         let cursor = if c.status == CallbackStatus::Rejected {
             let r = sqlx::query(
                 "UPDATE callback_endpoints SET rejected_count = rejected_count + 1 WHERE id = $1",

@@ -8,10 +8,9 @@ use async_trait::async_trait;
 use sqlx::Transaction;
 
 use super::seal::Keyring;
-use super::{Claimed, Finish, Finished, Result};
+use super::{CallbackNews, Claimed, Finish, Finished, Result};
+use crate::domain::callback::{Callback, Ingested};
 use crate::domain::time::Millis;
-use crate::inbound::model::{Callback, Ingested};
-use crate::inbound::waiters::Waiters;
 
 /// What every store holds.
 #[derive(Debug)]
@@ -72,9 +71,9 @@ pub(crate) trait Dialect: Send + Sync {
         let _ = wake;
     }
 
-    /// `Store::watch_for_callbacks`: wake `waiters` when another process stores a callback.
-    fn listen_for_callbacks(&self, waiters: std::sync::Arc<Waiters>) {
-        let _ = waiters;
+    /// `Store::watch_for_callbacks`: tell `news` when another process stores a callback.
+    fn listen_for_callbacks(&self, news: std::sync::Arc<dyn CallbackNews>) {
+        let _ = news;
     }
 
     /// Serializes, for this transaction, every claim of destinations with limits, across every

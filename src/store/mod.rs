@@ -28,11 +28,10 @@ pub mod sqlite;
 use async_trait::async_trait;
 use serde_json::value::RawValue;
 
+use crate::domain::callback::{Callback, CallbackEndpoint, Ingested};
 use crate::domain::model::{Attempt, Delivery, Destination, Event, Recovery, Tenant};
 use crate::domain::state::{DeliveryStatus, Trigger};
 use crate::domain::time::Millis;
-use crate::inbound::model::{Callback, CallbackEndpoint, Ingested};
-use crate::inbound::waiters::Waiters;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -407,10 +406,10 @@ pub trait Store: Send + Sync + 'static {
         now: Millis,
     ) -> Result<Option<Callback>>;
 
-    /// Wakes `waiters` whenever another process stores a callback. Postgres listens for
-    /// `NOTIFY`; SQLite has no other writers and does nothing.
-    fn watch_for_callbacks(&self, waiters: std::sync::Arc<Waiters>) {
-        let _ = waiters;
+    /// Tells `news` whenever another process stores a callback (`app` hands in the waiters).
+    /// Postgres listens for `NOTIFY`; SQLite has no other writers and does nothing.
+    fn watch_for_callbacks(&self, news: std::sync::Arc<dyn CallbackNews>) {
+        let _ = news;
     }
 
     // --- Tenant portal (tokens stored as SHA-256 hashes only) -------------------------------
@@ -445,6 +444,15 @@ pub trait Store: Send + Sync + 'static {
         destination_id: &str,
         since: Millis,
     ) -> Result<crate::domain::health::DestinationHealth>;
+}
+
+/// Who hears that another process stored a callback: the waiters, wired in by `app`. A trait
+/// of the store's so that `store` does not depend on `inbound`.
+pub trait CallbackNews: Send + Sync {
+    /// `endpoint_id` has a new callback.
+    fn stored(&self, endpoint_id: &str);
+    /// News may have been missed (the listener was down): everyone should read again.
+    fn look_again(&self);
 }
 
 /// What a portal login link is worth.

@@ -7,12 +7,14 @@ use super::seal::{self, Keyring};
 use super::{Claimed, StoreError, TokenRecord};
 use crate::domain::allowance::Limits;
 use crate::domain::amqp::{AmqpTarget, AmqpUrl, DEFAULT_ROUTING_KEY};
+use crate::domain::callback::A2aInfo;
+use crate::domain::callback::{
+    Callback, CallbackEndpoint, CallbackStatus, StoredVerification, Verification,
+};
 use crate::domain::model::{
     Attempt, Delivery, Destination, DestinationKind, DestinationOptions, Event, Tenant,
 };
 use crate::domain::state::{DeliveryStatus, ErrorKind, Trigger};
-use crate::inbound::model::{Callback, CallbackEndpoint, CallbackStatus};
-use crate::inbound::verify::A2aInfo;
 
 fn json<T: serde::de::DeserializeOwned>(col: &str, s: &str) -> Result<T, StoreError> {
     serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
@@ -30,6 +32,16 @@ pub(crate) fn sealed_json<T: serde::Serialize>(
     v: &T,
 ) -> String {
     keys.seal(column, id, &to_json(v))
+}
+
+/// An endpoint's verification scheme in its stored, versioned form, sealed.
+pub(crate) fn sealed_verification(keys: &Keyring, id: &str, v: &Verification) -> String {
+    sealed_json(
+        keys,
+        seal::ENDPOINT_VERIFICATION,
+        id,
+        &StoredVerification::current(v),
+    )
 }
 
 /// A concurrent publish with the same idempotency key won the race: say so, so the caller can
@@ -472,7 +484,8 @@ impl CallbackEndpointRow {
             slug: r.slug,
             tenant_id: r.tenant_id,
             label: r.label,
-            verification: json("verification", &verification)?,
+            verification: StoredVerification::read(&verification)
+                .map_err(|e| StoreError::Corrupt(format!("verification: {e}")))?,
             metadata: json("metadata", &r.metadata)?,
             event_id: r.event_id,
             last_cursor: r.last_cursor,

@@ -490,3 +490,23 @@ async fn record(
     }
     resp
 }
+
+/// A callback endpoint that verifies nothing, owned by `tenant_id` (or the platform), not yet
+/// stored.
+pub fn unverified_endpoint(tenant_id: Option<&str>) -> herald::domain::callback::CallbackEndpoint {
+    herald::domain::callback::CallbackEndpoint {
+        id: herald::domain::ids::new_id(herald::domain::ids::Kind::CallbackEndpoint),
+        slug: herald::service::callbacks::new_slug(),
+        tenant_id: tenant_id.map(str::to_string),
+        label: None,
+        verification: herald::domain::callback::Verification::None,
+        metadata: serde_json::json!({}),
+        event_id: None,
+        last_cursor: 0,
+        received: 0,
+        duplicates: 0,
+        rejected: 0,
+        expires_at: None,
+        created_at: 1,
+    }
+}

@@ -11,7 +11,6 @@ use super::common::{self, StoreKind, TestDb};
 use crate::for_each_store;
 use herald::domain::ids::{Kind, new_id};
 use herald::inbound::model::{Callback, CallbackEndpoint, CallbackStatus, Ingested};
-use herald::inbound::verify::Verification;
 use herald::store::{CallbackQuery, Scope, Store, StoreError};
 use serde_json::json;
 
@@ -39,21 +38,7 @@ async fn endpoint(s: &dyn Store, tenant: Option<&str>) -> CallbackEndpoint {
     if let Some(t) = tenant {
         s.upsert_tenant(t, &json!({}), 0).await.unwrap();
     }
-    let e = CallbackEndpoint {
-        id: new_id(Kind::CallbackEndpoint),
-        slug: herald::service::callbacks::new_slug(),
-        tenant_id: tenant.map(str::to_string),
-        label: None,
-        verification: Verification::None,
-        metadata: json!({}),
-        event_id: None,
-        last_cursor: 0,
-        received: 0,
-        duplicates: 0,
-        rejected: 0,
-        expires_at: None,
-        created_at: 1,
-    };
+    let e = common::unverified_endpoint(tenant);
     s.insert_callback_endpoint(&e).await.unwrap();
     e
 }

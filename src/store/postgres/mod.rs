@@ -13,7 +13,7 @@ use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
 use tokio::sync::{Notify, mpsc};
 
-use crate::inbound::waiters::Waiters;
+use super::CallbackNews;
 
 use super::common::*;
 use super::dialect::{Dialect, Pools};
@@ -21,10 +21,10 @@ use super::rows;
 use super::seal::Keyring;
 use super::sql::{self, Sql};
 use super::{Claimed, Finish, Finished, Result, StoreError};
+use crate::domain::callback::{Callback, Ingested};
 use crate::domain::model::Attempt;
 use crate::domain::state::{DeliveryStatus, Transition};
 use crate::domain::time::Millis;
-use crate::inbound::model::{Callback, Ingested};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -298,7 +298,7 @@ impl Dialect for PostgresStore {
     /// reads after taking the lock) answers `Duplicate`. Returns `None`, writing nothing, for
     /// a batch that repeats a delivery id within itself (the one-by-one path orders those).
     async fn ingest_in_one_statement(&self, cs: &[Callback]) -> Result<Option<Vec<Ingested>>> {
-        use crate::inbound::model::CallbackStatus;
+        use crate::domain::callback::CallbackStatus;
         let mut keys = std::collections::HashSet::new();
         for c in cs {
             if c.status == CallbackStatus::Accepted
@@ -444,18 +444,18 @@ impl Dialect for PostgresStore {
         rows::open_claims(claimed, &self.pools.keys)
     }
 
-    fn listen_for_callbacks(&self, waiters: Arc<Waiters>) {
+    fn listen_for_callbacks(&self, news: Arc<dyn CallbackNews>) {
         let pool = self.pools.write.clone();
         tokio::spawn(async move {
             let mut backoff = super::reconnect_backoff();
             loop {
-                if let Err(e) = listen_for_callbacks(&pool, &waiters, &mut backoff).await {
+                if let Err(e) = listen_for_callbacks(&pool, &*news, &mut backoff).await {
                     let wait = super::next_wait(&mut backoff);
                     tracing::warn!(error = %e, ?wait, "LISTEN (callbacks) connection lost; \
                         reconnecting");
                     // Notifications sent while the listener was down are lost: wake everyone
                     // to re-read the store.
-                    waiters.notify_all();
+                    news.look_again();
                     tokio::time::sleep(wait).await;
                 }
             }
@@ -682,16 +682,16 @@ async fn listen(
 
 async fn listen_for_callbacks(
     pool: &PgPool,
-    waiters: &Waiters,
+    news: &dyn CallbackNews,
     backoff: &mut backon::ExponentialBackoff,
 ) -> std::result::Result<(), sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
     listener.listen(CALLBACK_CHANNEL).await?;
     *backoff = super::reconnect_backoff();
     // Anything stored before LISTEN took effect is found by the waiters' own store reads.
-    waiters.notify_all();
+    news.look_again();
     loop {
         let n = listener.recv().await?;
-        waiters.notify(n.payload());
+        news.stored(n.payload());
     }
 }

@@ -18,9 +18,9 @@ use super::rows;
 use super::seal::Keyring;
 use super::sql::{self, Sql};
 use super::{Claimed, Finish, Finished, Result, StoreError};
+use crate::domain::callback::{Callback, Ingested};
 use crate::domain::state::Transition;
 use crate::domain::time::Millis;
-use crate::inbound::model::{Callback, Ingested};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 

@@ -5,15 +5,18 @@
 //! data directory unless configured otherwise), serves `/in/{slug}` and the API on
 //! `HERALD_LISTEN`, runs the worker, and stops when the client closes stdin. Standard output
 //! carries only MCP messages; logs go to standard error.
+//!
+//! Part of the CLI rather than of `mcp`: starting a whole Herald is wiring (`app`, `config`),
+//! and `mcp` stays a layer below them.
 
 use anyhow::Context;
 use rmcp::ServiceExt;
 
-use super::api::ApiClient;
-use super::tools::{Credential, HeraldMcp, WaitLimits};
 use crate::app::Application;
 use crate::config::Config;
 use crate::http::AppState;
+use crate::mcp::api::ApiClient;
+use crate::mcp::tools::{Credential, HeraldMcp, WaitLimits};
 use crate::service::tokens::hash_token;
 
 /// Serves MCP on stdio until the client goes away.
