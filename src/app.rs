@@ -220,15 +220,19 @@ impl Application {
             }
         });
 
-        // Every node listens for callbacks (waits are served by API nodes, not workers).
-        state
-            .herald
-            .store
-            .watch_for_callbacks(state.herald.waiters.clone() as Arc<dyn store::CallbackNews>);
-        let worker_task = config.worker.then(|| {
-            state.herald.store.watch_for_work(state.herald.wake.clone());
-            tokio::spawn(worker.run(shutdown.subscribe()))
+        // Other processes' news of callbacks reaches every node's waiters, and news of work
+        // its worker, if it has one.
+        let news_task = state.herald.store.news().map(|news| {
+            tokio::spawn(
+                state
+                    .herald
+                    .clone()
+                    .relay_news(news, config.worker, shutdown.subscribe()),
+            )
         });
+        let worker_task = config
+            .worker
+            .then(|| tokio::spawn(worker.run(shutdown.subscribe())));
         // Publishing from a queue is the API's job, so worker-only nodes do not consume.
         let queue_task = config
             .queue_settings(amqp_tls)
@@ -243,6 +247,7 @@ impl Application {
 
         let mut rx = shutdown.subscribe();
         let herald = state.herald.clone();
+        let store = state.herald.store.clone();
         let app = router(
             state,
             config.max_body_bytes,
@@ -261,6 +266,11 @@ impl Application {
         if let Some(t) = queue_task {
             let _ = t.await;
         }
+        if let Some(t) = news_task {
+            let _ = t.await;
+        }
+        // Last, once nothing publishes or ingests any more: the notices still queued go out.
+        store.close().await;
         Ok(())
     }
 }
@@ -279,16 +289,5 @@ async fn os_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
-    }
-}
-
-/// The store's news of callbacks stored by other processes wakes this process's waiters.
-impl store::CallbackNews for crate::inbound::waiters::Waiters {
-    fn stored(&self, endpoint_id: &str) {
-        self.notify(endpoint_id);
-    }
-
-    fn look_again(&self) {
-        self.notify_all();
     }
 }

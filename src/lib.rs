@@ -12,8 +12,10 @@
 //!   `Dialect` (SQLite, the embedded default; Postgres, production and many nodes), which
 //!   records what the domain decides. [`store::seal`] encrypts the credential columns on their
 //!   way in and out (SECURITY.md). It depends on `domain` alone: the shapes it persists live
-//!   there ([`domain::callback`] for the inbound half), and news of callbacks stored by other
-//!   processes goes out through [`store::CallbackNews`], which `app` wires to the waiters.
+//!   there ([`domain::callback`] for the inbound half). What other processes announce (work
+//!   published, callbacks stored: Postgres `LISTEN`) it hands out as a stream,
+//!   [`store::Store::news`], which `app` drives ([`service::Herald::relay_news`]) and joins at
+//!   shutdown; the store runs no listener task of its own.
 //! - [`service`]: the use cases (publish, manage destinations, list and retry deliveries),
 //!   shared by the HTTP API, the CLI and the portal.
 //! - [`worker`]: the scheduler — claim due deliveries, send them, record attempts, retry.
@@ -21,7 +23,7 @@
 //!   connections pooled per broker), and the SSRF guard both go through.
 //! - [`queue`]: publish from a RabbitMQ queue — consumes `POST /v1/events` bodies, publishes
 //!   them through `service::Herald::publish`, acks after commit, dead-letters invalid ones
-//!   (it still reuses `http`'s JSON parsing and problem details for the dead-letter reason).
+//!   with the reason in the same words the API uses (`service::input`, `ServiceError::code`).
 //! - [`inbound`]: capture for agents — verification schemes, callback shapes, the waiter
 //!   registry that wakes long-polls and SSE streams, the ingest rate limit.
 //! - [`http`]: the axum router, problem+json errors, extractors and the REST handlers; the

@@ -35,10 +35,10 @@ use lapin::{BasicProperties, Channel, Confirmation, Connection};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::http::error::ApiError;
-use crate::http::extract::parse_json;
+use crate::domain::validate::Invalid;
 use crate::outbound::amqp::{AmqpTls, connect};
-use crate::service::{Herald, PublishRequest};
+use crate::service::input::decode_json;
+use crate::service::{Herald, PublishRequest, ServiceError};
 use crate::store::Scope;
 
 /// How long a message that failed for a transient reason waits before it is requeued, so a
@@ -196,42 +196,36 @@ async fn ensure_queue(conn: &Connection, queue: &str) -> Result<(), lapin::Error
 enum Outcome {
     Committed,
     /// Would be a 4xx over HTTP: never requeued.
-    Invalid(ApiError),
-    /// Herald's own trouble (5xx, a concurrent-publish conflict): requeued after a pause.
-    Transient(ApiError),
+    Invalid(ServiceError),
+    /// Herald's own trouble (the database, a concurrent-publish conflict): requeued after a
+    /// pause.
+    Transient(ServiceError),
 }
 
 async fn publish(herald: &Herald, s: &QueueSettings, d: &Delivery) -> Outcome {
     if d.data.len() > s.max_body_bytes {
-        return Outcome::Invalid(ApiError::new(
-            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!("the message body is larger than {} bytes", s.max_body_bytes),
-        ));
+        return Outcome::Invalid(ServiceError::TooLarge {
+            field: "body".into(),
+            message: format!("the message body is larger than {} bytes", s.max_body_bytes),
+        });
     }
-    let req: PublishRequest = match parse_json(&d.data) {
+    let req: PublishRequest = match decode_json(&d.data) {
         Ok(r) => r,
         Err(e) => return Outcome::Invalid(e),
     };
     let key = match header(d, "idempotency-key") {
         Ok(k) => k,
-        Err(e) => return Outcome::Invalid(e),
+        Err(e) => return Outcome::Invalid(e.into()),
     };
     match herald.publish(Scope::Admin, req, key.as_deref()).await {
         Ok(_) => Outcome::Committed,
-        Err(e) => {
-            let e = ApiError::from(e);
-            if e.status.is_server_error() || e.status == axum::http::StatusCode::CONFLICT {
-                Outcome::Transient(e)
-            } else {
-                Outcome::Invalid(e)
-            }
-        }
+        Err(e) if e.is_transient() => Outcome::Transient(e),
+        Err(e) => Outcome::Invalid(e),
     }
 }
 
 /// A string header of the message, if present.
-fn header(d: &Delivery, name: &str) -> Result<Option<String>, ApiError> {
+fn header(d: &Delivery, name: &str) -> Result<Option<String>, Invalid> {
     let Some(value) = d
         .properties
         .headers()
@@ -246,14 +240,14 @@ fn header(d: &Delivery, name: &str) -> Result<Option<String>, ApiError> {
         _ => None,
     };
     text.map(Some)
-        .ok_or_else(|| ApiError::validation(name, format!("{name}: must be a UTF-8 string header")))
+        .ok_or_else(|| Invalid::new(name, "must be a UTF-8 string header"))
 }
 
 async fn handle(herald: &Herald, s: &QueueSettings, dead_letter: Option<&Channel>, d: Delivery) {
     let done = match publish(herald, s, &d).await {
         Outcome::Committed => d.ack(BasicAckOptions::default()).await,
         Outcome::Invalid(e) => {
-            tracing::info!(queue = %s.queue, code = e.code, field = ?e.field, detail = %e.detail,
+            tracing::info!(queue = %s.queue, code = e.code(), field = ?e.field(), detail = %e,
                 "publish queue: invalid message");
             match dead_letter {
                 None => d.reject(BasicRejectOptions { requeue: false }).await,
@@ -272,7 +266,7 @@ async fn handle(herald: &Herald, s: &QueueSettings, dead_letter: Option<&Channel
             }
         }
         Outcome::Transient(e) => {
-            tracing::warn!(queue = %s.queue, detail = %e.detail, "publish queue: publish failed; requeueing");
+            tracing::warn!(queue = %s.queue, error = %e, "publish queue: publish failed; requeueing");
             tokio::time::sleep(REQUEUE_PAUSE).await;
             d.nack(BasicNackOptions {
                 requeue: true,
@@ -293,14 +287,14 @@ async fn send_to_dead_letter(
     ch: &Channel,
     s: &QueueSettings,
     d: &Delivery,
-    e: &ApiError,
+    e: &ServiceError,
 ) -> Result<(), String> {
     let queue = s.dead_letter_queue.as_deref().unwrap_or_default();
     let mut headers = d.properties.headers().clone().unwrap_or_default();
     let text = |v: &str| AMQPValue::LongString(LongString::from(v));
-    headers.insert("x-herald-error".into(), text(&e.detail));
-    headers.insert("x-herald-error-code".into(), text(e.code));
-    if let Some(field) = &e.field {
+    headers.insert("x-herald-error".into(), text(&e.to_string()));
+    headers.insert("x-herald-error-code".into(), text(e.code()));
+    if let Some(field) = e.field() {
         headers.insert("x-herald-error-field".into(), text(field));
     }
     headers.insert("x-herald-source-queue".into(), text(&s.queue));

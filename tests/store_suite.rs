@@ -7,6 +7,8 @@
 mod common;
 #[path = "store_suite/inbound.rs"]
 mod inbound;
+#[path = "store_suite/news.rs"]
+mod news;
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -728,7 +728,10 @@ impl Bench {
 
         // 3: the worker drains the backlog.
         let (stop_worker, stop_rx) = watch::channel(false);
-        herald.store.watch_for_work(herald.wake.clone());
+        let news_task = herald
+            .store
+            .news()
+            .map(|news| tokio::spawn(herald.clone().relay_news(news, true, stop_rx.clone())));
         let worker_task = tokio::spawn(worker.run(stop_rx));
         let started = Instant::now();
         let secs = self
@@ -813,6 +816,9 @@ impl Bench {
 
         let _ = stop_worker.send(true);
         let _ = worker_task.await;
+        if let Some(t) = news_task {
+            let _ = t.await;
+        }
         Ok(Outbound {
             publish_per_s,
             publish_batch_per_s,

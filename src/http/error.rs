@@ -73,26 +73,26 @@ impl ApiError {
 
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
-        match e {
-            ServiceError::Invalid(i) => {
-                ApiError::validation(i.field.clone(), format!("{}: {}", i.field, i.message))
-            }
-            ServiceError::TooLarge { field, message } => ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!("{field}: {message}"),
-            )
-            .field(field),
-            ServiceError::NotFound(what) => ApiError::not_found(what),
-            ServiceError::Conflict(msg) => ApiError::new(StatusCode::CONFLICT, "conflict", msg),
+        let status = match &e {
+            ServiceError::Malformed(_) => StatusCode::BAD_REQUEST,
+            ServiceError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ServiceError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
+            ServiceError::Conflict(_) => StatusCode::CONFLICT,
             ServiceError::Store(e) => {
                 tracing::error!(error = %e, "store error");
-                ApiError::new(
+                return ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",
                     "an internal error occurred; it has been logged",
-                )
+                );
             }
+        };
+        ApiError {
+            status,
+            code: e.code(),
+            field: e.field().map(str::to_string),
+            detail: e.to_string(),
         }
     }
 }

@@ -46,35 +46,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// A JSON body, decoded as every interface decodes it ([`crate::service::input::decode_json`]).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        match inner.classify() {
-            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "malformed_json",
-                    format!("the body is not valid JSON: {inner}"),
-                )
-            }
-            _ => {
-                // serde reports a missing field at the parent path; name the field itself.
-                let msg = inner.to_string();
-                let named = missing_field(&msg).or_else(|| unknown_field(&msg));
-                let field = match (path.as_str(), named) {
-                    (".", Some(f)) => f.to_string(),
-                    (p, Some(f)) if !p.ends_with(f) => format!("{p}.{f}"),
-                    (p, _) => p.to_string(),
-                };
-                ApiError::validation(field.clone(), format!("{field}: {msg}"))
-            }
-        }
-    })
+    crate::service::input::decode_json(bytes).map_err(ApiError::from)
 }
 
-/// For endpoints whose body is optional: an empty body means all defaults.
 /// An optional body: empty or JSON `null` (how the OpenAPI document's optional body reads to
 /// generated clients) mean the defaults.
 pub fn parse_optional_json<T: DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, ApiError> {
@@ -83,17 +59,6 @@ pub fn parse_optional_json<T: DeserializeOwned + Default>(bytes: &[u8]) -> Resul
     } else {
         parse_json::<Option<T>>(bytes).map(Option::unwrap_or_default)
     }
-}
-
-fn missing_field(msg: &str) -> Option<&str> {
-    let rest = msg.strip_prefix("missing field `")?;
-    rest.split('`').next()
-}
-
-/// serde reports an unknown field at the path of the object that holds it; name the field.
-fn unknown_field(msg: &str) -> Option<&str> {
-    let rest = msg.strip_prefix("unknown field `")?;
-    rest.split('`').next()
 }
 
 /// Query parameters.

@@ -6,7 +6,8 @@
 //! - [`verify`]: the verification schemes (pure functions of config + request + time).
 //! - [`model`]: endpoints and captured callbacks, and their API shapes.
 //! - [`waiters`]: the in-process registry that wakes waiters when a callback is stored (and,
-//!   on Postgres, when another process stored one: `store::Store::watch_for_callbacks`).
+//!   on Postgres, when another process stored one: `store::Store::news`, relayed by
+//!   `service::Herald::relay_news`).
 //! - [`ratelimit`]: the per-endpoint token bucket in front of ingest.
 //! - [`cache`]: the slug → endpoint cache in front of ingest (endpoints never change).
 //!

@@ -8,6 +8,7 @@ pub mod callbacks;
 mod deliveries;
 mod destinations;
 mod events;
+pub mod input;
 pub mod operator;
 pub mod portal;
 pub mod replay;
@@ -32,10 +33,13 @@ use crate::domain::validate::{Invalid, Limits};
 use crate::inbound::ratelimit::RateLimiter;
 use crate::inbound::waiters::Waiters;
 use crate::outbound::ssrf::Policy;
-use crate::store::{Scope, Store, StoreError};
+use crate::store::{News, NewsStream, Scope, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
+    /// The input is not even JSON ([`input::decode_json`]).
+    #[error("{0}")]
+    Malformed(String),
     #[error(transparent)]
     Invalid(#[from] Invalid),
     #[error("{field}: {message}")]
@@ -46,6 +50,36 @@ pub enum ServiceError {
     Conflict(String),
     #[error(transparent)]
     Store(StoreError),
+}
+
+impl ServiceError {
+    /// The stable, machine-readable name of what went wrong, the same over every interface
+    /// (problem+json `code`, the publish queue's `x-herald-error-code`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            ServiceError::Malformed(_) => "malformed_json",
+            ServiceError::Invalid(_) => "validation_failed",
+            ServiceError::TooLarge { .. } => "too_large",
+            ServiceError::NotFound(_) => "not_found",
+            ServiceError::Conflict(_) => "conflict",
+            ServiceError::Store(_) => "internal",
+        }
+    }
+
+    /// The input field at fault, for bad input.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            ServiceError::Invalid(i) => Some(&i.field),
+            ServiceError::TooLarge { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+
+    /// Whether trying again later may succeed: Herald's own trouble (the database) or a
+    /// concurrent change, not anything wrong with the request.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ServiceError::Store(_) | ServiceError::Conflict(_))
+    }
 }
 
 impl From<StoreError> for ServiceError {
@@ -136,6 +170,37 @@ impl Herald {
     /// Ends every wait and stream in progress (shutdown).
     pub fn stop_waiting(&self) {
         self.stopping.send_replace(true);
+    }
+
+    /// Hands what other processes announce ([`Store::news`]) to this process's waiters and,
+    /// with `worker`, its worker, until `shutdown` turns true or the news ends. `app` runs it
+    /// as a task of its own and joins it at shutdown.
+    pub async fn relay_news(
+        self,
+        mut news: NewsStream,
+        worker: bool,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        use futures_util::StreamExt;
+        loop {
+            let next = tokio::select! {
+                n = news.next() => n,
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            };
+            match next {
+                None => return,
+                Some(News::Work) if worker => self.wake.notify_one(),
+                Some(News::Work) => {}
+                Some(News::Callback(endpoint_id)) => self.waiters.notify(&endpoint_id),
+                Some(News::Missed) => {
+                    // Whatever was announced meanwhile is unknown: everyone reads again.
+                    self.waiters.notify_all();
+                    if worker {
+                        self.wake.notify_one();
+                    }
+                }
+            }
+        }
     }
 
     /// Replaces the inbound settings (and the rate limiter they configure).

@@ -64,7 +64,7 @@ use sqlx::{
 
 use super::dialect::{Dialect, RowsAffected};
 use super::{
-    CallbackNews, CallbackQuery, Claimed, DeliveryQuery, Finish, Finished, NewEvent, Published,
+    CallbackQuery, Claimed, DeliveryQuery, Finish, Finished, NewEvent, NewsStream, Published,
     Result, Scope, Store, StoreError, TokenRecord, rows,
 };
 use crate::domain::callback::{Callback, CallbackEndpoint, Ingested};
@@ -111,12 +111,12 @@ where
         self.claim_due(limit, now, lease_until).await
     }
 
-    fn watch_for_work(&self, wake: std::sync::Arc<tokio::sync::Notify>) {
-        self.listen_for_work(wake)
+    fn news(&self) -> Option<NewsStream> {
+        self.listen()
     }
 
-    fn watch_for_callbacks(&self, news: std::sync::Arc<dyn CallbackNews>) {
-        self.listen_for_callbacks(news)
+    async fn close(&self) {
+        self.close_notifiers().await
     }
 
     async fn ping(&self) -> Result<()> {

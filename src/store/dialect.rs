@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use sqlx::Transaction;
 
 use super::seal::Keyring;
-use super::{CallbackNews, Claimed, Finish, Finished, Result};
+use super::{Claimed, Finish, Finished, NewsStream, Result};
 use crate::domain::callback::{Callback, Ingested};
 use crate::domain::time::Millis;
 
@@ -66,15 +66,14 @@ pub(crate) trait Dialect: Send + Sync {
     async fn claim_due(&self, limit: u32, now: Millis, lease_until: Millis)
     -> Result<Vec<Claimed>>;
 
-    /// `Store::watch_for_work`: wake `wake` when another process publishes work.
-    fn listen_for_work(&self, wake: std::sync::Arc<tokio::sync::Notify>) {
-        let _ = wake;
+    /// `Store::news`: what other processes sharing the database announce, if any can.
+    fn listen(&self) -> Option<NewsStream> {
+        None
     }
 
-    /// `Store::watch_for_callbacks`: tell `news` when another process stores a callback.
-    fn listen_for_callbacks(&self, news: std::sync::Arc<dyn CallbackNews>) {
-        let _ = news;
-    }
+    /// `Store::close`: sends the announcements still queued and ends whatever the dialect
+    /// started to send them.
+    async fn close_notifiers(&self) {}
 
     /// Serializes, for this transaction, every claim of destinations with limits, across every
     /// process sharing the database: two claims never both see the same free slot.

@@ -341,11 +341,17 @@ pub trait Store: Send + Sync + 'static {
     /// Pending deliveries already due at `now`, and the oldest `next_attempt_at` among them.
     async fn queue_stats(&self, now: Millis) -> Result<(u64, Option<Millis>)>;
 
-    /// Wakes `wake` whenever another process publishes work. Postgres listens for `NOTIFY`;
-    /// SQLite has no other writers, so the in-process notifier is enough and this does nothing.
-    fn watch_for_work(&self, wake: std::sync::Arc<tokio::sync::Notify>) {
-        let _ = wake;
-    }
+    /// What other processes sharing the database announce: work they published and callbacks
+    /// they stored, as a stream for `app` to drive and drop (the store runs no listener of its
+    /// own). Postgres listens for `NOTIFY`; the stream reconnects by itself and yields
+    /// [`News::Missed`] whenever it may have missed some. `None` for SQLite: no other process
+    /// writes to it, and this process's own wake-ups are enough.
+    fn news(&self) -> Option<NewsStream>;
+
+    /// Sends the announcements still queued for other processes and stops the store's sender
+    /// tasks; called once at shutdown. Later announcements are dropped (others find the news
+    /// at their next read or poll).
+    async fn close(&self);
 
     // --- Inbound: callback endpoints and callbacks ------------------------------------------
     /// `NotFound("tenant")` when the endpoint names a tenant that does not exist.
@@ -406,12 +412,6 @@ pub trait Store: Send + Sync + 'static {
         now: Millis,
     ) -> Result<Option<Callback>>;
 
-    /// Tells `news` whenever another process stores a callback (`app` hands in the waiters).
-    /// Postgres listens for `NOTIFY`; SQLite has no other writers and does nothing.
-    fn watch_for_callbacks(&self, news: std::sync::Arc<dyn CallbackNews>) {
-        let _ = news;
-    }
-
     // --- Tenant portal (tokens stored as SHA-256 hashes only) -------------------------------
     /// Stores a single-use login link (and purges links that ended more than a day ago).
     /// `NotFound("tenant")` when the tenant does not exist.
@@ -446,14 +446,20 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<crate::domain::health::DestinationHealth>;
 }
 
-/// Who hears that another process stored a callback: the waiters, wired in by `app`. A trait
-/// of the store's so that `store` does not depend on `inbound`.
-pub trait CallbackNews: Send + Sync {
-    /// `endpoint_id` has a new callback.
-    fn stored(&self, endpoint_id: &str);
-    /// News may have been missed (the listener was down): everyone should read again.
-    fn look_again(&self);
+/// One announcement of another process sharing the database ([`Store::news`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum News {
+    /// It committed due work: a worker should claim.
+    Work,
+    /// It stored a callback on this endpoint (the id): its waiters should read.
+    Callback(String),
+    /// Announcements may have been missed (the listener was down, or has just started):
+    /// workers and waiters should all look again.
+    Missed,
 }
+
+/// The stream of [`News`]: it never ends on its own.
+pub type NewsStream = futures_util::stream::BoxStream<'static, News>;
 
 /// What a portal login link is worth.
 #[derive(Debug, Clone, PartialEq, Eq)]

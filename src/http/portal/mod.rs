@@ -315,10 +315,9 @@ impl From<ServiceError> for PortalError {
         match e {
             ServiceError::NotFound(what) => PortalError::NotFound(what),
             ServiceError::Conflict(msg) => PortalError::Conflict(msg),
-            ServiceError::Invalid(i) => PortalError::Invalid(i.to_string()),
-            ServiceError::TooLarge { field, message } => {
-                PortalError::Invalid(format!("{field}: {message}"))
-            }
+            e @ (ServiceError::Malformed(_)
+            | ServiceError::Invalid(_)
+            | ServiceError::TooLarge { .. }) => PortalError::Invalid(e.to_string()),
             ServiceError::Store(e) => PortalError::Internal(e.to_string()),
         }
     }

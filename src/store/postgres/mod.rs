@@ -2,18 +2,18 @@
 //!
 //! Workers claim due deliveries with `FOR UPDATE SKIP LOCKED`, so two processes never claim the
 //! same row and never wait for each other. Publishing sends `NOTIFY herald_work` right after its
-//! commit (coalesced, see [`spawn_notifier`]), and every process `LISTEN`s, so an idle worker on
+//! commit (coalesced, see [`notify`]), and every process `LISTEN`s, so an idle worker on
 //! any node starts a new delivery within milliseconds instead of at its next poll. (Rarer writes
 //! that schedule work, such as replays and recoveries, notify inside their transaction.)
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres, Transaction};
-use tokio::sync::{Notify, mpsc};
+mod notify;
 
-use super::CallbackNews;
+use notify::{CALLBACK_CHANNEL, Notifier, WORK_CHANNEL};
 
 use super::common::*;
 use super::dialect::{Dialect, Pools};
@@ -37,21 +37,14 @@ const LIMITS_LOCK: i64 = 0x4845_5241_4c44_3032;
 /// The advisory lock key serializing the start-up encryption key check ("HERALD03").
 const KEYS_LOCK: i64 = 0x4845_5241_4c44_3033;
 
-/// The channel publishers notify and workers listen on.
-const WORK_CHANNEL: &str = "herald_work";
-/// The channel ingest notifies (payload: the endpoint id) and every process's waiters listen on.
-const CALLBACK_CHANNEL: &str = "herald_callbacks";
-/// The least time between two notices on one channel under load (see [`spawn_notifier`]).
-const NOTIFY_INTERVAL: Duration = Duration::from_millis(5);
-
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     /// `read` and `write` are the same pool: Postgres handles concurrent writers itself.
     pools: Pools<Postgres>,
-    /// Endpoint ids with new callbacks, for [`spawn_notifier`].
-    callback_notices: mpsc::UnboundedSender<String>,
+    /// Endpoint ids with new callbacks, sent to the other nodes (see [`Notifier`]).
+    callback_notices: Notifier,
     /// Publishes with due deliveries, for the `herald_work` notifier.
-    work_notices: mpsc::UnboundedSender<String>,
+    work_notices: Notifier,
 }
 
 impl PostgresStore {
@@ -77,8 +70,8 @@ impl PostgresStore {
             .connect(url)
             .await?;
         Ok(Self {
-            callback_notices: spawn_notifier(pool.clone(), CALLBACK_CHANNEL),
-            work_notices: spawn_notifier(pool.clone(), WORK_CHANNEL),
+            callback_notices: Notifier::start(pool.clone(), CALLBACK_CHANNEL),
+            work_notices: Notifier::start(pool.clone(), WORK_CHANNEL),
             pools: Pools {
                 read: pool.clone(),
                 write: pool,
@@ -132,18 +125,29 @@ impl Dialect for PostgresStore {
         Ok(())
     }
 
-    /// Tells every process that `endpoint_id` has a new callback, right after its commit (see
-    /// [`spawn_notifier`] for why not inside the transaction).
     /// Tells every listening worker that a publish just committed due work: through the same
-    /// coalescing notifier as callbacks ([`spawn_notifier`]), because a `NOTIFY` inside each
+    /// coalescing notifier as callbacks ([`Notifier`]), because a `NOTIFY` inside each
     /// publish transaction serialized their commits. This process's own worker is woken
     /// directly by the service.
     fn announce_work_committed(&self) {
-        let _ = self.work_notices.send(String::new());
+        self.work_notices.send(String::new());
     }
 
+    /// Tells every process that `endpoint_id` has a new callback, right after its commit (see
+    /// [`Notifier`] for why not inside the transaction).
     fn announce_callback(&self, endpoint_id: &str) {
-        let _ = self.callback_notices.send(endpoint_id.to_string());
+        self.callback_notices.send(endpoint_id.to_string());
+    }
+
+    /// Other processes share the database: their notices, as a stream the caller drives.
+    fn listen(&self) -> Option<crate::store::NewsStream> {
+        Some(notify::news(self.pools.write.clone()))
+    }
+
+    /// Sends the notices still queued and ends both notifier tasks.
+    async fn close_notifiers(&self) {
+        self.work_notices.close().await;
+        self.callback_notices.close().await;
     }
 
     /// Locks the rows of `ids` (sorted) for this transaction, in id order: batches that share
@@ -290,7 +294,7 @@ impl Dialect for PostgresStore {
     /// 4. inserts the new callbacks, accepted ones numbered on from the old cursor in batch
     ///    order, rejected ones without a cursor;
     ///
-    /// Other nodes' waiters hear of the new callbacks from [`spawn_notifier`].
+    /// Other nodes' waiters hear of the new callbacks from the [`Notifier`].
     ///
     /// If an endpoint is gone, nothing is written and `NotFound` sends the batch one by one. A
     /// duplicate stored by a concurrent batch after this statement's snapshot breaks the
@@ -443,44 +447,6 @@ impl Dialect for PostgresStore {
         }
         rows::open_claims(claimed, &self.pools.keys)
     }
-
-    fn listen_for_callbacks(&self, news: Arc<dyn CallbackNews>) {
-        let pool = self.pools.write.clone();
-        tokio::spawn(async move {
-            let mut backoff = super::reconnect_backoff();
-            loop {
-                if let Err(e) = listen_for_callbacks(&pool, &*news, &mut backoff).await {
-                    let wait = super::next_wait(&mut backoff);
-                    tracing::warn!(error = %e, ?wait, "LISTEN (callbacks) connection lost; \
-                        reconnecting");
-                    // Notifications sent while the listener was down are lost: wake everyone
-                    // to re-read the store.
-                    news.look_again();
-                    tokio::time::sleep(wait).await;
-                }
-            }
-        });
-    }
-
-    fn listen_for_work(&self, wake: Arc<Notify>) {
-        let pool = self.pools.write.clone();
-        tokio::spawn(async move {
-            let mut backoff = super::reconnect_backoff();
-            loop {
-                match listen(&pool, &wake, &mut backoff).await {
-                    Ok(()) => return,
-                    Err(e) => {
-                        let wait = super::next_wait(&mut backoff);
-                        tracing::warn!(error = %e, ?wait, "LISTEN connection lost; reconnecting");
-                        // Work published while the listener was down is found by polling, and
-                        // one wake now makes the worker look at once.
-                        wake.notify_one();
-                        tokio::time::sleep(wait).await;
-                    }
-                }
-            }
-        });
-    }
 }
 
 /// A batch of captures in one statement (see [`PostgresStore::ingest_in_one_statement`]): the
@@ -610,53 +576,6 @@ SELECT id FROM upd",
     )
 });
 
-/// Sends `NOTIFY channel` for writes just committed, outside their transactions, coalescing
-/// whatever has queued up into one statement: for `herald_callbacks` one notice per endpoint
-/// id with news (short ASCII, far below NOTIFY's 8000-byte payload limit), for `herald_work`
-/// one empty notice.
-///
-/// Why not inside the ingest or publish transaction: Postgres serializes the commits of all
-/// transactions that notified (a global lock held through the WAL flush), which capped capture
-/// at one commit per flush, about 1,400 callbacks/s on the benchmark machine, and made
-/// concurrent publish batches commit one after another. The price: if the process dies
-/// between a commit and its notice, other nodes find that news at their next read (waiters at
-/// the latest when their wait times out, workers at their next poll); this node's waiters and
-/// worker are woken by the service in any case.
-///
-/// A notifying transaction is still dear (it holds that lock through its own flush: measured
-/// with pgbench here, a `NOTIFY` halves the rate of small transactions), so under load notices
-/// go out at most every [`NOTIFY_INTERVAL`], each carrying all news since the last. An idle
-/// system sends at once: the interval only delays a notice that follows another within it,
-/// and only for other nodes.
-fn spawn_notifier(pool: PgPool, channel: &'static str) -> mpsc::UnboundedSender<String> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
-    tokio::spawn(async move {
-        let mut ids = Vec::new();
-        let mut last = tokio::time::Instant::now() - NOTIFY_INTERVAL;
-        // Ends when the last store handle (and so the last sender) is dropped.
-        while rx.recv_many(&mut ids, 1024).await > 0 {
-            tokio::time::sleep_until(last + NOTIFY_INTERVAL).await;
-            last = tokio::time::Instant::now();
-            while let Ok(id) = rx.try_recv() {
-                ids.push(id);
-            }
-            ids.sort_unstable();
-            ids.dedup();
-            if let Err(e) = sqlx::query("SELECT pg_notify($1, id) FROM unnest($2::text[]) AS id")
-                .bind(channel)
-                .bind(&ids)
-                .execute(&pool)
-                .await
-            {
-                tracing::warn!(error = %e, channel, notices = ids.len(),
-                    "NOTIFY failed; other nodes find the news at their next read or poll");
-            }
-            ids.clear();
-        }
-    });
-    tx
-}
-
 /// Waits for the advisory lock `key`, held until the transaction ends.
 async fn advisory_xact_lock(tx: &mut Transaction<'_, Postgres>, key: i64) -> Result<()> {
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -664,34 +583,4 @@ async fn advisory_xact_lock(tx: &mut Transaction<'_, Postgres>, key: i64) -> Res
         .execute(&mut **tx)
         .await?;
     Ok(())
-}
-
-async fn listen(
-    pool: &PgPool,
-    wake: &Notify,
-    backoff: &mut backon::ExponentialBackoff,
-) -> std::result::Result<(), sqlx::Error> {
-    let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen(WORK_CHANNEL).await?;
-    *backoff = super::reconnect_backoff();
-    loop {
-        listener.recv().await?;
-        wake.notify_one();
-    }
-}
-
-async fn listen_for_callbacks(
-    pool: &PgPool,
-    news: &dyn CallbackNews,
-    backoff: &mut backon::ExponentialBackoff,
-) -> std::result::Result<(), sqlx::Error> {
-    let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen(CALLBACK_CHANNEL).await?;
-    *backoff = super::reconnect_backoff();
-    // Anything stored before LISTEN took effect is found by the waiters' own store reads.
-    news.look_again();
-    loop {
-        let n = listener.recv().await?;
-        news.stored(n.payload());
-    }
 }
