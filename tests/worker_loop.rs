@@ -32,7 +32,7 @@ use herald::store::{
     CallbackNews, CallbackQuery, Claimed, DeliveryQuery, Finish, Finished, LinkState, NewEvent,
     Published, Result, Scope, Store, TokenRecord,
 };
-use herald::worker::{Executor, Worker, WorkerConfig};
+use herald::worker::{Executor, LIMITED_RECHECK, Worker, WorkerConfig};
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, oneshot, watch};
 use tokio::time::Instant;
@@ -46,13 +46,11 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(3600);
 const GRACE: Duration = Duration::from_secs(10);
 /// The first retry of every destination here.
 const RETRY_AFTER: Duration = Duration::from_secs(5);
-/// `worker::LIMITED_RECHECK`, which is private to the worker.
-const LIMITED_RECHECK: Duration = Duration::from_millis(50);
 /// How long (paused time) a test waits for what it expects before failing.
 const PATIENCE: Duration = Duration::from_secs(24 * 3600);
 /// Real time after which a [`Freeze`] lets go anyway, so a test that waits for something that
 /// never happens fails on its `PATIENCE` deadline instead of hanging.
-const FREEZE_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+const FREEZE_LIMIT: Duration = Duration::from_secs(120);
 
 /// Runs one paused-time test function against each store.
 macro_rules! on_paused_time_for_each_store {

@@ -36,7 +36,7 @@ use crate::domain::time::Millis;
 use crate::store::{Claimed, Store, StoreError};
 
 /// How soon an idle worker looks again at due work held back by destination limits.
-const LIMITED_RECHECK: Duration = Duration::from_millis(50);
+pub const LIMITED_RECHECK: Duration = Duration::from_millis(50);
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
