@@ -9,8 +9,10 @@
 //!
 //! On Ctrl-C or SIGTERM (or when a test flips the [`Shutdown`] handle) the HTTP server stops
 //! accepting connections and finishes the requests in progress, while the worker stops
-//! claiming and gives the sends in flight a grace period. Deliveries still in flight after it
-//! keep their lease until it expires and are then retried by any node: at-least-once, never lost.
+//! claiming and gives the sends in flight a grace period. Sends still running after it are
+//! aborted and their deliveries released, due again at once for any node (should a release
+//! fail, the delivery keeps its lease until it expires and is then retried: at-least-once,
+//! never lost).
 //! The publish-from-queue consumer (when configured) stops taking messages, finishes those in
 //! hand and closes its connection.
 

@@ -40,11 +40,12 @@
 //!   (`cli::mcp_stdio`), not `mcp`'s.
 //!
 //! A request to publish travels `http::api::events` → `service::Herald::publish` →
-//! `store::Store::publish` (event + deliveries in one transaction) → a wake-up →
-//! `worker::Worker` claims → `worker::Executor` signs and sends → `Store::finish` records.
+//! `service::batch::GroupCommit` (group commit) → `store::Store::publish` (events + deliveries
+//! in one transaction) → a wake-up → `worker::Worker` claims → `worker::Executor` signs and
+//! sends → the worker's group commit → `Store::finish_batch` records.
 //!
-//! A callback travels `http::ingest` (`ANY /in/{slug}`) → `service::Herald::ingest` (verify,
-//! dedupe, rate limit) → `service::batch::GroupCommit` (group commit) →
+//! A callback travels `http::ingest` (`ANY /in/{slug}`) → `service::Herald::ingest` (rate
+//! limit, verify, dedupe key) → `service::batch::GroupCommit` (group commit) →
 //! `store::Store::ingest_callbacks` (cursors assigned in the transaction; on Postgres `NOTIFY`
 //! right after the commit) → `inbound::waiters::Waiters::notify` → a `service::Herald::wait_on`
 //! long-poll or SSE stream re-reads the store and answers.

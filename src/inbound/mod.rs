@@ -11,7 +11,7 @@
 //! - [`ratelimit`]: the per-endpoint token bucket in front of ingest.
 //! - [`cache`]: the slug → endpoint cache in front of ingest (endpoints never change).
 //!
-//! The flow: `http::ingest` → `service::Herald::ingest` (verify, dedupe, rate limit) →
+//! The flow: `http::ingest` → `service::Herald::ingest` (rate limit, verify, dedupe key) →
 //! `service::batch::GroupCommit` → `store::Store::ingest_callbacks` (many captures in one
 //! transaction, cursors assigned in it) → [`waiters::Waiters::notify`] → a
 //! `service::Herald::wait_on` long-poll or SSE stream re-reads the store.

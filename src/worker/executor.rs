@@ -369,7 +369,6 @@ pub fn build_body(c: &Claimed, format: PayloadFormat, reply_url: Option<&str>) -
     }
 }
 
-/// The request headers: the destination's own, then Herald's (which they cannot override).
 /// The request headers as the attempt log keeps them: the destination's own headers (often a
 /// receiver's credentials, `Authorization: Bearer …`) by name only, Herald's in full. The
 /// attempt log is shown in the API and the portal and is not sealed at rest.
@@ -386,6 +385,7 @@ fn logged_headers(d: &Destination, headers: Vec<(String, String)>) -> BTreeMap<S
         .collect()
 }
 
+/// The request headers: the destination's own, then Herald's (which they cannot override).
 pub fn build_headers(
     c: &Claimed,
     d: &Destination,

@@ -2,12 +2,14 @@
 //!
 //! The loop claims due deliveries in batches (the claim is committed before any request goes
 //! out), runs each send as its own task under a concurrency limit, and records the outcomes
-//! group-committed, many sends' in one transaction (`batch`). When there is nothing to do it
-//! sleeps until whichever comes
-//! first: a wake-up (a publish in this process, `NOTIFY` from another, a finished send freeing a
-//! slot), the next due retry, or the poll interval as a safety net.
+//! group-committed: whatever outcomes are waiting go in one transaction (`batch`). Under load
+//! it claims only once a worthwhile batch of slots is free (`claim_size`). When there is
+//! nothing to do it sleeps until whichever comes first: a wake-up (a publish in this process,
+//! `NOTIFY` from another, a finished send freeing a slot), the next due retry, or the poll
+//! interval as a safety net (`idle_sleep`).
 //!
-//! Tests drive the same code step by step with [`Worker::tick`] and a controlled clock.
+//! [`Worker::tick`] is one turn of the same code (`Worker::turn`: rescue, claim, send) for
+//! tests and tools that drive the worker step by step with a controlled clock.
 //!
 //! The loop also does the maintenance every node may do: rescuing expired leases (idempotent)
 //! and, periodically, the retention sweep (on Postgres only the node holding the maintenance
@@ -31,10 +33,10 @@ pub use executor::Executor;
 pub const LEASE_HEADROOM_MS: u64 = 1000;
 
 use crate::domain::time::Millis;
-use crate::store::{Store, StoreError};
+use crate::store::{Claimed, Store, StoreError};
 
 /// How soon an idle worker looks again at due work held back by destination limits.
-const LIMITED_RECHECK: Duration = Duration::from_millis(50);
+pub const LIMITED_RECHECK: Duration = Duration::from_millis(50);
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -94,25 +96,41 @@ impl Worker {
     }
 
     /// Claims one batch of due deliveries and performs them all; returns how many. Expired
-    /// leases are rescued first. This is one turn of [`Worker::run`] (the same rescue and
-    /// claim), without its slots and sleeps, for tests and tools.
+    /// leases are rescued first. This is one turn of [`Worker::run`] (the same
+    /// `Worker::turn`), without its sleeps, for tests and tools; its slots are a whole
+    /// batch's, so everything claimed is sent at once.
     pub async fn tick(&self) -> usize {
-        self.rescue().await;
-        let claimed = match self.claim(self.config.batch_size).await {
-            Ok(c) => c,
+        let mut sends = Sends::new(self.config.batch_size as usize);
+        match self.turn(&mut sends, true).await {
+            Ok(turn) => {
+                sends.tasks.join_all().await;
+                turn.got as usize
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "claim failed");
-                return 0;
+                0
             }
-        };
-        let n = claimed.len();
-        let mut set = JoinSet::new();
-        for c in claimed {
-            let ex = self.executor.clone();
-            set.spawn(async move { ex.execute(c).await });
         }
-        set.join_all().await;
-        n
+    }
+
+    /// What [`Worker::tick`] and [`Worker::run`] have in common: rescues expired leases (when
+    /// `rescue` says it is time), claims as many due deliveries as [`claim_size`] finds worth
+    /// a commit for the free slots of `sends`, and starts a send for each. Only the claim's
+    /// error is returned: a failed rescue is logged and retried at the next turn it is due.
+    async fn turn(&self, sends: &mut Sends, rescue: bool) -> Result<Turn, StoreError> {
+        if rescue {
+            self.rescue().await;
+        }
+        let want = claim_size(sends.free(), sends.capacity, self.config.batch_size);
+        if want == 0 {
+            return Ok(Turn { want, got: 0 });
+        }
+        let claimed = self.claim(want).await?;
+        let got = claimed.len() as u32;
+        for c in claimed {
+            sends.start(c, &self.executor, &self.wake).await;
+        }
+        Ok(Turn { want, got })
     }
 
     /// Puts deliveries whose lease expired back in the queue (their worker died).
@@ -123,7 +141,7 @@ impl Worker {
     }
 
     /// Claims up to `limit` due deliveries, leased for the configured lease from now.
-    async fn claim(&self, limit: u32) -> Result<Vec<crate::store::Claimed>, StoreError> {
+    async fn claim(&self, limit: u32) -> Result<Vec<Claimed>, StoreError> {
         let now = self.executor.clock().now();
         let lease_until = now + self.config.lease.as_millis() as i64;
         self.store.claim(limit, now, lease_until).await
@@ -175,10 +193,7 @@ impl Worker {
     /// released (`Store::release`: due again at once, for another worker or this one
     /// restarted). A release that fails leaves the delivery to its lease (at-least-once).
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let slots = Arc::new(Semaphore::new(self.config.concurrency));
-        let mut tasks = JoinSet::new();
-        // delivery id -> attempt number of every send in flight, to release them on shutdown.
-        let in_flight: Arc<Mutex<HashMap<String, u32>>> = Default::default();
+        let mut sends = Sends::new(self.config.concurrency);
         let mut last_rescue = tokio::time::Instant::now() - self.config.lease;
         let mut last_maintenance = tokio::time::Instant::now();
         let mut maintenance: Option<tokio::task::JoinHandle<u64>> = None;
@@ -188,14 +203,7 @@ impl Worker {
             if *shutdown.borrow() {
                 break;
             }
-            while tasks.try_join_next().is_some() {}
-
-            // Rescuing is cheap and idempotent, so every node may do it; twice per lease is
-            // often enough that a crashed worker's deliveries wait at most 1.5 leases.
-            if last_rescue.elapsed() >= self.config.lease / 2 {
-                last_rescue = tokio::time::Instant::now();
-                self.rescue().await;
-            }
+            while sends.tasks.try_join_next().is_some() {}
 
             if last_maintenance.elapsed() >= self.config.maintenance_interval
                 && maintenance.as_ref().is_none_or(|m| m.is_finished())
@@ -205,46 +213,27 @@ impl Worker {
                 maintenance = Some(tokio::spawn(async move { me.purge_expired().await }));
             }
 
-            let want = claim_size(
-                slots.available_permits(),
-                self.config.concurrency,
-                self.config.batch_size,
-            );
-            let mut got = 0;
-            if want > 0 {
-                match self.claim(want).await {
-                    Ok(claimed) => {
-                        backoff = crate::store::reconnect_backoff();
-                        got = claimed.len() as u32;
-                        for c in claimed {
-                            let permit = slots.clone().acquire_owned().await.expect("never closed");
-                            let ex = self.executor.clone();
-                            let wake = self.wake.clone();
-                            let in_flight = in_flight.clone();
-                            in_flight
-                                .lock()
-                                .expect("not poisoned")
-                                .insert(c.delivery_id.clone(), c.attempt);
-                            tasks.spawn(async move {
-                                let id = c.delivery_id.clone();
-                                ex.execute(c).await;
-                                in_flight.lock().expect("not poisoned").remove(&id);
-                                drop(permit);
-                                wake.notify_one();
-                            });
-                        }
-                    }
-                    Err(e) => {
-                        let wait = crate::store::next_wait(&mut backoff);
-                        tracing::warn!(error = %e, ?wait, "claim failed; backing off");
-                        tokio::select! {
-                            _ = tokio::time::sleep(wait) => {}
-                            _ = shutdown.changed() => {}
-                        }
-                        continue;
-                    }
-                }
+            // Rescuing is cheap and idempotent, so every node may do it; twice per lease is
+            // often enough that a crashed worker's deliveries wait at most 1.5 leases.
+            let rescue = last_rescue.elapsed() >= self.config.lease / 2;
+            if rescue {
+                last_rescue = tokio::time::Instant::now();
             }
+            let Turn { want, got } = match self.turn(&mut sends, rescue).await {
+                Ok(turn) => {
+                    backoff = crate::store::reconnect_backoff();
+                    turn
+                }
+                Err(e) => {
+                    let wait = crate::store::next_wait(&mut backoff);
+                    tracing::warn!(error = %e, ?wait, "claim failed; backing off");
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    continue;
+                }
+            };
             if want > 0 && got == want {
                 continue; // a full batch: there is probably more
             }
@@ -265,29 +254,96 @@ impl Worker {
                 _ = shutdown.changed() => {}
             }
         }
-        let grace = tokio::time::timeout(self.config.shutdown_grace, async {
-            while tasks.join_next().await.is_some() {}
-        });
-        if grace.await.is_err() {
-            tasks.abort_all();
-            while tasks.join_next().await.is_some() {}
-            // Hand the interrupted deliveries back now rather than leaving them to wait for
-            // their lease: another node (or this one, restarted) retries them at once.
-            let interrupted: Vec<(String, u32)> =
-                in_flight.lock().expect("not poisoned").drain().collect();
-            tracing::warn!(
-                count = interrupted.len(),
-                "shutdown grace period over; releasing sends still in flight"
-            );
-            for (id, attempt) in interrupted {
-                if let Err(e) = self.store.release(&id, attempt, clock.now()).await {
-                    tracing::warn!(delivery_id = %id, error = %e, "release failed; the lease will expire");
-                }
-            }
-        }
+        self.stop(sends, &clock).await;
         if let Some(m) = maintenance {
             m.abort();
         }
+    }
+
+    /// The end of [`Worker::run`]: waits the grace period for the sends in flight, then
+    /// aborts the rest and releases their deliveries.
+    async fn stop(&self, mut sends: Sends, clock: &crate::clock::Clock) {
+        let grace = tokio::time::timeout(self.config.shutdown_grace, async {
+            while sends.tasks.join_next().await.is_some() {}
+        });
+        if grace.await.is_ok() {
+            return;
+        }
+        sends.tasks.abort_all();
+        while sends.tasks.join_next().await.is_some() {}
+        // Hand the interrupted deliveries back now rather than leaving them to wait for
+        // their lease: another node (or this one, restarted) retries them at once.
+        let interrupted: Vec<(String, u32)> = sends
+            .in_flight
+            .lock()
+            .expect("not poisoned")
+            .drain()
+            .collect();
+        tracing::warn!(
+            count = interrupted.len(),
+            "shutdown grace period over; releasing sends still in flight"
+        );
+        for (id, attempt) in interrupted {
+            if let Err(e) = self.store.release(&id, attempt, clock.now()).await {
+                tracing::warn!(delivery_id = %id, error = %e, "release failed; the lease will expire");
+            }
+        }
+    }
+}
+
+/// What one [`Worker::turn`] did: how many deliveries it asked for and how many it got.
+struct Turn {
+    want: u32,
+    got: u32,
+}
+
+/// The sends a worker has in flight. Each holds one of `capacity` slots while it runs, and is
+/// listed with its attempt number so that a shutdown can release the ones it had to abort.
+struct Sends {
+    capacity: usize,
+    slots: Arc<Semaphore>,
+    tasks: JoinSet<()>,
+    /// delivery id -> attempt number of every send in flight.
+    in_flight: Arc<Mutex<HashMap<String, u32>>>,
+}
+
+impl Sends {
+    fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            slots: Arc::new(Semaphore::new(capacity)),
+            tasks: JoinSet::new(),
+            in_flight: Arc::default(),
+        }
+    }
+
+    fn free(&self) -> usize {
+        self.slots.available_permits()
+    }
+
+    /// Starts the send of `c` in a slot of its own (the claim asked for no more than were
+    /// free, so this does not wait). When it ends, the slot is freed and `wake` told.
+    async fn start(&mut self, c: Claimed, executor: &Arc<Executor>, wake: &Arc<Notify>) {
+        let permit = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("never closed");
+        let ex = executor.clone();
+        let wake = wake.clone();
+        let in_flight = self.in_flight.clone();
+        in_flight
+            .lock()
+            .expect("not poisoned")
+            .insert(c.delivery_id.clone(), c.attempt);
+        self.tasks.spawn(async move {
+            let id = c.delivery_id.clone();
+            ex.execute(c).await;
+            in_flight.lock().expect("not poisoned").remove(&id);
+            drop(permit);
+            wake.notify_one();
+        });
     }
 }
 
