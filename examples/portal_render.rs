@@ -90,6 +90,7 @@ async fn main() -> anyhow::Result<()> {
                     filter: None,
                     headers: Default::default(),
                     options: Default::default(),
+                    signature: None,
                     secret: None,
                 },
             )

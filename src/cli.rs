@@ -14,6 +14,7 @@ use crate::app::Application;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain::model::DestinationKind;
+use crate::domain::signature::SignatureKind;
 use crate::service::{CreateDestination, Herald, PublishRequest};
 use crate::store::Scope;
 
@@ -36,6 +37,13 @@ pub enum Role {
     All,
     Api,
     Worker,
+}
+
+/// How `herald destination` signs (the CLI's face of [`SignatureKind`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Signature {
+    Hmac,
+    Ed25519,
 }
 
 #[derive(Debug, Subcommand)]
@@ -123,6 +131,10 @@ pub enum Command {
         /// Topic pattern; repeat for several. Default: `*`.
         #[arg(long = "topic")]
         topics: Vec<String>,
+        /// `hmac` (a shared secret, printed) or `ed25519` (its public key is printed; the
+        /// signing key stays in Herald).
+        #[arg(long, value_enum, default_value_t = Signature::Hmac)]
+        signature: Signature,
     },
     /// Print a single-use sign-in link to a tenant's portal (`{url, expires_at}`).
     PortalLink {
@@ -239,6 +251,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             exchange,
             routing_key,
             topics,
+            signature,
         } => {
             let herald = local(&config).await?;
             let topics = if topics.is_empty() {
@@ -261,6 +274,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 filter: None,
                 headers: Default::default(),
                 options: Default::default(),
+                signature: Some(match signature {
+                    Signature::Hmac => SignatureKind::Hmac,
+                    Signature::Ed25519 => SignatureKind::Ed25519,
+                }),
                 secret: None,
             };
             let created = herald

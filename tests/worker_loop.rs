@@ -29,8 +29,8 @@ use herald::domain::time::Millis;
 use herald::outbound::http::HttpSender;
 use herald::service::Herald;
 use herald::store::{
-    CallbackNews, CallbackQuery, Claimed, DeliveryQuery, Finish, Finished, LinkState, NewEvent,
-    Published, Result, Scope, Store, TokenRecord,
+    CallbackQuery, Claimed, DeliveryQuery, Finish, Finished, LinkState, NewEvent, Published,
+    Result, Scope, Store, TokenRecord,
 };
 use herald::worker::{Executor, LIMITED_RECHECK, Worker, WorkerConfig};
 use serde_json::{Value, json};
@@ -737,8 +737,12 @@ impl Store for Observed {
         self.inner.queue_stats(now).await
     }
 
-    fn watch_for_work(&self, wake: std::sync::Arc<tokio::sync::Notify>) {
-        self.inner.watch_for_work(wake)
+    fn news(&self) -> Option<herald::store::NewsStream> {
+        self.inner.news()
+    }
+
+    async fn close(&self) {
+        self.inner.close().await
     }
 
     async fn insert_callback_endpoint(&self, e: &CallbackEndpoint) -> Result<()> {
@@ -823,10 +827,6 @@ impl Store for Observed {
         now: Millis,
     ) -> Result<Option<Callback>> {
         self.inner.ack_callback(scope, id, now).await
-    }
-
-    fn watch_for_callbacks(&self, news: std::sync::Arc<dyn CallbackNews>) {
-        self.inner.watch_for_callbacks(news)
     }
 
     async fn insert_portal_link(

@@ -8,6 +8,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::amqp::AmqpTarget;
+use super::signature::SignatureKind;
 use super::state::{DeliveryStatus, ErrorKind, Trigger};
 use super::time::{Millis, serde_rfc3339};
 
@@ -132,8 +133,10 @@ pub struct Destination {
     #[serde(with = "serde_rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub disabled_at: Option<Millis>,
-    /// Never serialized: the API reveals the secret only when it is created or rotated.
-    #[serde(skip)]
+    /// Shown only as how they sign and, for ed25519, the public keys: the API reveals an
+    /// HMAC secret only when it is created or rotated, and an ed25519 signing key never.
+    #[serde(flatten, serialize_with = "signing_view")]
+    #[schema(inline, value_type = SigningView)]
     pub secrets: Vec<SigningSecret>,
     #[serde(with = "serde_rfc3339")]
     #[schema(value_type = String, format = DateTime)]
@@ -141,6 +144,53 @@ pub struct Destination {
     #[serde(with = "serde_rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: Millis,
+}
+
+/// What the API shows of a destination's secrets.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct SigningView {
+    /// `hmac` (`v1` signatures, a shared `whsec_` secret) or `ed25519` (`v1a` signatures,
+    /// verified with a public key).
+    pub signature: SignatureKind,
+    /// `ed25519` only: the keys that verify its signatures, newest first. During a
+    /// rotation's overlap there are two, and requests carry a signature by each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub public_keys: Vec<PublicKey>,
+}
+
+/// An ed25519 public key of a destination.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct PublicKey {
+    /// `whpk_` + base64 of the 32-byte key.
+    pub public_key: String,
+    /// When it stops verifying (the previous key during a rotation); null for the current.
+    #[serde(with = "serde_rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<Millis>,
+}
+
+impl SigningView {
+    pub fn of(secrets: &[SigningSecret]) -> SigningView {
+        SigningView {
+            signature: secrets
+                .first()
+                .map(|s| SignatureKind::of(&s.secret))
+                .unwrap_or_default(),
+            public_keys: secrets
+                .iter()
+                .filter_map(|s| {
+                    Some(PublicKey {
+                        public_key: crate::domain::signature::public_key_of(&s.secret)?,
+                        expires_at: s.expires_at,
+                    })
+                })
+                .collect(),
+        }
+    }
+}
+
+fn signing_view<S: serde::Serializer>(secrets: &[SigningSecret], s: S) -> Result<S::Ok, S::Error> {
+    SigningView::of(secrets).serialize(s)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! | [`SecretKind::PortalSession`] | `hps_` + base64url | 256 | portal session cookies |
 //! | [`SecretKind::CallbackSlug`] | base64url | 192 | the `/in/{slug}` path of a callback endpoint |
 //! | [`SecretKind::SigningSecret`] | `whsec_` + base64 | 256 | Standard Webhooks secrets (destinations, the operator webhook, inbound `standard_webhooks` and `stripe` endpoints) |
+//! | [`SecretKind::SigningKey`] | `whsk_` + base64 | 256 | ed25519 signing keys of destinations (the seed; receivers get the `whpk_` public key) |
 //! | [`SecretKind::InboundSecret`] | base64url | 256 | generated secrets and tokens of the other inbound schemes |
 //! | [`SecretKind::EncryptionKey`] | base64 | 256 | the key that seals secrets at rest (`herald generate-key`) |
 //!
@@ -30,6 +31,7 @@ pub enum SecretKind {
     PortalSession,
     CallbackSlug,
     SigningSecret,
+    SigningKey,
     InboundSecret,
     EncryptionKey,
 }
@@ -42,6 +44,7 @@ impl SecretKind {
             SecretKind::PortalLink => "hpl_",
             SecretKind::PortalSession => "hps_",
             SecretKind::SigningSecret => "whsec_",
+            SecretKind::SigningKey => "whsk_",
             SecretKind::CallbackSlug | SecretKind::InboundSecret | SecretKind::EncryptionKey => "",
         }
     }
@@ -56,7 +59,10 @@ impl SecretKind {
 
     /// Padded standard base64 (what other tools expect of these), else unpadded base64url.
     const fn standard_base64(self) -> bool {
-        matches!(self, SecretKind::SigningSecret | SecretKind::EncryptionKey)
+        matches!(
+            self,
+            SecretKind::SigningSecret | SecretKind::SigningKey | SecretKind::EncryptionKey
+        )
     }
 }
 
@@ -77,12 +83,13 @@ pub fn generate(kind: SecretKind) -> String {
 mod tests {
     use super::*;
 
-    const ALL: [SecretKind; 7] = [
+    const ALL: [SecretKind; 8] = [
         SecretKind::ApiToken,
         SecretKind::PortalLink,
         SecretKind::PortalSession,
         SecretKind::CallbackSlug,
         SecretKind::SigningSecret,
+        SecretKind::SigningKey,
         SecretKind::InboundSecret,
         SecretKind::EncryptionKey,
     ];
@@ -117,5 +124,11 @@ mod tests {
         use crate::domain::signature::{Accept, parse_secret};
         let key = parse_secret(&generate(SecretKind::SigningSecret), Accept::New).unwrap();
         assert_eq!(key.len(), 32);
+    }
+
+    #[test]
+    fn generated_signing_keys_are_ed25519_seeds() {
+        use crate::domain::signature::parse_signing_key;
+        assert!(parse_signing_key(&generate(SecretKind::SigningKey)).is_ok());
     }
 }

@@ -7,6 +7,16 @@
 //! with every active secret, and the `webhook-signature` header carries the signatures
 //! space-separated, so receivers that have either secret accept it.
 //!
+//! # Asymmetric signatures (`v1a`)
+//!
+//! A destination may sign with ed25519 instead: Herald keeps the signing key (`whsk_` +
+//! base64 of its 32-byte seed; the 64-byte seed-and-public-key form that libsodium prints is
+//! read too) and the receiver holds only the public key (`whpk_` + base64 of its 32 bytes),
+//! which can verify but never forge. The signed content is the same `"{id}.{timestamp}.{body}"`
+//! and the entry is `v1a,<base64 of the 64-byte signature>`. Which one a stored secret is,
+//! its prefix says: every signer here takes either, so rotation, RabbitMQ and the operator
+//! webhook need no second path.
+//!
 //! # Which secrets are accepted
 //!
 //! [`parse_secret`] reads a secret under one of two rules ([`Accept`]):
@@ -30,9 +40,14 @@ use base64::alphabet;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use hmac::{Hmac, Mac};
+use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use sha2::Sha256;
 
 pub const SECRET_PREFIX: &str = "whsec_";
+/// An ed25519 signing key, kept by Herald.
+pub const SIGNING_KEY_PREFIX: &str = "whsk_";
+/// An ed25519 public key, handed to receivers.
+pub const PUBLIC_KEY_PREFIX: &str = "whpk_";
 const MIN_SECRET_BYTES: usize = 24;
 const MAX_SECRET_BYTES: usize = 64;
 
@@ -42,6 +57,60 @@ pub enum SecretError {
     NotBase64,
     #[error("a signing secret must decode to 24-64 bytes")]
     WrongLength,
+    #[error("an ed25519 signing key must be `whsk_` followed by base64 of 32 or 64 bytes")]
+    NotASigningKey,
+    #[error("an ed25519 public key must be `whpk_` followed by base64 of 32 bytes")]
+    NotAPublicKey,
+}
+
+/// How a destination signs: HMAC-SHA256 with a shared secret (`v1`), or ed25519 with a key
+/// pair whose public half the receiver holds (`v1a`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum SignatureKind {
+    #[default]
+    Hmac,
+    Ed25519,
+}
+
+impl SignatureKind {
+    /// Which kind a stored secret or key is, by its prefix.
+    pub fn of(secret: &str) -> SignatureKind {
+        if secret.trim_start().starts_with(SIGNING_KEY_PREFIX) {
+            SignatureKind::Ed25519
+        } else {
+            SignatureKind::Hmac
+        }
+    }
+
+    /// A fresh secret (`whsec_…`) or signing key (`whsk_…`) of this kind.
+    pub fn generate(self) -> String {
+        match self {
+            SignatureKind::Hmac => generate_secret(),
+            SignatureKind::Ed25519 => {
+                crate::domain::secrets::generate(crate::domain::secrets::SecretKind::SigningKey)
+            }
+        }
+    }
+
+    /// Checks a secret or key a user supplies for this kind.
+    pub fn check(self, secret: &str) -> Result<(), SecretError> {
+        match self {
+            SignatureKind::Hmac => parse_secret(secret, Accept::New).map(|_| ()),
+            SignatureKind::Ed25519 => parse_signing_key(secret).map(|_| ()),
+        }
+    }
 }
 
 /// Which rule [`parse_secret`] applies; see the module documentation.
@@ -100,18 +169,92 @@ pub fn sign_with_key(key: &[u8], msg_id: &str, timestamp: i64, body: &[u8]) -> S
     format!("v1,{}", B64.encode(mac(key, msg_id, timestamp, body)))
 }
 
-/// One signature with a stored secret (read under [`Accept::Stored`]).
+/// One signature with a stored secret (read under [`Accept::Stored`]) or signing key: `v1,`
+/// for a `whsec_` secret, `v1a,` for a `whsk_` key.
 pub fn sign(
     secret: &str,
     msg_id: &str,
     timestamp: i64,
     body: &[u8],
 ) -> Result<String, SecretError> {
-    let key = parse_secret(secret, Accept::Stored)?;
-    Ok(sign_with_key(&key, msg_id, timestamp, body))
+    match SignatureKind::of(secret) {
+        SignatureKind::Hmac => {
+            let key = parse_secret(secret, Accept::Stored)?;
+            Ok(sign_with_key(&key, msg_id, timestamp, body))
+        }
+        SignatureKind::Ed25519 => {
+            let key = parse_signing_key(secret)?;
+            let signature = key.sign(&signed_content(msg_id, timestamp, body));
+            Ok(format!("v1a,{}", B64.encode(signature.as_ref())))
+        }
+    }
 }
 
-/// The `webhook-signature` header value: one `v1,` entry per active secret.
+/// What both `v1` and `v1a` sign: `"{id}.{timestamp}.{body}"`.
+fn signed_content(msg_id: &str, timestamp: i64, body: &[u8]) -> Vec<u8> {
+    let mut content = Vec::with_capacity(msg_id.len() + 22 + body.len());
+    content.extend_from_slice(msg_id.as_bytes());
+    content.push(b'.');
+    content.extend_from_slice(timestamp.to_string().as_bytes());
+    content.push(b'.');
+    content.extend_from_slice(body);
+    content
+}
+
+/// The key pair of a `whsk_` signing key: its 32-byte seed, or the 64 bytes of seed and
+/// public key (checked to belong together).
+pub fn parse_signing_key(key: &str) -> Result<Ed25519KeyPair, SecretError> {
+    let encoded = key
+        .trim()
+        .strip_prefix(SIGNING_KEY_PREFIX)
+        .ok_or(SecretError::NotASigningKey)?;
+    let bytes = B64
+        .decode(encoded)
+        .map_err(|_| SecretError::NotASigningKey)?;
+    match bytes.len() {
+        32 => Ed25519KeyPair::from_seed_unchecked(&bytes),
+        64 => Ed25519KeyPair::from_seed_and_public_key(&bytes[..32], &bytes[32..]),
+        _ => return Err(SecretError::NotASigningKey),
+    }
+    .map_err(|_| SecretError::NotASigningKey)
+}
+
+/// The `whpk_` public key of a stored `whsk_` signing key; `None` for an HMAC secret.
+pub fn public_key_of(secret: &str) -> Option<String> {
+    let key = parse_signing_key(secret).ok()?;
+    Some(format!(
+        "{PUBLIC_KEY_PREFIX}{}",
+        B64.encode(key.public_key().as_ref())
+    ))
+}
+
+/// The 32 bytes of a `whpk_` public key.
+pub fn parse_public_key(key: &str) -> Result<[u8; 32], SecretError> {
+    let encoded = key
+        .trim()
+        .strip_prefix(PUBLIC_KEY_PREFIX)
+        .ok_or(SecretError::NotAPublicKey)?;
+    let bytes = B64
+        .decode(encoded)
+        .map_err(|_| SecretError::NotAPublicKey)?;
+    bytes.try_into().map_err(|_| SecretError::NotAPublicKey)
+}
+
+/// Whether `signature` (the base64 after `v1a,`) is `public_key`'s ed25519 signature of the
+/// message.
+pub fn verify_v1a(
+    public_key: &[u8; 32],
+    msg_id: &str,
+    timestamp: i64,
+    body: &[u8],
+    signature: &[u8],
+) -> bool {
+    UnparsedPublicKey::new(&ED25519, public_key)
+        .verify(&signed_content(msg_id, timestamp, body), signature)
+        .is_ok()
+}
+
+/// The `webhook-signature` header value: one entry per active secret or signing key.
 pub fn signature_header<'a>(
     secrets: impl IntoIterator<Item = &'a str>,
     msg_id: &str,
@@ -152,6 +295,111 @@ mod tests {
             )
             .unwrap();
             assert_eq!(sig, t["signature"].as_str().unwrap());
+        }
+    }
+
+    fn v1a_vectors() -> Vec<serde_json::Value> {
+        let v: serde_json::Value = serde_json::from_str(VECTORS).unwrap();
+        let vectors = v["standard_webhooks_v1a"].as_array().unwrap().clone();
+        assert!(!vectors.is_empty());
+        vectors
+    }
+
+    #[test]
+    fn the_ed25519_signer_reproduces_every_v1a_vector_from_either_key_form() {
+        for t in v1a_vectors() {
+            let (id, ts) = (t["id"].as_str().unwrap(), t["timestamp"].as_i64().unwrap());
+            let body = t["payload"].as_str().unwrap().as_bytes();
+            for key in ["signing_key", "signing_key_64"] {
+                let sig = sign(t[key].as_str().unwrap(), id, ts, body).unwrap();
+                assert_eq!(
+                    sig,
+                    t["signature"].as_str().unwrap(),
+                    "{key}: {}",
+                    t["case"]
+                );
+            }
+            assert_eq!(
+                public_key_of(t["signing_key"].as_str().unwrap()).as_deref(),
+                t["public_key"].as_str()
+            );
+        }
+    }
+
+    #[test]
+    fn a_v1a_signature_verifies_with_its_public_key_and_nothing_else() {
+        for t in v1a_vectors() {
+            let (id, ts) = (t["id"].as_str().unwrap(), t["timestamp"].as_i64().unwrap());
+            let body = t["payload"].as_str().unwrap().as_bytes();
+            let key = parse_public_key(t["public_key"].as_str().unwrap()).unwrap();
+            let sig = B64
+                .decode(
+                    t["signature"]
+                        .as_str()
+                        .unwrap()
+                        .strip_prefix("v1a,")
+                        .unwrap(),
+                )
+                .unwrap();
+            assert!(verify_v1a(&key, id, ts, body, &sig));
+            assert!(
+                !verify_v1a(&key, id, ts + 1, body, &sig),
+                "another timestamp"
+            );
+            assert!(!verify_v1a(&key, "msg_other", ts, body, &sig), "another id");
+            let mut tampered = body.to_vec();
+            tampered.push(b' ');
+            assert!(!verify_v1a(&key, id, ts, &tampered, &sig), "another body");
+            let other =
+                parse_public_key(&public_key_of(&SignatureKind::Ed25519.generate()).unwrap())
+                    .unwrap();
+            assert!(!verify_v1a(&other, id, ts, body, &sig), "another key");
+        }
+    }
+
+    #[test]
+    fn signing_keys_and_public_keys_are_refused_when_malformed() {
+        let seed = B64.encode([7u8; 32]);
+        assert!(parse_signing_key(&format!("whsk_{seed}")).is_ok());
+        assert_eq!(
+            parse_signing_key(&seed).err(),
+            Some(SecretError::NotASigningKey)
+        );
+        assert_eq!(
+            parse_signing_key(&format!("whsk_{}", B64.encode([7u8; 31]))).err(),
+            Some(SecretError::NotASigningKey)
+        );
+        // 64 bytes whose second half is not the seed's public key.
+        assert_eq!(
+            parse_signing_key(&format!("whsk_{}", B64.encode([7u8; 64]))).err(),
+            Some(SecretError::NotASigningKey)
+        );
+        assert_eq!(
+            parse_public_key("whpk_AAAA").err(),
+            Some(SecretError::NotAPublicKey)
+        );
+        assert_eq!(
+            parse_public_key(&format!("whsk_{seed}")).err(),
+            Some(SecretError::NotAPublicKey)
+        );
+        // A signing key is no HMAC secret, and the other way round.
+        assert!(SignatureKind::Hmac.check(&format!("whsk_{seed}")).is_err());
+        assert!(SignatureKind::Ed25519.check(&generate_secret()).is_err());
+    }
+
+    #[test]
+    fn a_rotation_between_ed25519_keys_signs_with_both() {
+        let (old, new) = (
+            SignatureKind::Ed25519.generate(),
+            SignatureKind::Ed25519.generate(),
+        );
+        let header = signature_header([new.as_str(), old.as_str()], "msg_1", 5, b"{}");
+        let entries: Vec<&str> = header.split(' ').collect();
+        assert_eq!(entries.len(), 2);
+        for (entry, key) in entries.iter().zip([&new, &old]) {
+            let sig = B64.decode(entry.strip_prefix("v1a,").unwrap()).unwrap();
+            let pk = parse_public_key(&public_key_of(key).unwrap()).unwrap();
+            assert!(verify_v1a(&pk, "msg_1", 5, b"{}", &sig));
         }
     }
 

@@ -171,6 +171,12 @@ fn verify_standard_webhooks(secret: &str, req: &Request<'_>) -> Result<(), Verif
     let ts = parse_timestamp(ts_raw, "webhook-timestamp")?;
     check_tolerance(ts, req.now_unix)?;
 
+    if secret
+        .trim_start()
+        .starts_with(signature::PUBLIC_KEY_PREFIX)
+    {
+        return verify_v1a(secret, id, ts, signatures, req.body);
+    }
     // Stored rules: an endpoint saved under the older, more lenient ones keeps verifying.
     let key = signature::parse_secret(secret, Accept::Stored).map_err(secret_error)?;
     let expected = signature::mac(&key, id, ts, req.body);
@@ -187,6 +193,43 @@ fn verify_standard_webhooks(secret: &str, req: &Request<'_>) -> Result<(), Verif
         ));
     }
     match_any(&expected, candidates, "webhook-signature")
+}
+
+/// Standard Webhooks' asymmetric form: any `v1a,` entry that is `public_key`'s ed25519
+/// signature of `"{id}.{timestamp}.{body}"`. `v1,` entries (HMAC) are not ours here.
+fn verify_v1a(
+    public_key: &str,
+    id: &str,
+    ts: i64,
+    signatures: &str,
+    body: &[u8],
+) -> Result<(), VerifyError> {
+    let key = signature::parse_public_key(public_key).map_err(secret_error)?;
+    let candidates: Vec<_> = signatures
+        .split_whitespace()
+        .filter_map(|entry| entry.split_once(','))
+        .filter(|(version, _)| *version == "v1a")
+        .map(|(_, sig)| decode_base64(sig))
+        .collect();
+    if candidates.is_empty() {
+        return Err(VerifyError::Malformed(
+            "webhook-signature holds no `v1a,` signature".into(),
+        ));
+    }
+    let mut well_formed = false;
+    for sig in candidates.into_iter().flatten() {
+        well_formed = true;
+        // A signature check reveals nothing through timing that a forger could use: the
+        // public key is public, and ed25519 verification does not depend on secret data.
+        if signature::verify_v1a(&key, id, ts, body, &sig) {
+            return Ok(());
+        }
+    }
+    Err(if well_formed {
+        VerifyError::SignatureMismatch
+    } else {
+        VerifyError::Malformed("webhook-signature is not validly encoded".into())
+    })
 }
 
 fn verify_github(secret: &str, req: &Request<'_>) -> Result<(), VerifyError> {
@@ -769,6 +812,38 @@ mod tests {
                 run(&cfg, &h, payload, ts),
                 Err(VerifyError::SignatureMismatch)
             );
+        }
+    }
+
+    #[test]
+    fn an_endpoint_with_a_public_key_verifies_the_v1a_vectors_and_refuses_a_flipped_byte() {
+        for vec in vectors()["standard_webhooks_v1a"].as_array().unwrap() {
+            let ts = vec["timestamp"].as_i64().unwrap();
+            let cfg = Verification::StandardWebhooks {
+                secret: s(vec, "public_key").into(),
+            };
+            let payload = s(vec, "payload").as_bytes();
+            // An HMAC entry beside it (a sender signing both ways) is not this key's.
+            let both = format!("v1,AAAA {}", s(vec, "signature"));
+            let h = sw_headers(s(vec, "id"), ts, &both);
+            assert!(run(&cfg, &h, payload, ts).is_ok(), "{}", s(vec, "case"));
+            let mut tampered = payload.to_vec();
+            tampered.push(b'!');
+            assert_eq!(
+                run(&cfg, &h, &tampered, ts),
+                Err(VerifyError::SignatureMismatch)
+            );
+            let h = sw_headers(s(vec, "id"), ts, &flip_char(s(vec, "signature"), 10));
+            assert_eq!(
+                run(&cfg, &h, payload, ts),
+                Err(VerifyError::SignatureMismatch)
+            );
+            // Only HMAC entries: nothing this endpoint can check.
+            let h = sw_headers(s(vec, "id"), ts, "v1,AAAA");
+            assert!(matches!(
+                run(&cfg, &h, payload, ts),
+                Err(VerifyError::Malformed(_))
+            ));
         }
     }
 

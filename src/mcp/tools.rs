@@ -437,6 +437,8 @@ impl HeraldMcp {
         let req = VerificationRequest {
             scheme: args.scheme,
             secret,
+            // A `whpk_` public key comes as the `secret` argument; the secret rule takes it.
+            public_key: None,
             token,
             header: args.header,
             algorithm: args.algorithm,

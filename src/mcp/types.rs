@@ -94,7 +94,9 @@ pub struct EndpointRef {
 pub struct VerifyArgs {
     /// The scheme to check the request with.
     pub scheme: Scheme,
-    /// The signing secret (for `token` and `a2a`: the expected token).
+    /// The signing secret (for `token` and `a2a`: the expected token; for
+    /// `standard_webhooks` signed with ed25519: the sender's `whpk_` public key, which checks
+    /// the `v1a` signatures).
     pub secret: String,
     /// The request's headers, name to value.
     pub headers: BTreeMap<String, String>,

@@ -104,6 +104,11 @@ pub struct VerificationRequest {
     /// The signing secret (signed schemes); generated when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+    /// `standard_webhooks` only, instead of a secret: the sender's ed25519 public key
+    /// (`whpk_` + base64 of 32 bytes), to verify its `v1a` signatures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^whpk_[A-Za-z0-9+/]{43}=$")]
+    pub public_key: Option<String>,
     /// The expected token (`token` and `a2a`); generated when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
@@ -752,7 +757,11 @@ pub fn check_signature(
     body: &[u8],
     now_unix: i64,
 ) -> Result<Result<(), VerifyError>> {
-    if req.scheme != Scheme::None && req.secret.is_none() && req.token.is_none() {
+    if req.scheme != Scheme::None
+        && req.secret.is_none()
+        && req.public_key.is_none()
+        && req.token.is_none()
+    {
         // `build_verification` would generate one, which can only ever mismatch.
         return Err(Invalid::new("secret", "is required to verify a signature").into());
     }
@@ -781,6 +790,29 @@ fn build_verification(
         && let Some((field, _)) = only_for_hmac.iter().find(|(_, set)| *set)
     {
         return Err(Invalid::new(*field, "is only used by the `hmac` scheme").into());
+    }
+    if let Some(key) = &r.public_key {
+        if r.scheme != Scheme::StandardWebhooks {
+            return Err(Invalid::new(
+                "verification.public_key",
+                "is only used by the `standard_webhooks` scheme",
+            )
+            .into());
+        }
+        if r.secret.is_some() {
+            return Err(Invalid::new(
+                "verification.public_key",
+                "takes the place of a secret: give one or the other",
+            )
+            .into());
+        }
+        signature::parse_public_key(key)
+            .map_err(|e| Invalid::new("verification.public_key", e.to_string()))?;
+        // Stored where the secret would be: its prefix tells the verifier which it is.
+        let v = Verification::StandardWebhooks {
+            secret: key.trim().to_string(),
+        };
+        return Ok((v, None, None));
     }
     let uses_token = matches!(r.scheme, Scheme::Token | Scheme::A2a);
     if uses_token && r.secret.is_some() {
@@ -831,8 +863,24 @@ fn build_verification(
         Scheme::Token => Verification::Token { token: token() },
         Scheme::A2a => Verification::A2a { token: token() },
         Scheme::StandardWebhooks => {
-            // The same rule as a destination's secret (`domain::signature`).
+            // The same rule as a destination's secret (`domain::signature`); a `whpk_` public
+            // key is taken here too, as `public_key` would be (how `verify_signature` gets
+            // one: it has a single `secret` argument).
             let secret = secret(SecretKind::SigningSecret);
+            if secret
+                .trim_start()
+                .starts_with(signature::PUBLIC_KEY_PREFIX)
+            {
+                signature::parse_public_key(&secret)
+                    .map_err(|e| Invalid::new("verification.secret", e.to_string()))?;
+                return Ok((
+                    Verification::StandardWebhooks {
+                        secret: secret.trim().to_string(),
+                    },
+                    None,
+                    None,
+                ));
+            }
             signature::parse_secret(&secret, Accept::New)
                 .map_err(|e| Invalid::new("verification.secret", e.to_string()))?;
             Verification::StandardWebhooks { secret }

@@ -9,7 +9,7 @@ use crate::domain::amqp::{self, AmqpTarget, AmqpUrl, DEFAULT_ROUTING_KEY};
 use crate::domain::filter::Filter;
 use crate::domain::ids::{Kind, new_id};
 use crate::domain::model::{Destination, DestinationKind, DestinationOptions, Page, SigningSecret};
-use crate::domain::signature;
+use crate::domain::signature::{self, SignatureKind};
 use crate::domain::validate::{self, Invalid};
 use crate::store::Scope;
 
@@ -53,10 +53,17 @@ pub struct CreateDestination {
     pub headers: BTreeMap<String, String>,
     #[serde(default)]
     pub options: DestinationOptions,
-    /// A Standard Webhooks signing secret to use (`whsec_` + base64 of 24-64 bytes; the
-    /// prefix and padding are optional); generated when omitted.
+    /// How requests are signed: `hmac` (the default; `v1` signatures with a shared secret) or
+    /// `ed25519` (`v1a` signatures: Herald keeps the signing key and receivers verify with
+    /// the public key the destination shows).
     #[serde(default)]
-    #[schema(pattern = "^(whsec_)?[A-Za-z0-9+/]+={0,2}$")]
+    pub signature: Option<SignatureKind>,
+    /// The secret to sign with, generated when omitted: for `hmac` a Standard Webhooks secret
+    /// (`whsec_` + base64 of 24-64 bytes; the prefix and padding are optional), for `ed25519`
+    /// a signing key to import (`whsk_` + base64 of its 32-byte seed, or of seed and public
+    /// key). A `whsk_` key alone chooses `ed25519`.
+    #[serde(default)]
+    #[schema(pattern = "^(whsec_|whsk_)?[A-Za-z0-9+/]+={0,2}$")]
     pub secret: Option<String>,
 }
 
@@ -91,13 +98,44 @@ pub struct UpdateDestination {
     pub options: Option<DestinationOptions>,
 }
 
-/// A destination as returned when it is created: the only time its secret is shown (besides
-/// rotation).
+/// A destination as returned when it is created: the only time its HMAC secret is shown
+/// (besides rotation). An ed25519 destination shows its public key instead, as always.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct CreatedDestination {
     #[serde(flatten)]
     pub destination: Destination,
-    pub secret: String,
+    /// `hmac` destinations: the signing secret, shown this once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+/// The secret a destination signs with, as asked for (`field` names the request's fields).
+fn new_signing_secret(
+    kind: Option<SignatureKind>,
+    given: Option<String>,
+    field: &str,
+) -> Result<String> {
+    let kind = kind
+        .or_else(|| given.as_deref().map(SignatureKind::of))
+        .unwrap_or_default();
+    let Some(secret) = given else {
+        return Ok(kind.generate());
+    };
+    if SignatureKind::of(&secret) != kind {
+        let wanted = match kind {
+            SignatureKind::Hmac => "an `hmac` destination takes a `whsec_` secret",
+            SignatureKind::Ed25519 => "an `ed25519` destination takes a `whsk_` signing key",
+        };
+        return Err(Invalid::new(field, wanted).into());
+    }
+    kind.check(&secret)
+        .map_err(|e| Invalid::new(field, e.to_string()))?;
+    Ok(secret)
+}
+
+/// What a response shows of a new secret: an HMAC secret itself, never a signing key.
+fn shown(secret: &str) -> Option<String> {
+    (SignatureKind::of(secret) == SignatureKind::Hmac).then(|| secret.to_string())
 }
 
 impl Herald {
@@ -273,14 +311,7 @@ impl Herald {
             self.limits.strings.max_header_value,
         )?;
         validate::options("options", &req.options)?;
-        let secret = match req.secret {
-            Some(s) => {
-                signature::parse_secret(&s, signature::Accept::New)
-                    .map_err(|e| Invalid::new("secret", e.to_string()))?;
-                s
-            }
-            None => signature::generate_secret(),
-        };
+        let secret = new_signing_secret(req.signature, req.secret, "secret")?;
         let now = self.clock.now();
         let d = Destination {
             id: new_id(Kind::Destination),
@@ -307,8 +338,8 @@ impl Herald {
             .insert_destination(&d, self.limits.max_destinations_per_tenant)
             .await?;
         Ok(CreatedDestination {
+            secret: shown(&secret),
             destination: d,
-            secret,
         })
     }
 
@@ -446,10 +477,10 @@ pub const MAX_ROTATION_OVERLAP_SECS: u64 = 30 * 24 * 3600;
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateSecret {
-    /// The new signing secret (`whsec_` + base64 of 24-64 bytes; the prefix and padding are
-    /// optional); generated when omitted.
+    /// The new secret, of the kind the destination signs with (`whsec_…` for `hmac`, a
+    /// `whsk_…` signing key for `ed25519`); generated when omitted.
     #[serde(default)]
-    #[schema(pattern = "^(whsec_)?[A-Za-z0-9+/]+={0,2}$")]
+    #[schema(pattern = "^(whsec_|whsk_)?[A-Za-z0-9+/]+={0,2}$")]
     pub secret: Option<String>,
     /// How long the previous secret keeps signing (default 24 h, 0 = stop at once).
     #[serde(default)]
@@ -458,8 +489,12 @@ pub struct RotateSecret {
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RotatedSecret {
-    /// The new secret (shown only here).
-    pub secret: String,
+    /// `hmac`: the new secret (shown only here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// `ed25519`: the new public key (the destination shows it too).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
     /// When the previous secret stops signing.
     #[serde(with = "crate::domain::time::serde_rfc3339")]
     #[schema(value_type = String, format = DateTime)]
@@ -484,15 +519,14 @@ impl Herald {
             )
             .into());
         }
-        let secret = match req.secret {
-            Some(s) => {
-                signature::parse_secret(&s, signature::Accept::New)
-                    .map_err(|e| Invalid::new("secret", e.to_string()))?;
-                s
-            }
-            None => signature::generate_secret(),
-        };
         let mut d = self.get_destination(scope, tenant_id, id).await?;
+        // A rotation keeps the kind: receivers verify the old and new keys the same way.
+        let kind = d
+            .secrets
+            .first()
+            .map(|s| SignatureKind::of(&s.secret))
+            .unwrap_or_default();
+        let secret = new_signing_secret(Some(kind), req.secret, "secret")?;
         let now = self.clock.now();
         let previous_expires_at = now + (overlap * 1000) as i64;
         // Secrets already past their overlap are dropped; the current one starts expiring.
@@ -515,7 +549,8 @@ impl Herald {
             return Err(ServiceError::NotFound("destination"));
         }
         Ok(RotatedSecret {
-            secret,
+            public_key: signature::public_key_of(&secret),
+            secret: shown(&secret),
             previous_expires_at,
         })
     }

@@ -11,7 +11,8 @@ use serde::Deserialize;
 use super::views::{DeliveryRow, DestinationRow, Time, local_time_value, parse_local_time};
 use super::{Chrome, NoFields, PortalError, PortalForm, PortalQuery, Session, render, see_other};
 use crate::domain::amqp::DEFAULT_ROUTING_KEY;
-use crate::domain::model::{Destination, DestinationKind, Recovery};
+use crate::domain::model::{Destination, DestinationKind, Recovery, SigningView};
+use crate::domain::signature::SignatureKind;
 use crate::domain::time::rfc3339;
 use crate::http::AppState;
 use crate::service::{CreateDestination, RotateSecret, ServiceError, UpdateDestination};
@@ -80,6 +81,13 @@ pub async fn overview(
     )
 }
 
+/// An ed25519 public key on the destination page.
+struct PublicKeyRow {
+    key: String,
+    /// The previous key during a rotation: when it stops verifying.
+    until: Option<Time>,
+}
+
 /// A secret shown on the destination page right after "reveal" or "rotate".
 struct SecretView {
     secret: String,
@@ -98,6 +106,10 @@ struct DestinationPage {
     options: String,
     created: Time,
     secret: Option<SecretView>,
+    /// ed25519 destinations: their public keys, always shown (they verify, never sign).
+    public_keys: Vec<PublicKeyRow>,
+    /// ed25519 destinations, right after a rotation: until when the previous key verifies.
+    rotated_until: Option<Time>,
     recent: Vec<DeliveryRow>,
     recovery: Option<RecoveryView>,
     recover_since: String,
@@ -173,8 +185,21 @@ async fn destination_page(
             .iter()
             .map(|r| DeliveryRow::new(r, &labels, now))
             .collect(),
+        public_keys: SigningView::of(&d.secrets)
+            .public_keys
+            .into_iter()
+            .filter(|k| k.expires_at.is_none_or(|t| t > now))
+            .map(|k| PublicKeyRow {
+                key: k.public_key,
+                until: k.expires_at.map(|t| Time::new(t, now)),
+            })
+            .collect(),
+        rotated_until: secret
+            .as_ref()
+            .filter(|v| v.secret.is_empty())
+            .and_then(|v| v.previous_until.clone()),
+        secret: secret.filter(|v| !v.secret.is_empty()),
         d: DestinationRow::new(&d, &health, now),
-        secret,
         recovery,
         recover_since: local_time_value(now - 24 * 3_600_000),
     };
@@ -208,7 +233,13 @@ pub async fn reveal_secret(
         .get_destination(session.scope(), &session.tenant_id, &id)
         .await?;
     let now = s.herald.clock.now();
-    let secret = d.active_secrets(now).next().unwrap_or_default().to_string();
+    // An ed25519 signing key is never shown: its public key is, always.
+    let secret = d
+        .active_secrets(now)
+        .next()
+        .filter(|s| SignatureKind::of(s) == SignatureKind::Hmac)
+        .unwrap_or_default()
+        .to_string();
     let shown = SecretView {
         secret,
         previous_until: None,
@@ -231,8 +262,9 @@ pub async fn rotate_secret(
         )
         .await?;
     let now = s.herald.clock.now();
+    // For ed25519 the secret stays empty: the page shows the new public key.
     let shown = SecretView {
-        secret: rotated.secret,
+        secret: rotated.secret.unwrap_or_default(),
         previous_until: Some(Time::new(rotated.previous_expires_at, now)),
     };
     destination_page(&s, &session, &id, None, Some(shown), None).await
@@ -355,6 +387,9 @@ pub struct DestinationFields {
     /// `Name: value` lines.
     #[serde(default)]
     headers: String,
+    /// New destinations only: `hmac` (also when empty) or `ed25519`.
+    #[serde(default)]
+    signature: String,
 }
 
 /// The fields parsed for the services; an error names the form field it belongs to.
@@ -391,7 +426,23 @@ impl DestinationFields {
                 .map(|(k, v)| format!("{k}: {v}"))
                 .collect::<Vec<_>>()
                 .join("\n"),
+            signature: String::new(),
         }
+    }
+
+    /// The signature a new destination asked for; anything else is a forged form.
+    fn signature_kind(&self) -> Result<SignatureKind, PortalError> {
+        match self.signature.as_str() {
+            "" | "hmac" => Ok(SignatureKind::Hmac),
+            "ed25519" => Ok(SignatureKind::Ed25519),
+            other => Err(PortalError::BadForm(format!(
+                "`{other}` is not a signature: hmac or ed25519"
+            ))),
+        }
+    }
+
+    fn is_ed25519(&self) -> bool {
+        self.signature == "ed25519"
     }
 
     fn is_rabbitmq(&self) -> bool {
@@ -575,6 +626,7 @@ pub async fn create(
     PortalForm(session, f): PortalForm<DestinationFields>,
 ) -> Result<Response, PortalError> {
     let kind = f.destination_kind()?;
+    let signature = f.signature_kind()?;
     let p = match f.parse() {
         Ok(p) => p,
         Err((field, msg)) => return rejected(&session, None, f, field, msg),
@@ -592,6 +644,7 @@ pub async fn create(
         filter: p.filter,
         headers: p.headers,
         options: Default::default(),
+        signature: Some(signature),
         secret: None,
     };
     match s
