@@ -15,8 +15,8 @@ use tokio::sync::{Notify, mpsc};
 
 use super::CallbackNews;
 
-use super::common::*;
 use super::dialect::{Dialect, Pools};
+use super::queries::Deliveries;
 use super::rows;
 use super::seal::Keyring;
 use super::sql::{self, Sql};
@@ -397,17 +397,7 @@ impl Dialect for PostgresStore {
             let mut tx = self.pools.write.begin().await?;
             let ids = Self::claim_limited(&mut tx, limit, now, lease_until).await?;
             if !ids.is_empty() {
-                const SQL: &str = concat!(
-                    "SELECT x.id AS delivery_id, x.tenant_id, x.event_id, x.destination_id, \
-                        x.topic, \
-                     x.attempt_count, x.manual, e.data, e.created_at AS event_created_at, \
-                     r.slug AS reply_slug, ",
-                    rows::claim_destination_cols!(),
-                    " FROM deliveries x JOIN events e ON e.id = x.event_id \
-                     LEFT JOIN destinations d ON d.id = x.destination_id \
-                     LEFT JOIN callback_endpoints r ON r.event_id = x.event_id WHERE x.id = ANY($1)"
-                );
-                claimed = sqlx::query_as::<_, rows::ClaimRow>(SQL)
+                claimed = sqlx::query_as::<_, rows::ClaimRow>(CLAIMED_LIMITED.as_str())
                     .bind(&ids)
                     .fetch_all(&mut *tx)
                     .await?;
@@ -570,9 +560,15 @@ static CLAIM_FREE: Sql = Sql::new(|| {
          ORDER BY x.next_attempt_at",
         to = sql::status(t.to),
         from = sql::statuses(t.from),
-        destination = rows::claim_destination_cols!(),
+        destination = rows::CLAIM_DESTINATION,
     )
 });
+
+/// The claimed deliveries of limited destinations loaded for sending (`$1` their ids). Differs
+/// from the SQLite version because Postgres takes the ids as an array (`ANY`); their order is
+/// the claim's, as `claim_limited` returns them.
+static CLAIMED_LIMITED: Sql =
+    Sql::new(|| format!("{} WHERE x.id = ANY($1)", rows::CLAIMED.as_str()));
 
 /// A batch of successful outcomes in one statement (see
 /// [`PostgresStore::finish_successes_in_one_statement`]).
