@@ -175,11 +175,16 @@ impl Dialect for SqliteStore {
         &self.pools
     }
 
+    /// `migrations/sqlite`: the same tables and columns as the Postgres schema, in SQLite's
+    /// types, so the shared queries run on both.
     async fn migrate_schema(&self) -> Result<()> {
         MIGRATOR.run(&self.pools.write).await?;
         Ok(())
     }
 
+    /// Differs from the Postgres claim because SQLite has one writer: the limited and the
+    /// free destinations are claimed in one transaction with no row locks to take or skip,
+    /// and the claimed rows are loaded after, in the same transaction.
     async fn claim_due(
         &self,
         limit: u32,
