@@ -215,13 +215,21 @@ where
 }
 
 fn insert_text<DB: Database>(table: &str, cols: &Columns<DB>) -> String {
+    use std::fmt::Write as _;
     let width = cols.names.len();
     let names = join(cols.names.iter().map(|(_, c)| c.to_string()));
-    let rows = join((0..cols.rows).map(|r| {
-        let row = join((1..=width).map(|n| format!("${}", r * width + n)));
-        format!("({row})")
-    }));
-    format!("INSERT INTO {table} ({names}) VALUES {rows}")
+    // One buffer for the placeholders: a publish's insert has thousands.
+    let mut sql = String::with_capacity(64 + names.len() + cols.rows * width * 6);
+    let _ = write!(sql, "INSERT INTO {table} ({names}) VALUES ");
+    for r in 0..cols.rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for n in 1..=width {
+            let sep = if n == 1 { "" } else { ", " };
+            let _ = write!(sql, "{sep}${}", r * width + n);
+        }
+        sql.push(')');
+    }
+    sql
 }
 
 fn join(parts: impl Iterator<Item = String>) -> String {

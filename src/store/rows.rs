@@ -56,9 +56,8 @@ pub(crate) fn idempotency_conflict(e: sqlx::Error) -> StoreError {
     }
 }
 
-/// The limit columns copied from a destination's options (see migration 0005).
-/// The limit columns (`max_in_flight, rate_limit, fifo`) of a destination's options: what a
-/// claim reads, decided by the domain's [`Limits::of`].
+/// The limit columns (`max_in_flight, rate_limit, fifo`, migration 0005) of a destination's
+/// options: what a claim reads, decided by the domain's [`Limits::of`].
 pub(crate) fn limits(o: &DestinationOptions) -> (Option<i32>, Option<i32>, bool) {
     let l = Limits::of(o);
     (
