@@ -579,7 +579,7 @@ static LIMITED: Sql = Sql::new(|| {
     )
 });
 
-/// The claim of destinations without limits (see `claim` for why this shape).
+/// The claim of destinations without limits (see `claim_due` for why this shape).
 static CLAIM_FREE: Sql = Sql::new(|| {
     let t = Transition::CLAIM;
     format!(

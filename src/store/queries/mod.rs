@@ -21,7 +21,8 @@
 //! (each bound and decoded type): sqlx has no single trait for "a SQL database with these
 //! types", and Rust does not carry such bounds along with a trait, so each module repeats the
 //! ones it uses. The one [`super::Store`] implementation, in `common`, only delegates to
-//! these traits: it is their table of contents.
+//! these traits: it is their table of contents. A method that stands for a `Store` method is
+//! documented there; the helpers the others and the dialects call have their own docs.
 
 mod attempts;
 mod deliveries;
