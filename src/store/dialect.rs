@@ -1,7 +1,7 @@
 //! What each SQL dialect must provide to the shared queries.
 //!
-//! The shared store (`common`) is written once for both databases; where SQLite and Postgres
-//! need different statements, locks or wake-ups, it calls one of these hooks. Each
+//! The shared queries (`queries`) are written once for both databases; where SQLite and
+//! Postgres need different statements, locks or wake-ups, they call one of these hooks. Each
 //! implementation says, next to its code, why it differs from the other.
 
 use async_trait::async_trait;
@@ -47,14 +47,17 @@ pub(crate) trait Dialect: Send + Sync {
     /// The store's pools and keys.
     fn pools(&self) -> &Pools<Self::Db>;
 
+    /// The pool reads go to ([`Pools::read`]).
     fn read(&self) -> &sqlx::Pool<Self::Db> {
         &self.pools().read
     }
 
+    /// The pool writes go to ([`Pools::write`]).
     fn write(&self) -> &sqlx::Pool<Self::Db> {
         &self.pools().write
     }
 
+    /// The keys credentials are sealed with ([`Pools::keys`]).
     fn keys(&self) -> &Keyring {
         &self.pools().keys
     }

@@ -9,17 +9,22 @@
 //!
 //! - `dialect`: the `Dialect` trait, what each SQL dialect provides (pools, migrations, the
 //!   claim, locks, wake-ups, one-statement batch paths).
-//! - `common`: the shared queries, one generic `impl Store` for every dialect.
-//! - `sql`: the statements whose text carries domain constants (statuses, reasons).
+//! - `queries`: the shared queries as plain generic code, one module per aggregate (tenants,
+//!   destinations, deliveries, attempts, inbound, portal, maintenance).
+//! - `common`: the one generic `impl Store` for every dialect, delegating to `queries`.
+//! - `columns`: wide writes with each column named next to its value.
+//! - `sql`: how domain constants (statuses, reasons) are written into statement text.
 //! - `rows`: the row types and their conversions; [`seal`]: encryption at rest.
 //! - [`sqlite`], [`postgres`]: the two dialects; each difference says why.
 //!
 //! Every query that touches tenant data takes the tenant id (or `None` for the platform's admin)
 //! and filters on it, so isolation does not depend on the callers remembering to check.
 
+mod columns;
 mod common;
 pub(crate) mod dialect;
 pub mod postgres;
+mod queries;
 mod rows;
 pub mod seal;
 mod sql;

@@ -4,6 +4,7 @@
 use serde_json::value::RawValue;
 
 use super::seal::{self, Keyring};
+use super::sql::Sql;
 use super::{Claimed, StoreError, TokenRecord};
 use crate::domain::allowance::Limits;
 use crate::domain::amqp::{AmqpTarget, AmqpUrl, DEFAULT_ROUTING_KEY};
@@ -55,9 +56,8 @@ pub(crate) fn idempotency_conflict(e: sqlx::Error) -> StoreError {
     }
 }
 
-/// The limit columns copied from a destination's options (see migration 0005).
-/// The limit columns (`max_in_flight, rate_limit, fifo`) of a destination's options: what a
-/// claim reads, decided by the domain's [`Limits::of`].
+/// The limit columns (`max_in_flight, rate_limit, fifo`, migration 0005) of a destination's
+/// options: what a claim reads, decided by the domain's [`Limits::of`].
 pub(crate) fn limits(o: &DestinationOptions) -> (Option<i32>, Option<i32>, bool) {
     let l = Limits::of(o);
     (
@@ -360,18 +360,26 @@ pub(crate) struct OptDestinationRow {
 }
 
 /// The column list a claim selects from `destinations d` to fill [`OptDestinationRow`].
-macro_rules! claim_destination_cols {
-    () => {
-        "d.id AS d_id, d.kind AS d_kind, d.url AS d_url, \
+pub(crate) const CLAIM_DESTINATION: &str = "d.id AS d_id, d.kind AS d_kind, d.url AS d_url, \
     d.description AS d_description, d.topics AS d_topics, d.filter AS d_filter, \
     d.headers AS d_headers, d.options AS d_options, d.secrets AS d_secrets, \
     d.enabled AS d_enabled, d.disabled_reason AS d_disabled_reason, \
     d.disabled_at AS d_disabled_at, d.created_at AS d_created_at, d.updated_at AS d_updated_at, \
     d.amqp_url AS d_amqp_url, d.amqp_exchange AS d_amqp_exchange, \
-    d.amqp_routing_key AS d_amqp_routing_key"
-    };
-}
-pub(crate) use claim_destination_cols;
+    d.amqp_routing_key AS d_amqp_routing_key";
+
+/// What a claim loads of the deliveries it marked, for [`ClaimRow`]: each dialect adds the
+/// `WHERE` naming them in its own way.
+pub(crate) static CLAIMED: Sql = Sql::new(|| {
+    format!(
+        "SELECT x.id AS delivery_id, x.tenant_id, x.event_id, x.destination_id, x.topic, \
+         x.attempt_count, x.manual, e.data, e.created_at AS event_created_at, \
+         r.slug AS reply_slug, {CLAIM_DESTINATION} \
+         FROM deliveries x JOIN events e ON e.id = x.event_id \
+         LEFT JOIN destinations d ON d.id = x.destination_id \
+         LEFT JOIN callback_endpoints r ON r.event_id = x.event_id"
+    )
+});
 
 /// Opens a claim's rows. Deliveries of one destination share one opened [`Destination`]:
 /// opening decrypts its secrets and headers and parses five JSON columns, which per row was

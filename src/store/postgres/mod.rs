@@ -6,6 +6,8 @@
 //! any node starts a new delivery within milliseconds instead of at its next poll. (Rarer writes
 //! that schedule work, such as replays and recoveries, notify inside their transaction.)
 
+mod unnest;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,8 +17,8 @@ mod notify;
 
 use notify::{CALLBACK_CHANNEL, Notifier, WORK_CHANNEL};
 
-use super::common::*;
 use super::dialect::{Dialect, Pools};
+use super::queries::Deliveries;
 use super::rows;
 use super::seal::Keyring;
 use super::sql::{self, Sql};
@@ -25,6 +27,7 @@ use crate::domain::callback::{Callback, Ingested};
 use crate::domain::model::Attempt;
 use crate::domain::state::{DeliveryStatus, Transition};
 use crate::domain::time::Millis;
+use unnest::{Arrays, Unnest};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -219,59 +222,75 @@ impl Dialect for PostgresStore {
         else {
             return Ok(None);
         };
-        let col =
-            |f: fn(&Attempt) -> Option<&str>| attempts.iter().map(|a| f(a)).collect::<Vec<_>>();
-        let applied: std::collections::HashSet<String> =
-            sqlx::query_scalar(FINISH_SUCCESSES_ONE_STATEMENT.as_str())
-                .bind(col(|a| Some(&a.id)))
-                .bind(col(|a| Some(&a.delivery_id)))
-                .bind(
-                    attempts
-                        .iter()
-                        .map(|a| a.attempt as i32)
-                        .collect::<Vec<_>>(),
-                )
-                .bind(col(|a| Some(a.trigger.as_str())))
-                .bind(attempts.iter().map(|a| a.started_at).collect::<Vec<_>>())
-                .bind(
-                    attempts
-                        .iter()
-                        .map(|a| a.duration_ms as i64)
-                        .collect::<Vec<_>>(),
-                )
-                .bind(col(|a| a.url.as_deref()))
-                .bind(
-                    attempts
-                        .iter()
-                        .map(|a| a.status_code.map(i32::from))
-                        .collect::<Vec<_>>(),
-                )
-                .bind(col(|a| a.error_kind.map(|k| k.as_str())))
-                .bind(col(|a| a.error.as_deref()))
-                .bind(
-                    attempts
-                        .iter()
-                        .map(|a| rows::to_json(&a.request_headers))
-                        .collect::<Vec<_>>(),
-                )
-                .bind(
-                    attempts
-                        .iter()
-                        .map(|a| rows::to_json(&a.response_headers))
-                        .collect::<Vec<_>>(),
-                )
-                .bind(col(|a| a.response_body.as_deref()))
-                .bind(fs.iter().map(|f| f.tenant_id.as_str()).collect::<Vec<_>>())
-                .bind(
-                    fs.iter()
-                        .map(|f| f.attempt_number as i32)
-                        .collect::<Vec<_>>(),
-                )
-                .bind(fs.iter().map(|f| f.now).collect::<Vec<_>>())
-                .fetch_all(&self.pools.write)
-                .await?
-                .into_iter()
-                .collect();
+        let col = |f: fn(&Attempt) -> Option<&str>| attempts.iter().map(|a| f(a)).collect();
+        let mut v = Arrays::new();
+        v.array("id", "text", col(|a| Some(&a.id)))
+            .array("delivery_id", "text", col(|a| Some(&a.delivery_id)))
+            .array(
+                "attempt",
+                "int4",
+                attempts.iter().map(|a| a.attempt as i32).collect(),
+            )
+            .array("trigger", "text", col(|a| Some(a.trigger.as_str())))
+            .array(
+                "started_at",
+                "int8",
+                attempts.iter().map(|a| a.started_at).collect(),
+            )
+            .array(
+                "duration_ms",
+                "int8",
+                attempts.iter().map(|a| a.duration_ms as i64).collect(),
+            )
+            .array("url", "text", col(|a| a.url.as_deref()))
+            .array(
+                "status_code",
+                "int4",
+                attempts
+                    .iter()
+                    .map(|a| a.status_code.map(i32::from))
+                    .collect(),
+            )
+            .array(
+                "error_kind",
+                "text",
+                col(|a| a.error_kind.map(|k| k.as_str())),
+            )
+            .array("error", "text", col(|a| a.error.as_deref()))
+            .array(
+                "request_headers",
+                "text",
+                attempts
+                    .iter()
+                    .map(|a| rows::to_json(&a.request_headers))
+                    .collect(),
+            )
+            .array(
+                "response_headers",
+                "text",
+                attempts
+                    .iter()
+                    .map(|a| rows::to_json(&a.response_headers))
+                    .collect(),
+            )
+            .array("response_body", "text", col(|a| a.response_body.as_deref()))
+            .array(
+                "tenant_id",
+                "text",
+                fs.iter().map(|f| f.tenant_id.as_str()).collect(),
+            )
+            .array(
+                "claimed_attempt",
+                "int4",
+                fs.iter().map(|f| f.attempt_number as i32).collect(),
+            )
+            .array("now", "int8", fs.iter().map(|f| f.now).collect());
+        let (sql, args) = FINISH_SUCCESSES_ONE_STATEMENT.bind(v)?;
+        let applied: std::collections::HashSet<String> = sqlx::query_scalar_with(sql, args)
+            .fetch_all(&self.pools.write)
+            .await?
+            .into_iter()
+            .collect();
         Ok(Some(
             fs.iter()
                 .map(|f| Finished {
@@ -314,32 +333,50 @@ impl Dialect for PostgresStore {
         }
         let endpoints: std::collections::HashSet<&str> =
             cs.iter().map(|c| c.endpoint_id.as_str()).collect();
-        let col = |f: fn(&Callback) -> Option<&str>| cs.iter().map(f).collect::<Vec<_>>();
+        let col = |f: fn(&Callback) -> Option<&str>| cs.iter().map(f).collect();
+        let mut v = Arrays::new();
+        v.array("id", "text", col(|c| Some(&c.id)))
+            .array("endpoint_id", "text", col(|c| Some(&c.endpoint_id)))
+            .array("tenant_id", "text", col(|c| c.tenant_id.as_deref()))
+            .array("method", "text", col(|c| Some(&c.method)))
+            .array("path", "text", col(|c| Some(&c.path)))
+            .array("query", "text", col(|c| c.query.as_deref()))
+            .array(
+                "headers",
+                "text",
+                cs.iter().map(|c| rows::to_json(&c.headers)).collect(),
+            )
+            .array(
+                "body",
+                "bytea",
+                cs.iter().map(|c| c.body.as_slice()).collect(),
+            )
+            .array("content_type", "text", col(|c| c.content_type.as_deref()))
+            .array("remote_addr", "text", col(|c| c.remote_addr.as_deref()))
+            .array(
+                "received_at",
+                "int8",
+                cs.iter().map(|c| c.received_at).collect(),
+            )
+            .array("verified", "bool", cs.iter().map(|c| c.verified).collect())
+            .array("status", "text", col(|c| Some(c.status.as_str())))
+            .array("reject_reason", "text", col(|c| c.reject_reason.as_deref()))
+            .array("dedupe_key", "text", col(|c| c.dedupe_key.as_deref()))
+            .array(
+                "a2a_task_id",
+                "text",
+                col(|c| c.a2a.as_ref().map(|a| a.task_id.as_str())),
+            )
+            .array(
+                "a2a_state",
+                "text",
+                col(|c| c.a2a.as_ref().and_then(|a| a.state.as_deref())),
+            )
+            .array("acked_at", "int8", cs.iter().map(|c| c.acked_at).collect())
+            .plain("endpoints", endpoints.len() as i64);
+        let (sql, args) = INGEST_ONE_STATEMENT.bind(v)?;
         let rows: Vec<(Option<String>, Option<i64>, Option<String>)> =
-            sqlx::query_as(INGEST_ONE_STATEMENT)
-                .bind(col(|c| Some(&c.id)))
-                .bind(col(|c| Some(&c.endpoint_id)))
-                .bind(col(|c| c.tenant_id.as_deref()))
-                .bind(col(|c| Some(&c.method)))
-                .bind(col(|c| Some(&c.path)))
-                .bind(col(|c| c.query.as_deref()))
-                .bind(
-                    cs.iter()
-                        .map(|c| rows::to_json(&c.headers))
-                        .collect::<Vec<_>>(),
-                )
-                .bind(cs.iter().map(|c| c.body.as_slice()).collect::<Vec<_>>())
-                .bind(col(|c| c.content_type.as_deref()))
-                .bind(col(|c| c.remote_addr.as_deref()))
-                .bind(cs.iter().map(|c| c.received_at).collect::<Vec<_>>())
-                .bind(cs.iter().map(|c| c.verified).collect::<Vec<_>>())
-                .bind(col(|c| Some(c.status.as_str())))
-                .bind(col(|c| c.reject_reason.as_deref()))
-                .bind(col(|c| c.dedupe_key.as_deref()))
-                .bind(col(|c| c.a2a.as_ref().map(|a| a.task_id.as_str())))
-                .bind(col(|c| c.a2a.as_ref().and_then(|a| a.state.as_deref())))
-                .bind(cs.iter().map(|c| c.acked_at).collect::<Vec<_>>())
-                .bind(endpoints.len() as i64)
+            sqlx::query_as_with(sql, args)
                 .fetch_all(&self.pools.write)
                 .await?;
         let mut by_id: std::collections::HashMap<String, Ingested> = Default::default();
@@ -377,11 +414,16 @@ impl Dialect for PostgresStore {
         &self.pools
     }
 
+    /// `migrations/postgres`: the same tables and columns as the SQLite schema, in Postgres'
+    /// types, so the shared queries run on both.
     async fn migrate_schema(&self) -> Result<()> {
         MIGRATOR.run(&self.pools.write).await?;
         Ok(())
     }
 
+    /// Differs from the SQLite claim because several processes claim at once: the free
+    /// destinations are claimed in one autocommitted statement that skips rows another
+    /// worker holds, and only a due limited destination costs the serialized transaction.
     async fn claim_due(
         &self,
         limit: u32,
@@ -401,17 +443,7 @@ impl Dialect for PostgresStore {
             let mut tx = self.pools.write.begin().await?;
             let ids = Self::claim_limited(&mut tx, limit, now, lease_until).await?;
             if !ids.is_empty() {
-                const SQL: &str = concat!(
-                    "SELECT x.id AS delivery_id, x.tenant_id, x.event_id, x.destination_id, \
-                        x.topic, \
-                     x.attempt_count, x.manual, e.data, e.created_at AS event_created_at, \
-                     r.slug AS reply_slug, ",
-                    rows::claim_destination_cols!(),
-                    " FROM deliveries x JOIN events e ON e.id = x.event_id \
-                     LEFT JOIN destinations d ON d.id = x.destination_id \
-                     LEFT JOIN callback_endpoints r ON r.event_id = x.event_id WHERE x.id = ANY($1)"
-                );
-                claimed = sqlx::query_as::<_, rows::ClaimRow>(SQL)
+                claimed = sqlx::query_as::<_, rows::ClaimRow>(CLAIMED_LIMITED.as_str())
                     .bind(&ids)
                     .fetch_all(&mut *tx)
                     .await?;
@@ -451,19 +483,16 @@ impl Dialect for PostgresStore {
 
 /// A batch of captures in one statement (see [`PostgresStore::ingest_in_one_statement`]): the
 /// rows to insert, the endpoints to lock, the duplicates to count, the notices to send.
-const INGEST_ONE_STATEMENT: &str = "\
+static INGEST_ONE_STATEMENT: Unnest = Unnest::new(|p| {
+    format!(
+        "\
 WITH v AS ( \
-  SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-    $7::text[], $8::bytea[], $9::text[], $10::text[], $11::int8[], $12::bool[], $13::text[], \
-    $14::text[], $15::text[], $16::text[], $17::text[], $18::int8[]) WITH ORDINALITY \
-    AS v(id, endpoint_id, tenant_id, method, path, query, headers, body, content_type, \
-         remote_addr, received_at, verified, status, reject_reason, dedupe_key, a2a_task_id, \
-         a2a_state, acked_at, ord) \
+  SELECT * FROM UNNEST({arrays}) WITH ORDINALITY AS v({columns}, ord) \
 ), locked AS ( \
   SELECT e.id FROM callback_endpoints e WHERE e.id IN (SELECT endpoint_id FROM v) \
   ORDER BY e.id FOR UPDATE \
 ), checked AS ( \
-  SELECT count(*) = $19 AS ok FROM locked \
+  SELECT count(*) = {endpoints} AS ok FROM locked \
 ), dup AS ( \
   SELECT v.id, o.id AS original_id FROM v CROSS JOIN LATERAL ( \
     SELECT c.id FROM callbacks c WHERE c.endpoint_id = v.endpoint_id \
@@ -497,7 +526,12 @@ WITH v AS ( \
   RETURNING id, cursor \
 ) \
 SELECT i.id, i.cursor, NULL::text AS original_id FROM ins i \
-UNION ALL SELECT d.id, NULL, d.original_id FROM dup d WHERE (SELECT ok FROM checked)";
+UNION ALL SELECT d.id, NULL, d.original_id FROM dup d WHERE (SELECT ok FROM checked)",
+        arrays = p.arrays,
+        columns = p.columns,
+        endpoints = p.param("endpoints"),
+    )
+});
 
 /// Limited destinations, and whether each has due work (`$1` now).
 static LIMITED: Sql = Sql::new(|| {
@@ -511,7 +545,7 @@ static LIMITED: Sql = Sql::new(|| {
     )
 });
 
-/// The claim of destinations without limits (see `claim` for why this shape).
+/// The claim of destinations without limits (see `claim_due` for why this shape).
 static CLAIM_FREE: Sql = Sql::new(|| {
     let t = Transition::CLAIM;
     format!(
@@ -536,23 +570,24 @@ static CLAIM_FREE: Sql = Sql::new(|| {
          ORDER BY x.next_attempt_at",
         to = sql::status(t.to),
         from = sql::statuses(t.from),
-        destination = rows::claim_destination_cols!(),
+        destination = rows::CLAIM_DESTINATION,
     )
 });
 
+/// The claimed deliveries of limited destinations loaded for sending (`$1` their ids). Differs
+/// from the SQLite version because Postgres takes the ids as an array (`ANY`); their order is
+/// the claim's, as `claim_limited` returns them.
+static CLAIMED_LIMITED: Sql =
+    Sql::new(|| format!("{} WHERE x.id = ANY($1)", rows::CLAIMED.as_str()));
+
 /// A batch of successful outcomes in one statement (see
 /// [`PostgresStore::finish_successes_in_one_statement`]).
-static FINISH_SUCCESSES_ONE_STATEMENT: Sql = Sql::new(|| {
+static FINISH_SUCCESSES_ONE_STATEMENT: Unnest = Unnest::new(|p| {
     let t = Transition::SUCCEED;
     format!(
         "\
 WITH v AS ( \
-  SELECT * FROM UNNEST($1::text[], $2::text[], $3::int4[], $4::text[], $5::int8[], $6::int8[], \
-    $7::text[], $8::int4[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], \
-    $14::text[], $15::int4[], $16::int8[]) \
-    AS v(id, delivery_id, attempt, trigger, started_at, duration_ms, url, status_code, \
-         error_kind, error, request_headers, response_headers, response_body, tenant_id, \
-         claimed_attempt, now) \
+  SELECT * FROM UNNEST({arrays}) AS v({columns}) \
 ), ins AS ( \
   INSERT INTO attempts (id, delivery_id, attempt, trigger, started_at, duration_ms, url, \
     status_code, error_kind, error, request_headers, response_headers, response_body, tenant_id) \
@@ -571,6 +606,8 @@ WITH v AS ( \
     AND (d.consecutive_failures > 0 OR d.failing_since IS NOT NULL) \
 ) \
 SELECT id FROM upd",
+        arrays = p.arrays,
+        columns = p.columns,
         to = sql::status(t.to),
         from = sql::statuses(t.from),
     )

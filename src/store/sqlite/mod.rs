@@ -12,8 +12,8 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, Transaction};
 
-use super::common::*;
 use super::dialect::{Dialect, Pools};
+use super::queries::Deliveries;
 use super::rows;
 use super::seal::Keyring;
 use super::sql::{self, Sql};
@@ -40,6 +40,16 @@ static CLAIM_FREE: Sql = Sql::new(|| {
          RETURNING id",
         to = sql::status(t.to),
         from = sql::statuses(t.from),
+    )
+});
+
+/// The claimed deliveries loaded for sending (`$1` their ids, a JSON array). Differs from the
+/// Postgres version because SQLite has no array parameters: the ids go in as JSON and
+/// `json_each` unpacks them. In due order, as the Postgres claim returns them.
+static CLAIMED: Sql = Sql::new(|| {
+    format!(
+        "{} WHERE x.id IN (SELECT value FROM json_each($1)) ORDER BY x.next_attempt_at, x.id",
+        rows::CLAIMED.as_str()
     )
 });
 
@@ -165,11 +175,16 @@ impl Dialect for SqliteStore {
         &self.pools
     }
 
+    /// `migrations/sqlite`: the same tables and columns as the Postgres schema, in SQLite's
+    /// types, so the shared queries run on both.
     async fn migrate_schema(&self) -> Result<()> {
         MIGRATOR.run(&self.pools.write).await?;
         Ok(())
     }
 
+    /// Differs from the Postgres claim because SQLite has one writer: the limited and the
+    /// free destinations are claimed in one transaction with no row locks to take or skip,
+    /// and the claimed rows are loaded after, in the same transaction.
     async fn claim_due(
         &self,
         limit: u32,
@@ -188,18 +203,7 @@ impl Dialect for SqliteStore {
         if ids.is_empty() {
             return Ok(vec![]);
         }
-        const SQL: &str = concat!(
-            "SELECT x.id AS delivery_id, x.tenant_id, x.event_id, x.destination_id, x.topic, \
-             x.attempt_count, x.manual, e.data, e.created_at AS event_created_at, \
-             r.slug AS reply_slug, ",
-            rows::claim_destination_cols!(),
-            " \
-             FROM deliveries x JOIN events e ON e.id = x.event_id \
-             LEFT JOIN destinations d ON d.id = x.destination_id \
-             LEFT JOIN callback_endpoints r ON r.event_id = x.event_id \
-             WHERE x.id IN (SELECT value FROM json_each($1)) ORDER BY x.next_attempt_at, x.id"
-        );
-        let claimed = sqlx::query_as::<_, rows::ClaimRow>(SQL)
+        let claimed = sqlx::query_as::<_, rows::ClaimRow>(CLAIMED.as_str())
             .bind(rows::to_json(&ids))
             .fetch_all(&mut *tx)
             .await?;
