@@ -2,8 +2,13 @@
 //! receiver that misbehaves in every way it can, and several Herald processes on one database.
 //! Each test ends with exact counts and prints its figures (`-- --nocapture` to see them).
 //!
+//! Its own binary, not in `tests/it`, so it never runs beside the rest of the suite: its storms
+//! of thousands of events, killed Herald processes and restarted Postgres cluster would starve
+//! the suite's tests that bound a wait in seconds, and the events/s figures in BENCHMARKS.md are
+//! from `scripts/test --test chaos` runs with no other test of the suite beside them.
+//!
 //! The RabbitMQ-connection-dropped case lives with the RabbitMQ destinations, in
-//! `tests/rabbitmq.rs` (`a_storm_loses_nothing_when_the_broker_drops_the_connection_twice_mid_delivery`).
+//! `tests/it/rabbitmq.rs` (`a_storm_loses_nothing_when_the_broker_drops_the_connection_twice_mid_delivery`).
 
 mod chaos_support;
 mod common;

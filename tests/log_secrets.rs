@@ -3,7 +3,9 @@
 //! events are published with a tenant token and delivered (one failure, one success), and
 //! callbacks are ingested, rejected and acknowledged — then searched for every credential.
 //!
-//! One test in its own binary: the subscriber is process-global.
+//! One test in its own binary, not in `tests/it`: the subscriber is process-global, can be
+//! installed once per process, and would capture the logs of every other test running
+//! alongside.
 
 mod common;
 

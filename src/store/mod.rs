@@ -1,7 +1,7 @@
 //! Storage: the only module that speaks SQL.
 //!
 //! [`Store`] is what the rest of Herald needs from a database. Two implementations pass the
-//! same conformance suite (`tests/store_suite.rs`, every method on both):
+//! same conformance suite (`tests/it/store_suite.rs`, every method on both):
 //! [`sqlite::SqliteStore`], the embedded default, and [`postgres::PostgresStore`] for
 //! production and for several nodes sharing one database.
 //!

@@ -2,7 +2,6 @@
 //! private Postgres cluster (so it can be restarted without disturbing anyone else's tests), a
 //! counting receiver that also detects concurrent sends of one delivery, and a chaotic receiver
 //! that misbehaves on purpose.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -1,5 +1,10 @@
 //! Shared test harness: a fresh database per test (SQLite file or Postgres database), Herald
 //! spawned on port 0, and a real webhook receiver on a random loopback port.
+//!
+//! Compiled into every test binary: `tests/it` (as `common`), `tests/log_secrets.rs` and
+//! `tests/chaos.rs`, the last two using a small part of it.
+// Each binary checks this module for dead code on its own, so whatever the two small ones do
+// not call would warn there.
 #![allow(dead_code)]
 
 use std::collections::{HashMap, VecDeque};
@@ -25,6 +30,8 @@ pub const ADMIN_TOKEN: &str = "test-admin-token";
 pub const ENCRYPTION_KEY: &str = "aGVyYWxkIHRlc3QgZW5jcnlwdGlvbiBrZXkgMzJieSE=";
 
 /// Runs one async test function against each store, as `sqlite::name` and `postgres::name`.
+/// The calling module needs `common` in scope (`use crate::common;`): the modules made here
+/// name `super::common`.
 #[macro_export]
 macro_rules! for_each_store {
     ($($name:ident),* $(,)?) => {

@@ -1,6 +1,6 @@
 """A real MCP client (the official Python SDK, `mcp` 2.x) driving Herald's MCP server.
 
-Run by `tests/mcp.rs`, which starts Herald and asserts on what this prints:
+Run by `tests/it/mcp.rs`, which starts Herald and asserts on what this prints:
 
     client.py http  URL TOKEN          SCENARIO [ARG...]   Streamable HTTP (`/mcp`)
     client.py stdio HERALD_BIN [--url URL] SCENARIO [ARG...]   `herald mcp` over stdio

@@ -1,5 +1,5 @@
 """Drives a live Herald through a client that openapi-python-client generated from its
-/openapi.json: what a platform team's own SDK would do. Run by tests/openapi.rs.
+/openapi.json: what a platform team's own SDK would do. Run by tests/it/openapi.rs.
 
 Arguments: the client's package directory (on sys.path), Herald's base URL, the admin token,
 the receiver's URL. Every step asserts on the typed models the generator made, so a field

@@ -1,5 +1,5 @@
 // Type-checked (not run) against the types openapi-typescript generates from Herald's
-// /openapi.json into ./schema.d.ts, by tests/openapi.rs: a TypeScript client's view of the API.
+// /openapi.json into ./schema.d.ts, by tests/it/openapi.rs: a TypeScript client's view of the API.
 import type { components, operations, paths } from "./schema";
 
 type Schemas = components["schemas"];

@@ -9,7 +9,7 @@
 //! One store is enough here: the fuzzer exercises the HTTP layer's validation and the
 //! document's accuracy, which do not depend on the store (the store suites cover both).
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -2,7 +2,7 @@
 //! retries on the schedule (with a controlled clock, no sleeping through delays), 410, leases,
 //! redirects, timeouts and connection reuse.
 
-mod common;
+use crate::{common, for_each_store};
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! Operations on both stores: secret rotation, payload filters, retention, graceful shutdown.
 
-mod common;
+use crate::{common, for_each_store};
 
 use std::time::Duration;
 

@@ -1,8 +1,8 @@
 //! The tenant portal, route by route, on both stores: sign-in links and sessions, every page,
 //! every form (with and without its CSRF token), and another tenant's ids tried everywhere.
 
-mod common;
-mod portal_support;
+use crate::portal_support;
+use crate::{common, for_each_store};
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! limit, a purge at the retention bound, a replay of a skipped delivery, a recovery since a
 //! time, a portal link spent or expired).
 
-mod common;
+use crate::{common, for_each_store};
 #[path = "store_suite/inbound.rs"]
 mod inbound;
 #[path = "store_suite/news.rs"]

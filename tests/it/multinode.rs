@@ -1,6 +1,6 @@
 //! Several Herald processes on one Postgres: every event is delivered, none is sent twice.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::Arc;

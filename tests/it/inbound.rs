@@ -1,8 +1,8 @@
 //! Inbound capture on both stores: endpoints, every verification scheme over real HTTP, ingest
 //! limits, dedupe, cursors, bad input (docs/inbound.md).
 
-mod common;
-mod inbound_support;
+use crate::inbound_support;
+use crate::{common, for_each_store};
 
 use std::time::Duration;
 

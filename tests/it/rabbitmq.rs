@@ -8,8 +8,8 @@
 //! closing Herald's connection (`rabbitmqctl close_connection`), found by the connection name
 //! each test gives Herald.
 
-mod common;
-mod portal_support;
+use crate::portal_support;
+use crate::{common, for_each_store};
 
 use std::sync::Arc;
 use std::time::Duration;

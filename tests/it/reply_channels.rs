@@ -1,8 +1,7 @@
 //! Reply channels (docs/reply-channels.md) on both stores: an event carries a URL its subscriber answers on,
 //! and the publisher waits for the answer. Real receiver, real HTTP, both directions.
 
-mod common;
-mod inbound_support;
+use crate::{common, for_each_store};
 
 use std::time::{Duration, Instant};
 

@@ -6,7 +6,7 @@
 //! Scenarios that need the test to act midway (cancel, answer a reply) print a `phase` line and
 //! read the go-ahead from stdin.
 
-mod common;
+use crate::{common, for_each_store};
 
 use std::path::PathBuf;
 use std::process::Stdio;

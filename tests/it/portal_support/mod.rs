@@ -1,5 +1,4 @@
 //! Helpers shared by the portal tests: sign-in links and a cookie-carrying portal client.
-#![allow(dead_code)]
 
 pub mod webdriver;
 

@@ -2,7 +2,7 @@
 //! problem+json naming the field and leaves nothing written; the per-tenant destination limit
 //! holds under concurrent creates; oversized request heads are refused by the server.
 
-mod common;
+use crate::{common, for_each_store};
 
 use common::{StoreKind, TestApp};
 use serde_json::{Value, json};

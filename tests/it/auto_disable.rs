@@ -1,6 +1,6 @@
 //! Auto-disable and operator events, on both stores.
 
-mod common;
+use crate::{common, for_each_store};
 
 use std::time::Duration;
 

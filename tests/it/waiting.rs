@@ -1,8 +1,8 @@
 //! Waiting on callbacks (docs/waiting.md) on both stores: long-poll, cursors, SSE resume, poll/ack,
 //! and on Postgres the wake-up across processes.
 
-mod common;
-mod inbound_support;
+use crate::inbound_support;
+use crate::{common, for_each_store};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -7,7 +7,7 @@
 //! `scripts/test` installs the tools (a Python virtualenv and `scripts/test-node`) and exports
 //! `HERALD_TEST_PYTHON` and `HERALD_TEST_NODE_BIN`.
 
-mod common;
+use crate::{common, for_each_store};
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -65,7 +65,7 @@ async fn served_document(app: &TestApp) -> Value {
     doc
 }
 
-/// `HERALD_UPDATE_DOCS=1 scripts/test --test openapi` rewrites the snapshot.
+/// `HERALD_UPDATE_DOCS=1 scripts/test --test it openapi::` rewrites the snapshot.
 #[tokio::test]
 async fn the_served_document_is_the_committed_snapshot() {
     let app = TestApp::spawn(StoreKind::Sqlite).await;
@@ -77,7 +77,7 @@ async fn the_served_document_is_the_committed_snapshot() {
     assert!(
         committed == served,
         "the API changed: review the difference, then refresh docs/openapi.json with \
-         HERALD_UPDATE_DOCS=1 scripts/test --test openapi"
+         HERALD_UPDATE_DOCS=1 scripts/test --test it openapi::"
     );
 }
 

@@ -1,7 +1,7 @@
 //! Replay and bulk recovery on both stores: every replay is a `manual` attempt, recorded like
 //! any other.
 
-mod common;
+use crate::{common, for_each_store};
 
 use std::time::Duration;
 

@@ -3,11 +3,11 @@
 //! rotate a secret; disable and re-enable a destination. Screenshots of the main pages, on a
 //! 1440 px desktop and a 375 px phone, go to `artifacts/screenshots/` (not committed).
 //!
-//! The store behaviours behind these pages are covered on both stores by `tests/portal.rs`;
+//! The store behaviours behind these pages are covered on both stores by `tests/it/portal.rs`;
 //! this file checks what only a browser can (cookies, redirects, forms, layout), on SQLite.
 
-mod common;
-mod portal_support;
+use crate::common;
+use crate::portal_support;
 
 use std::time::Duration;
 

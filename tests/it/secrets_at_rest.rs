@@ -3,7 +3,7 @@
 //! sealing are sealed at start, a key rotation re-seals everything, and a node with the wrong
 //! key refuses to start.
 
-mod common;
+use crate::{common, for_each_store};
 
 use std::sync::Arc;
 use std::time::Duration;

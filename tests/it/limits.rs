@@ -1,7 +1,7 @@
 //! Per-destination limits — `max_in_flight`, `rate_limit` and FIFO ordering — on both stores,
 //! and across two Herald nodes sharing one database.
 
-mod common;
+use crate::{common, for_each_store};
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Security on both stores: private and loopback destinations are refused unless explicitly
 //! allowed (at save and at connect time); slow clients are cut off.
 
-mod common;
+use crate::{common, for_each_store};
 
 use common::{Receiver, StoreKind, TestApp};
 use serde_json::{Value, json};

@@ -1,7 +1,7 @@
 //! Tenant isolation, on both stores: tenant A's token tried against every endpoint that names
 //! tenant B's resources gets 404 every time, and B's data is unchanged afterwards.
 
-mod common;
+use crate::{common, for_each_store};
 
 use common::{Receiver, StoreKind, TestApp};
 use reqwest::Method;

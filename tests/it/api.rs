@@ -1,7 +1,7 @@
 //! The REST API on both stores: resources, pagination, idempotency, authentication, and bad
 //! input answered with problem+json that names the field and writes nothing.
 
-mod common;
+use crate::{common, for_each_store};
 
 use common::{ADMIN_TOKEN, Receiver, StoreKind, TestApp};
 use serde_json::{Value, json};

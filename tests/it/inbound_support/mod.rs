@@ -1,5 +1,4 @@
-//! Helpers shared by the inbound test files: create endpoints, send callbacks, wait.
-#![allow(dead_code)]
+//! Helpers shared by the inbound test modules (`inbound`, `waiting`): create endpoints, send callbacks, wait.
 
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
