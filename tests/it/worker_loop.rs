@@ -12,7 +12,7 @@
 //! worker's next store call ([`Observed::let_time_run`]). How far the clock moved is how long
 //! the loop slept. [`Observed`] is the real store with a record of the worker's calls.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -5,7 +5,7 @@
 //! The databases are dumps in `tests/fixtures/release/`, made by the release's own binary with
 //! `tests/fixtures/release/make.sh` (which says what they hold).
 
-mod common;
+use crate::{common, for_each_store};
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! it, across a rotation too, and never shows its signing key. Inbound, a `standard_webhooks`
 //! endpoint given a sender's public key accepts what that sender signs and nothing else.
 
-mod common;
+use crate::{common, for_each_store};
 
 use std::process::Stdio;
 use std::time::Duration;
