@@ -607,11 +607,64 @@ async fn run_on(opts: &BenchOptions, database_url: &str) -> anyhow::Result<Value
         "cpu_busy_pct": cpu.map(|c| c.0),
         "cpu_steal_pct": cpu.map(|c| c.1),
     });
+    let signing = signing_costs();
+    if let Some(all) = figures.as_object_mut() {
+        all.insert("sign_hmac_us".into(), json!(signing.hmac_us));
+        all.insert("sign_ed25519_us".into(), json!(signing.ed25519_us));
+        all.insert("verify_ed25519_us".into(), json!(signing.verify_us));
+    }
     let steady_keys = steady.unwrap_or_else(steady::absent);
     if let (Some(all), Some(more)) = (figures.as_object_mut(), steady_keys.as_object()) {
         all.extend(more.clone());
     }
     Ok(figures)
+}
+
+/// What one signature costs, in µs of this thread's time: the signer the executor calls per
+/// request (`webhook-signature` of one key), HMAC and ed25519, and an ed25519 verification.
+struct SigningCosts {
+    hmac_us: f64,
+    ed25519_us: f64,
+    verify_us: f64,
+}
+
+fn signing_costs() -> SigningCosts {
+    use crate::domain::signature::{self, SignatureKind};
+    const N: u32 = 2_000;
+    let body = format!(r#"{{"topic":"job.done","data":{{"output":"{PAYLOAD}"}}}}"#);
+    let per_call = |f: &dyn Fn() -> usize| {
+        let start = std::time::Instant::now();
+        let mut sink = 0;
+        for _ in 0..N {
+            sink += f();
+        }
+        std::hint::black_box(sink);
+        (start.elapsed().as_secs_f64() * 1e6 / f64::from(N) * 100.0).round() / 100.0
+    };
+    let hmac = SignatureKind::Hmac.generate();
+    let ed25519 = SignatureKind::Ed25519.generate();
+    let sign =
+        |key: &str| signature::signature_header([key], "evt_1", 1_700_000_000, body.as_bytes());
+    let public = signature::parse_public_key(&signature::public_key_of(&ed25519).unwrap()).unwrap();
+    let sig = sign(&ed25519);
+    let raw = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        sig.strip_prefix("v1a,").unwrap_or_default(),
+    )
+    .unwrap_or_default();
+    SigningCosts {
+        hmac_us: per_call(&|| sign(&hmac).len()),
+        ed25519_us: per_call(&|| sign(&ed25519).len()),
+        verify_us: per_call(&|| {
+            usize::from(signature::verify_v1a(
+                &public,
+                "evt_1",
+                1_700_000_000,
+                body.as_bytes(),
+                &raw,
+            ))
+        }),
+    }
 }
 
 /// The payload of every benchmark event and callback: 200 bytes.

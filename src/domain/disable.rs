@@ -3,8 +3,12 @@
 //! A destination is disabled at once when its endpoint answers 410 Gone, or when its attempts
 //! keep failing: after [`AutoDisable::after_failures`] consecutive failed attempts, or after
 //! [`AutoDisable::after_ms`] of nothing but failures, whichever comes first. The store keeps
-//! the failure streak and records the decision (`store::destinations`); the decision itself is
-//! made here.
+//! the failure streak and records the decision (`store::queries::deliveries`, with each
+//! finish); the decision itself is made here.
+//!
+//! A streak ends with a success, and also when a disabled destination is enabled again: the
+//! failures that disabled it are not held against it a second time, or its first failure
+//! after being fixed would disable it at once (`store::queries::destinations` resets it).
 
 use super::time::Millis;
 

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 for_each_store!(
     a_destination_failing_three_times_in_a_row_is_disabled_and_the_operator_is_told,
     a_success_resets_the_failure_streak,
+    a_destination_enabled_again_starts_a_new_failure_streak,
     a_destination_failing_for_longer_than_the_limit_is_disabled,
     an_exhausted_delivery_is_reported_to_the_operator,
 );
@@ -102,6 +103,35 @@ async fn a_success_resets_the_failure_streak(kind: StoreKind) {
     attempts(&app, 3).await;
     assert_eq!(rx.count(), 6);
     assert_eq!(destination(&app, &dst).await["enabled"], true);
+}
+
+async fn a_destination_enabled_again_starts_a_new_failure_streak(kind: StoreKind) {
+    let (app, _operator) = app_with_operator(kind, 3, 1).await;
+    let (dst, _rx) = failing_destination(&app, vec![Reply::status(500); 20]).await;
+    app.publish("acme", "job.done", json!({})).await;
+    attempts(&app, 3).await;
+    assert_eq!(destination(&app, &dst).await["enabled"], false);
+
+    // Enabled an hour later, its delivery goes on retrying: neither the three failures nor
+    // the hour of them counts again.
+    app.clock.advance(Duration::from_secs(3600));
+    let r = app
+        .post(
+            &format!("/v1/tenants/acme/destinations/{dst}/enable"),
+            json!({}),
+        )
+        .await;
+    assert!(r.status().is_success(), "{}", r.status());
+    attempts(&app, 2).await;
+    assert_eq!(
+        destination(&app, &dst).await["enabled"],
+        true,
+        "two failures of a new streak"
+    );
+    attempts(&app, 1).await;
+    let d = destination(&app, &dst).await;
+    assert_eq!(d["enabled"], false, "the third disables it again");
+    assert_eq!(d["disabled_reason"], "3 consecutive failed attempts");
 }
 
 async fn a_destination_failing_for_longer_than_the_limit_is_disabled(kind: StoreKind) {

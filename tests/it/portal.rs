@@ -882,9 +882,69 @@ for_each_store!(
     another_tenants_ids_are_not_found_from_the_portal,
     the_destination_forms_show_validation_messages_next_to_the_fields_and_save_nothing,
     the_destination_page_disables_enables_reveals_rotates_and_sends_a_test_event,
+    an_ed25519_destination_made_in_the_portal_shows_its_public_keys_and_never_its_signing_key,
     a_failed_delivery_is_found_by_status_and_replayed_from_its_page,
     the_deliveries_list_pages_with_a_cursor_and_explains_bad_filters,
     bulk_recovery_from_the_destination_page_schedules_failed_deliveries_again,
     the_portal_link_command_prints_a_link_that_signs_in,
     an_endpoints_captured_requests_are_shown_newest_first_a_page_at_a_time,
 );
+
+async fn an_ed25519_destination_made_in_the_portal_shows_its_public_keys_and_never_its_signing_key(
+    kind: StoreKind,
+) {
+    let app = TestApp::spawn(kind).await;
+    app.tenant("acme").await;
+    let portal = Portal::sign_in(&app, "acme").await;
+    let form = portal.get("/portal/destinations/new").await;
+    assert!(form.body.contains(r#"name="signature" value="ed25519""#));
+    let created = portal
+        .post(
+            "/portal/destinations",
+            &[
+                ("url", "https://example.com/hooks"),
+                ("topics", "*"),
+                ("signature", "ed25519"),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
+    let page = created.location.unwrap();
+    let page = page.split('?').next().unwrap().to_string();
+    let dst = page.rsplit('/').next().unwrap();
+    let d = app
+        .get_json(&format!("/v1/tenants/acme/destinations/{dst}"))
+        .await;
+    assert_eq!(d["signature"], "ed25519");
+    let key = d["public_keys"][0]["public_key"].as_str().unwrap();
+
+    let shown = portal.get(&page).await.body;
+    assert!(shown.contains(key), "the public key is on the page");
+    assert!(!shown.contains("Reveal secret") && !shown.contains("whsk_"));
+
+    let rotated = portal.post(&format!("{page}/rotate-secret"), &[]).await;
+    assert_eq!(rotated.status, StatusCode::OK);
+    assert!(rotated.body.contains("previous key too until"));
+    let d = app
+        .get_json(&format!("/v1/tenants/acme/destinations/{dst}"))
+        .await;
+    for k in d["public_keys"].as_array().unwrap() {
+        assert!(rotated.body.contains(k["public_key"].as_str().unwrap()));
+    }
+    assert!(!rotated.body.contains("whsk_"));
+
+    // Revealing shows no signing key either, and a forged signature choice is refused.
+    let revealed = portal.post(&format!("{page}/reveal-secret"), &[]).await;
+    assert!(!revealed.body.contains("whsk_"));
+    let forged = portal
+        .post(
+            "/portal/destinations",
+            &[
+                ("url", "https://example.com/h"),
+                ("topics", "*"),
+                ("signature", "rsa"),
+            ],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::BAD_REQUEST, "{}", forged.body);
+}

@@ -14,6 +14,8 @@ use crate::{common, for_each_store};
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine;
+
 use common::{Receiver, StoreKind, TestApp};
 use herald::domain::signature;
 use herald::store::Scope;
@@ -31,6 +33,7 @@ const WAIT: Duration = Duration::from_secs(10);
 
 for_each_store!(
     a_delivery_arrives_persistent_with_the_webhook_headers_and_a_verifiable_signature,
+    an_ed25519_destination_signs_its_messages_so_that_its_public_key_verifies_them,
     the_api_and_the_attempt_log_never_show_the_amqp_password,
     the_routing_key_template_uses_the_topic_and_the_tenant,
     a_deleted_exchange_fails_the_attempt_and_the_retry_succeeds_once_it_is_declared_again,
@@ -445,6 +448,36 @@ async fn a_delivery_arrives_persistent_with_the_webhook_headers_and_a_verifiable
     );
     assert_eq!(a["request_headers"]["webhook-id"], id.as_str());
     assert_eq!(a["request_headers"]["topic"], "job.completed");
+}
+
+async fn an_ed25519_destination_signs_its_messages_so_that_its_public_key_verifies_them(
+    kind: StoreKind,
+) {
+    let Scene { rabbit, app, ex, q } = scene(kind, "job.*").await;
+    let r = app
+        .post(
+            "/v1/tenants/acme/destinations",
+            json!({"type": "rabbitmq", "amqp_url": BROKER, "exchange": ex, "topics": ["*"],
+                "signature": "ed25519"}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let created: Value = r.json().await.unwrap();
+    let public_key = created["public_keys"][0]["public_key"].as_str().unwrap();
+    let key = signature::parse_public_key(public_key).unwrap();
+
+    let id = app
+        .publish("acme", "job.completed", json!({"job": 8}))
+        .await;
+    assert_eq!(app.worker.drain().await, 1);
+    let m = rabbit.take(&q, 1).await.remove(0);
+    let ts: i64 = header(&m, "webhook-timestamp").unwrap().parse().unwrap();
+    let entry = header(&m, "webhook-signature").unwrap();
+    let sig = base64::engine::general_purpose::STANDARD
+        .decode(entry.strip_prefix("v1a,").expect("one v1a entry"))
+        .unwrap();
+    assert!(signature::verify_v1a(&key, &id, ts, &m.data, &sig));
+    assert!(!signature::verify_v1a(&key, &id, ts + 1, &m.data, &sig));
 }
 
 async fn the_api_and_the_attempt_log_never_show_the_amqp_password(kind: StoreKind) {

@@ -183,13 +183,24 @@ where
     }
 
     async fn update_destination(&self, d: &Destination) -> Result<bool> {
+        let mut tx = self.write().begin().await?;
+        if d.enabled {
+            // `disable::Streak`: a destination enabled again starts a new failure streak.
+            // Done before the update, which is what still sees that it was disabled.
+            sqlx::query(
+                "UPDATE destinations SET consecutive_failures = 0, failing_since = NULL \
+                 WHERE id = $1 AND tenant_id = $2 AND enabled = FALSE",
+            )
+            .bind(&d.id)
+            .bind(&d.tenant_id)
+            .execute(&mut *tx)
+            .await?;
+        }
         let mut cols = Columns::new();
         cols.key("id", &d.id).key("tenant_id", &d.tenant_id);
         mutable_columns(&mut cols, d, self.keys());
-        let r = UPDATE_DESTINATION
-            .query(cols)?
-            .execute(self.write())
-            .await?;
+        let r = UPDATE_DESTINATION.query(cols)?.execute(&mut *tx).await?;
+        tx.commit().await?;
         Ok(r.rows_affected() > 0)
     }
 
