@@ -43,7 +43,8 @@ async fn endpoint(s: &dyn Store, tenant: Option<&str>) -> CallbackEndpoint {
     e
 }
 
-fn callback(e: &CallbackEndpoint, dedupe: Option<&str>) -> Callback {
+/// An accepted JSON callback on `e` (also used by the `news` suite).
+pub(super) fn callback(e: &CallbackEndpoint, dedupe: Option<&str>) -> Callback {
     Callback {
         id: new_id(Kind::Callback),
         endpoint_id: e.id.clone(),

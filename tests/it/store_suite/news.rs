@@ -10,8 +10,6 @@ use futures_util::StreamExt;
 #[allow(unused_imports)]
 use super::common::{self, StoreKind, TestDb};
 use crate::for_each_store;
-use herald::domain::ids::{Kind, new_id};
-use herald::inbound::model::{Callback, CallbackStatus};
 use herald::store::{News, NewsStream};
 
 for_each_store!(only_a_database_other_processes_share_has_news);
@@ -52,7 +50,7 @@ async fn another_nodes_publish_and_callback_reach_the_news_once_listen_has_taken
 
     let e = common::unverified_endpoint(Some("t1"));
     there.insert_callback_endpoint(&e).await.unwrap();
-    there.ingest_callbacks(&[callback(&e)]).await.unwrap();
+    there.ingest_callbacks(&[super::inbound::callback(&e, None)]).await.unwrap();
     assert_eq!(next(&mut news).await, News::Callback(e.id.clone()));
 }
 
@@ -95,27 +93,4 @@ async fn news_says_missed_when_its_connection_was_cut_and_hears_again_after() {
     super::tenant(&*there, "t1", 1).await;
     there.publish(&[super::event("t1")], 0).await.unwrap();
     assert_eq!(next(&mut news).await, News::Work);
-}
-
-fn callback(e: &herald::inbound::model::CallbackEndpoint) -> Callback {
-    Callback {
-        id: new_id(Kind::Callback),
-        endpoint_id: e.id.clone(),
-        tenant_id: e.tenant_id.clone(),
-        cursor: None,
-        method: "POST".into(),
-        path: format!("/in/{}", e.slug),
-        query: None,
-        headers: Default::default(),
-        body: b"{}".to_vec(),
-        content_type: Some("application/json".into()),
-        remote_addr: None,
-        received_at: 5,
-        verified: false,
-        status: CallbackStatus::Accepted,
-        reject_reason: None,
-        dedupe_key: None,
-        a2a: None,
-        acked_at: None,
-    }
 }
