@@ -6,7 +6,8 @@
 //!   the transitions the stores make, the retry schedule, when a destination is disabled, the
 //!   claim allowance of limited destinations, Standard Webhooks signatures, topic patterns,
 //!   filters, fan-out, input validation, destination health, callback endpoints and their
-//!   verification schemes. No I/O and no clock: callers pass the time in.
+//!   verification schemes, ed25519 keys. No I/O and no clock: callers pass the time in (new
+//!   ids, which embed their moment, and generated credentials are the exceptions).
 //! - [`clock`]: the application's "now" (the system clock, or tokio's for paused-time tests).
 //! - [`store`]: the only place with SQL. A [`store::Store`] trait, implemented once over a
 //!   `Dialect` (SQLite, the embedded default; Postgres, production and many nodes), which
@@ -38,6 +39,9 @@
 //!   settings types; the worker takes its own rules (`worker::LEASE_HEADROOM_MS`) from none.
 //!   `herald mcp` on stdio starts a whole [`app::Application`], so it is the CLI's
 //!   (`cli::mcp_stdio`), not `mcp`'s.
+//!
+//! Lower layers never use higher ones, and no two modules use each other:
+//! `tests/it/layers.rs` holds every `crate::` path to this map.
 //!
 //! A request to publish travels `http::api::events` → `service::Herald::publish` →
 //! `service::batch::GroupCommit` (group commit) → `store::Store::publish` (events + deliveries
