@@ -50,7 +50,10 @@ async fn another_nodes_publish_and_callback_reach_the_news_once_listen_has_taken
 
     let e = common::unverified_endpoint(Some("t1"));
     there.insert_callback_endpoint(&e).await.unwrap();
-    there.ingest_callbacks(&[super::inbound::callback(&e, None)]).await.unwrap();
+    there
+        .ingest_callbacks(&[super::inbound::callback(&e, None)])
+        .await
+        .unwrap();
     assert_eq!(next(&mut news).await, News::Callback(e.id.clone()));
 }
 
