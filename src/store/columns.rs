@@ -120,8 +120,11 @@ pub(crate) struct Write {
     kind: Kind,
     /// The names it was built from, and the text: one per dialect, whose placeholders differ
     /// ([`placeholder`]; a process may use both stores, as the tests and `herald bench` do).
-    built: [OnceLock<(Vec<(Role, &'static str)>, String)>; 2],
+    built: [OnceLock<Built>; 2],
 }
+
+/// The column names a [`Write`] was built from, and its text.
+type Built = (Vec<(Role, &'static str)>, String);
 
 enum Kind {
     Insert {
