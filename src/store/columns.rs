@@ -232,7 +232,12 @@ fn insert_text<DB: Database>(table: &str, cols: &Columns<DB>) -> String {
         sql.push_str(if r == 0 { "(" } else { ", (" });
         for n in 1..=width {
             let sep = if n == 1 { "" } else { ", " };
-            let _ = write!(sql, "{sep}{}", placeholder::<DB>(r * width + n));
+            // Inserts bind in text order, so SQLite can take plain `?` (see [`placeholder`]).
+            if is_sqlite::<DB>() {
+                let _ = write!(sql, "{sep}?");
+            } else {
+                let _ = write!(sql, "{sep}${}", r * width + n);
+            }
         }
         sql.push(')');
     }
@@ -241,10 +246,11 @@ fn insert_text<DB: Database>(table: &str, cols: &Columns<DB>) -> String {
 
 /// The `n`th bind parameter (from 1), as the database reads it fastest.
 ///
-/// Differs on SQLite because SQLite takes `$1` for a *name*, and resolves every name by
-/// searching the names seen so far in the statement: quadratic in the placeholders, which made
-/// a batch publish's 22,000-value insert ten times slower than with `?NNN`, a number SQLite
-/// looks up at once. Postgres has only `$n`.
+/// Differs on SQLite because SQLite keeps a list of every named or numbered parameter (`$1`,
+/// `?1`), and sqlx binds each by asking SQLite its name, a search of that list: quadratic in
+/// the placeholders. That made a batch publish's 22,000-value insert nine times slower (measured
+/// with `herald bench`), so multi-row inserts use plain `?`, which has no name; the short
+/// statements here, whose binds are not in text order, use `?NNN`. Postgres has only `$n`.
 fn placeholder<DB: Database>(n: usize) -> String {
     if is_sqlite::<DB>() {
         format!("?{n}")
@@ -285,7 +291,7 @@ mod tests {
         c.set("id", "b").set("size", 2_i64);
         assert_eq!(
             insert_text("things", &c),
-            "INSERT INTO things (id, size) VALUES (?1, ?2), (?3, ?4)"
+            "INSERT INTO things (id, size) VALUES (?, ?), (?, ?)"
         );
         let mut c = Columns::<sqlx::Postgres>::new();
         c.set("id", "a");
