@@ -31,6 +31,7 @@ use crate::outbound::http::HttpSender;
 use crate::service::Herald;
 use crate::service::tokens::hash_token;
 use crate::store::{self, AutoDisable, StoreError};
+use crate::telemetry::otel::Tracing;
 use crate::worker::{Executor, Worker};
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +69,8 @@ pub struct Application {
     /// Shared by the publisher and the publish-from-queue consumer.
     amqp_tls: Arc<crate::outbound::amqp::AmqpTls>,
     shutdown: watch::Sender<bool>,
+    /// This application's tracer (off unless `config.otel`): its own, not process-wide.
+    tracing: Tracing,
     /// The admin token, when this start generated it (shown once).
     pub generated_admin_token: Option<String>,
     /// The operator webhook's signing secret, when this start generated it (shown once).
@@ -128,6 +131,13 @@ impl Application {
             .with_portal(config.portal_settings());
 
         let schedule = config.retry_schedule().expect("validated");
+        let tracing = match &config.otel {
+            Some(settings) => Tracing::start(
+                settings,
+                Arc::new(|reason, n| crate::metrics::metrics().spans_dropped(reason.as_str(), n)),
+            ),
+            None => Tracing::off(),
+        };
         let generated_operator_secret = match &config.operator_webhook_url {
             Some(url) => herald
                 .ensure_operator_webhook(url, config.operator_webhook_secret.as_deref())
@@ -150,6 +160,7 @@ impl Application {
             .with_lease(Duration::from_secs(config.lease_secs))
             .with_operator_events(config.operator_webhook_url.is_some())
             .with_public_url(public_url)
+            .with_tracing(tracing.clone())
             .with_amqp(Arc::new(
                 AmqpSender::new(
                     config.ssrf_policy(),
@@ -167,11 +178,12 @@ impl Application {
         let (shutdown, _) = watch::channel(false);
         Ok(Self {
             listener,
-            state: AppState::new(herald, admin_token_hash),
+            state: AppState::new(herald, admin_token_hash).with_tracing(tracing.clone()),
             worker,
             config,
             amqp_tls,
             shutdown,
+            tracing,
             generated_admin_token,
             generated_operator_secret,
         })
@@ -211,6 +223,7 @@ impl Application {
             config,
             amqp_tls,
             shutdown,
+            tracing,
             ..
         } = self;
         let mut signal_rx = shutdown.subscribe();
@@ -273,6 +286,8 @@ impl Application {
         }
         // Last, once nothing publishes or ingests any more: the notices still queued go out.
         store.close().await;
+        // The spans of the work just finished go out, unless the collector is away.
+        tracing.shutdown(Duration::from_secs(5)).await;
         Ok(())
     }
 }

@@ -16,6 +16,7 @@ use crate::domain::retry::{DEFAULT_DELAYS_SECS, RetrySchedule};
 use crate::domain::validate::{self, Limits};
 use crate::outbound::ssrf::{Cidr, Policy};
 use crate::store::seal::{Keyring, load_or_create_key_file};
+use crate::telemetry::otel::OtelSettings;
 use crate::worker::WorkerConfig;
 
 /// Why a Postgres store needs a configured key, and how to make one.
@@ -177,6 +178,11 @@ pub struct Config {
     /// A PEM file of CA certificates `amqps://` brokers' certificates may chain to, besides
     /// the system's roots (a private CA). Unset: the system's roots only.
     pub amqp_tls_ca_file: Option<String>,
+    /// OpenTelemetry trace export (docs/tracing.md). Not a Herald setting: [`Config::load`]
+    /// reads it from the standard `OTEL_*` variables, and an embedder or a test sets it here.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub otel: Option<OtelSettings>,
 }
 
 impl Default for Config {
@@ -241,6 +247,7 @@ impl Default for Config {
             amqp_prefetch: 64,
             amqp_connection_name: "herald".into(),
             amqp_tls_ca_file: None,
+            otel: None,
         }
     }
 }
@@ -270,6 +277,9 @@ pub enum ConfigError {
         setting: &'static str,
         message: String,
     },
+    /// A standard `OTEL_*` variable that cannot be used (the message names it).
+    #[error("configuration: {0}")]
+    Otel(String),
 }
 
 impl Config {
@@ -292,7 +302,8 @@ impl Config {
             .unwrap_or_default();
         let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
         fig = fig.merge(Env::prefixed("HERALD_").only(&keys));
-        let config: Config = fig.extract().map_err(Box::new)?;
+        let mut config: Config = fig.extract().map_err(Box::new)?;
+        config.otel = OtelSettings::from_env().map_err(ConfigError::Otel)?;
         config.validate()?;
         Ok(config)
     }

@@ -35,7 +35,10 @@
 //!   stdio (`herald mcp`), each tool a call to the REST API (in-process or remote).
 //! - [`metrics`]: Prometheus counters and gauges for `/metrics`.
 //! - [`bench`]: `herald bench`, the end-to-end benchmark.
-//! - [`config`], [`app`], [`cli`], [`telemetry`]: wiring. `config` reads the other layers'
+//! - [`telemetry`]: logs, and OpenTelemetry traces ([`telemetry::otel`]: a tracer per
+//!   application, exported over OTLP/HTTP). It uses no other module, so `http` (server spans)
+//!   and `worker` (a client span per attempt) use it, as `config` does for its settings.
+//! - [`config`], [`app`], [`cli`]: wiring. `config` reads the other layers'
 //!   settings types; the worker takes its own rules (`worker::LEASE_HEADROOM_MS`) from none.
 //!   `herald mcp` on stdio starts a whole [`app::Application`], so it is the CLI's
 //!   (`cli::mcp_stdio`), not `mcp`'s.

@@ -36,12 +36,19 @@ pub struct AttemptLabels {
     pub result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DroppedSpanLabels {
+    /// `queue_full` (export fell behind) or `export_failed` (the collector did not take them).
+    pub reason: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub events_published: Counter,
     pub deliveries: Family<OutcomeLabels, Counter>,
     pub attempt_seconds: Family<AttemptLabels, Histogram>,
     pub inbound: Family<InboundLabels, Counter>,
+    pub otel_spans_dropped: Family<DroppedSpanLabels, Counter>,
     queue_depth: Gauge,
     queue_lag_seconds: Gauge<f64, AtomicU64>,
 }
@@ -84,6 +91,12 @@ impl Metrics {
             "Requests captured at /in/{slug}, by result",
             inbound.clone(),
         );
+        let otel_spans_dropped = Family::<DroppedSpanLabels, Counter>::default();
+        registry.register(
+            "otel_spans_dropped",
+            "Trace spans lost instead of exported (OpenTelemetry), by reason",
+            otel_spans_dropped.clone(),
+        );
         let queue_depth = Gauge::default();
         registry.register(
             "queue_depth",
@@ -102,6 +115,7 @@ impl Metrics {
             deliveries,
             attempt_seconds,
             inbound,
+            otel_spans_dropped,
             queue_depth,
             queue_lag_seconds,
         }
@@ -129,6 +143,15 @@ impl Metrics {
                 result: result.to_string(),
             })
             .observe(seconds);
+    }
+
+    /// Counts `n` trace spans lost for `reason` (see `telemetry::otel::Dropped`).
+    pub fn spans_dropped(&self, reason: &str, n: u64) {
+        self.otel_spans_dropped
+            .get_or_create(&DroppedSpanLabels {
+                reason: reason.to_string(),
+            })
+            .inc_by(n);
     }
 
     /// Reads the queue gauges from the store and renders everything.

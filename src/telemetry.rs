@@ -4,10 +4,14 @@
 //! The human-readable form is coloured only when stderr is a terminal and `NO_COLOR` is unset
 //! or empty (<https://no-color.org>): a log file, journald or a container's log driver gets
 //! plain text, not ANSI escapes.
+//!
+//! Traces, exported over OTLP when configured, are [`otel`]'s.
 
 use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
+
+pub mod otel;
 
 pub fn init(format: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));

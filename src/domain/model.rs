@@ -90,6 +90,10 @@ pub struct DestinationOptions {
     /// Delays in seconds before each retry; its length + 1 is the number of attempts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_schedule: Option<Vec<u64>>,
+    /// Send the attempt's W3C `traceparent` header (when Herald exports traces), so the
+    /// receiver's spans join the trace. `false` keeps it from this receiver. Default `true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub propagate_trace: Option<bool>,
 }
 
 /// A signing secret; while a rotation overlaps, the old one carries `expires_at`.

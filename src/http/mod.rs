@@ -7,6 +7,7 @@ pub mod extract;
 pub mod ingest;
 pub mod portal;
 pub mod server;
+pub mod trace;
 
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use axum::middleware::from_fn_with_state;
 use axum::routing::{any, get};
 
 use crate::service::Herald;
+use crate::telemetry::otel::Tracing;
 
 /// Shared by every handler: one pointer to [`SharedState`]. axum clones the state for every
 /// request (and every `from_fn_with_state` layer again), so it is one reference count rather
@@ -30,6 +32,8 @@ pub struct SharedState {
     /// SHA-256 of `HERALD_ADMIN_TOKEN` when configured; otherwise the admin token lives hashed
     /// in the store like every other token.
     pub admin_token_hash: Option<Arc<str>>,
+    /// Server spans of the publish, ingest and wait requests ([`trace::trace_request`]).
+    pub tracing: Tracing,
 }
 
 impl AppState {
@@ -37,7 +41,16 @@ impl AppState {
         Self(Arc::new(SharedState {
             herald,
             admin_token_hash,
+            tracing: Tracing::off(),
         }))
+    }
+
+    /// Traces the requests of [`trace::traced_route`] with `tracing` (built before any clone).
+    pub fn with_tracing(self, tracing: Tracing) -> Self {
+        let shared = Arc::try_unwrap(self.0).unwrap_or_else(|_| {
+            unreachable!("with_tracing is called on the state before it is shared")
+        });
+        Self(Arc::new(SharedState { tracing, ..shared }))
     }
 }
 
@@ -81,6 +94,10 @@ pub fn router(
                 .layer(DefaultBodyLimit::max(inbound_limit))
                 .layer(from_fn_with_state(inbound_limit, reject_declared_oversize)),
         );
+    }
+    // Only with tracing on: off, requests do not even pass through the layer.
+    if state.tracing.is_on() {
+        app = app.layer(from_fn_with_state(state.clone(), trace::trace_request));
     }
     app.with_state(state)
 }

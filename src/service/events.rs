@@ -149,6 +149,7 @@ impl Herald {
             metadata,
             idempotency_key: key,
             destination_id: req.destination_id,
+            traceparent: None,
         })
     }
 
@@ -159,8 +160,21 @@ impl Herald {
         req: PublishRequest,
         idempotency_key: Option<&str>,
     ) -> Result<Published> {
+        self.publish_traced(scope, req, idempotency_key, None).await
+    }
+
+    /// As [`Herald::publish`], the event stored with the W3C `traceparent` of the publish
+    /// span: its deliveries' attempts are that span's children, however much later they run.
+    pub async fn publish_traced(
+        &self,
+        scope: Scope<'_>,
+        req: PublishRequest,
+        idempotency_key: Option<&str>,
+        traceparent: Option<String>,
+    ) -> Result<Published> {
         Self::check_tenant(scope, &req.tenant_id)?;
-        let ev = self.new_event("", req, idempotency_key)?;
+        let mut ev = self.new_event("", req, idempotency_key)?;
+        ev.traceparent = traceparent;
         let p = self.publisher.commit(ev).await?;
         self.wake.notify_one();
         count_published(std::slice::from_ref(&p));
@@ -173,6 +187,17 @@ impl Herald {
         scope: Scope<'_>,
         batch: PublishBatch,
     ) -> Result<Vec<Published>> {
+        self.publish_batch_traced(scope, batch, None).await
+    }
+
+    /// As [`Herald::publish_batch`], every event stored with the batch request's
+    /// `traceparent` (see [`Herald::publish_traced`]).
+    pub async fn publish_batch_traced(
+        &self,
+        scope: Scope<'_>,
+        batch: PublishBatch,
+        traceparent: Option<String>,
+    ) -> Result<Vec<Published>> {
         let max = self.limits.max_batch;
         if batch.events.is_empty() || batch.events.len() > max {
             return Err(Invalid::new("events", format!("must hold 1-{max} events")).into());
@@ -180,7 +205,9 @@ impl Herald {
         let mut events = Vec::with_capacity(batch.events.len());
         for (i, req) in batch.events.into_iter().enumerate() {
             Self::check_tenant(scope, &req.tenant_id)?;
-            events.push(self.new_event(&format!("events[{i}]"), req, None)?);
+            let mut ev = self.new_event(&format!("events[{i}]"), req, None)?;
+            ev.traceparent = traceparent.clone();
+            events.push(ev);
         }
         let out = super::batch::publish_retrying(&*self.store, &events, &self.clock).await?;
         self.wake.notify_one();

@@ -28,6 +28,7 @@ pub fn event(topic: &str, data: Value) -> NewEvent {
         idempotency_key: None,
         destination_id: None,
         reply: None,
+        traceparent: None,
     }
 }
 

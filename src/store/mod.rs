@@ -112,6 +112,9 @@ pub struct NewEvent {
     pub destination_id: Option<String>,
     /// Create a reply channel (docs/reply-channels.md) with the event, in the same transaction.
     pub reply: Option<NewReplyChannel>,
+    /// The publish request's span as a W3C `traceparent`, when tracing is on: every attempt
+    /// of the event's deliveries continues that trace.
+    pub traceparent: Option<String>,
 }
 
 /// The callback endpoint an event's subscribers answer on. Its slug is the capability: the
@@ -179,6 +182,8 @@ pub struct Claimed {
     pub destination: Option<std::sync::Arc<Destination>>,
     /// The slug of the event's reply channel: the request carries its URL.
     pub reply_slug: Option<String>,
+    /// The event's publish span (see [`NewEvent::traceparent`]).
+    pub traceparent: Option<String>,
 }
 
 /// The outcome of an attempt, applied in one transaction: the attempt row, the delivery's next

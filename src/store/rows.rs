@@ -333,6 +333,7 @@ pub(crate) struct ClaimRow {
     pub data: String,
     pub event_created_at: i64,
     pub reply_slug: Option<String>,
+    pub traceparent: Option<String>,
     #[sqlx(flatten)]
     pub destination: OptDestinationRow,
 }
@@ -374,7 +375,7 @@ pub(crate) static CLAIMED: Sql = Sql::new(|| {
     format!(
         "SELECT x.id AS delivery_id, x.tenant_id, x.event_id, x.destination_id, x.topic, \
          x.attempt_count, x.manual, e.data, e.created_at AS event_created_at, \
-         r.slug AS reply_slug, {CLAIM_DESTINATION} \
+         r.slug AS reply_slug, e.traceparent, {CLAIM_DESTINATION} \
          FROM deliveries x JOIN events e ON e.id = x.event_id \
          LEFT JOIN destinations d ON d.id = x.destination_id \
          LEFT JOIN callback_endpoints r ON r.event_id = x.event_id"
@@ -461,6 +462,7 @@ impl ClaimRow {
             event_created_at: r.event_created_at,
             destination,
             reply_slug: r.reply_slug,
+            traceparent: r.traceparent,
         })
     }
 }

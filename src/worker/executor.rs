@@ -23,6 +23,7 @@ use crate::outbound::amqp::AmqpSender;
 use crate::outbound::http::{HttpSender, SendResult};
 use crate::service::operator;
 use crate::store::{AutoDisable, Claimed, Finish, Store};
+use crate::telemetry::otel::{KeyValue, Span, Tracing};
 
 pub const USER_AGENT: &str = concat!("Herald/", env!("CARGO_PKG_VERSION"));
 
@@ -42,6 +43,8 @@ pub struct Executor {
     finisher: FinishBatcher,
     /// Base of reply-channel URLs (`{public_url}/in/{slug}`).
     public_url: String,
+    /// A client span per attempt, child of the event's publish span (docs/tracing.md).
+    tracing: Tracing,
 }
 
 impl Executor {
@@ -64,7 +67,14 @@ impl Executor {
             auto_disable: AutoDisable::default(),
             operator_events: false,
             public_url: "http://127.0.0.1:8080".into(),
+            tracing: Tracing::off(),
         }
+    }
+
+    /// Traces every attempt with `tracing`, and sends its `traceparent` to receivers.
+    pub fn with_tracing(mut self, tracing: Tracing) -> Self {
+        self.tracing = tracing;
+        self
     }
 
     /// Caps every send (a destination's own `timeout_ms` included) and the retries of its
@@ -254,6 +264,17 @@ impl Executor {
         if let Some(url) = reply_url {
             headers.push(("webhook-reply-url".into(), url));
         }
+        // Off, this is one branch: no attributes are built and no context is formatted.
+        let mut span = if self.tracing.is_on() {
+            self.attempt_span(c, d)
+        } else {
+            Span::none()
+        };
+        if d.options.propagate_trace.unwrap_or(true)
+            && let Some(traceparent) = span.traceparent()
+        {
+            headers.push(("traceparent".into(), traceparent));
+        }
         let timeout = d
             .options
             .timeout_ms
@@ -273,6 +294,11 @@ impl Executor {
                 (target.url.redacted(), result)
             }
         };
+
+        if self.tracing.is_on() {
+            record_outcome(&mut span, &result);
+        }
+        drop(span);
 
         let now = self.clock.now();
         let schedule = match &d.options.retry_schedule {
@@ -333,6 +359,68 @@ impl Executor {
             disable_destination: disable,
             auto_disable: self.auto_disable,
         }
+    }
+}
+
+impl Executor {
+    /// The attempt's `CLIENT` span, with the HTTP (or messaging) semantic conventions'
+    /// attributes, the attempt number and the ids that find it in Herald.
+    fn attempt_span(&self, c: &Claimed, d: &Destination) -> Span {
+        let mut attributes = vec![
+            KeyValue::new("herald.attempt", i64::from(c.attempt)),
+            KeyValue::new("herald.delivery_id", c.delivery_id.clone()),
+            KeyValue::new("herald.event_id", c.event_id.clone()),
+            KeyValue::new("herald.destination_id", d.id.clone()),
+            KeyValue::new("herald.tenant_id", c.tenant_id.clone()),
+            KeyValue::new("herald.topic", c.topic.clone()),
+        ];
+        let name = match &d.amqp {
+            None => {
+                attributes.push(KeyValue::new("http.request.method", "POST"));
+                if let Ok(mut url) = url::Url::parse(d.url.as_deref().unwrap_or_default()) {
+                    // The semantic conventions keep credentials out of `url.full`.
+                    let _ = url.set_username("");
+                    let _ = url.set_password(None);
+                    if let Some(host) = url.host_str() {
+                        attributes.push(KeyValue::new("server.address", host.to_string()));
+                    }
+                    if let Some(port) = url.port_or_known_default() {
+                        attributes.push(KeyValue::new("server.port", i64::from(port)));
+                    }
+                    attributes.push(KeyValue::new("url.full", url.to_string()));
+                }
+                "POST".to_string()
+            }
+            Some(target) => {
+                attributes.push(KeyValue::new("messaging.system", "rabbitmq"));
+                attributes.push(KeyValue::new("messaging.operation.type", "send"));
+                attributes.push(KeyValue::new(
+                    "messaging.destination.name",
+                    target.exchange.clone(),
+                ));
+                attributes.push(KeyValue::new("url.full", target.url.redacted()));
+                format!("send {}", target.exchange)
+            }
+        };
+        self.tracing
+            .client(name, c.traceparent.as_deref(), attributes)
+    }
+}
+
+/// The outcome on the attempt's span: the status code, and for a failure `error.type` (the
+/// status code for an HTTP error status, as the semantic conventions have it; Herald's error
+/// kind otherwise) with `herald.error_kind` beside it.
+fn record_outcome(span: &mut Span, result: &SendResult) {
+    if let Some(status) = result.status_code {
+        span.set("http.response.status_code", i64::from(status));
+    }
+    if let Some(kind) = result.error_kind {
+        span.set("herald.error_kind", kind.as_str());
+        let error_type = match (kind, result.status_code) {
+            (ErrorKind::Status, Some(status)) => status.to_string(),
+            _ => kind.as_str().to_string(),
+        };
+        span.fail(error_type, result.error.clone().unwrap_or_default());
     }
 }
 

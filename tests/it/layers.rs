@@ -21,13 +21,28 @@ const MAP: &[(&str, &[&str])] = &[
     (
         "worker",
         &[
-            "clock", "domain", "inbound", "metrics", "outbound", "service", "store",
+            "clock",
+            "domain",
+            "inbound",
+            "metrics",
+            "outbound",
+            "service",
+            "store",
+            "telemetry",
         ],
     ),
     ("queue", &["domain", "outbound", "service", "store"]),
     (
         "http",
-        &["clock", "domain", "inbound", "metrics", "service", "store"],
+        &[
+            "clock",
+            "domain",
+            "inbound",
+            "metrics",
+            "service",
+            "store",
+            "telemetry",
+        ],
     ),
     (
         "mcp",
@@ -38,7 +53,15 @@ const MAP: &[(&str, &[&str])] = &[
     (
         "config",
         &[
-            "domain", "http", "inbound", "outbound", "queue", "service", "store", "worker",
+            "domain",
+            "http",
+            "inbound",
+            "outbound",
+            "queue",
+            "service",
+            "store",
+            "telemetry",
+            "worker",
         ],
     ),
     (

@@ -1,3 +1,4 @@
+use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -9,6 +10,7 @@ use crate::domain::model::{Event, Page};
 use crate::http::AppState;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{ApiJson, ApiQuery, Auth};
+use crate::http::trace::RequestTrace;
 use crate::service::{PublishBatch, PublishRequest, PublishResponse};
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -26,6 +28,7 @@ pub async fn publish(
     State(s): State<AppState>,
     auth: Auth,
     headers: HeaderMap,
+    trace: Option<Extension<RequestTrace>>,
     ApiJson(req): ApiJson<PublishRequest>,
 ) -> Result<(StatusCode, Json<PublishResponse>), ApiError> {
     let key = match headers.get("idempotency-key") {
@@ -34,7 +37,11 @@ pub async fn publish(
             ApiError::validation("Idempotency-Key", "Idempotency-Key: must be visible ASCII")
         })?),
     };
-    let p = s.herald.publish(auth.scope(), req, key).await?;
+    let traceparent = trace.map(|Extension(t)| t.0);
+    let p = s
+        .herald
+        .publish_traced(auth.scope(), req, key, traceparent)
+        .await?;
     let status = if p.created {
         StatusCode::ACCEPTED
     } else {
@@ -50,9 +57,14 @@ pub async fn publish(
 pub async fn publish_batch(
     State(s): State<AppState>,
     auth: Auth,
+    trace: Option<Extension<RequestTrace>>,
     ApiJson(batch): ApiJson<PublishBatch>,
 ) -> Result<(StatusCode, Json<BatchResponse>), ApiError> {
-    let out = s.herald.publish_batch(auth.scope(), batch).await?;
+    let traceparent = trace.map(|Extension(t)| t.0);
+    let out = s
+        .herald
+        .publish_batch_traced(auth.scope(), batch, traceparent)
+        .await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(BatchResponse {

@@ -563,7 +563,7 @@ static CLAIM_FREE: Sql = Sql::new(|| {
          ) \
          SELECT x.id AS delivery_id, x.tenant_id, x.event_id, x.destination_id, x.topic, \
            x.attempt_count, x.manual, e.data, e.created_at AS event_created_at, \
-           r.slug AS reply_slug, {destination} \
+           r.slug AS reply_slug, e.traceparent, {destination} \
          FROM claimed x JOIN events e ON e.id = x.event_id \
          LEFT JOIN destinations d ON d.id = x.destination_id \
          LEFT JOIN callback_endpoints r ON r.event_id = x.event_id \

@@ -468,6 +468,7 @@ where
                     .set("data", ev.data.get())
                     .set("metadata", rows::to_json(&ev.metadata))
                     .set("idempotency_key", &ev.idempotency_key)
+                    .set("traceparent", &ev.traceparent)
                     .set("created_at", now);
             })?
             .execute(&mut *tx)

@@ -1,0 +1,11 @@
+-- OpenTelemetry trace context (docs/tracing.md). Same column and meaning in migrations/sqlite
+-- and migrations/postgres.
+--
+-- * The publish request's span, as a W3C `traceparent` (`00-{trace id}-{span id}-{flags}`),
+--   kept with the event so that every attempt of its deliveries, a retry hours later or one
+--   on another node included, is a child of that span in the same trace.
+-- * On the event, not on each delivery: one value per publish however many destinations it
+--   fans out to, read by the claim's existing join on `events`.
+-- * NULL when tracing was off at publish time (and for every event stored before this
+--   migration): the attempts then start traces of their own.
+ALTER TABLE events ADD COLUMN traceparent TEXT;
