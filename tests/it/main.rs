@@ -32,6 +32,7 @@ mod mcp;
 mod multinode;
 mod openapi;
 mod operations;
+mod otel;
 mod portal;
 mod portal_browser;
 mod rabbitmq;

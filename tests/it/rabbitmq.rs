@@ -32,6 +32,7 @@ const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 const WAIT: Duration = Duration::from_secs(10);
 
 for_each_store!(
+    a_traced_delivery_carries_its_attempt_span_as_a_traceparent_header,
     a_delivery_arrives_persistent_with_the_webhook_headers_and_a_verifiable_signature,
     an_ed25519_destination_signs_its_messages_so_that_its_public_key_verifies_them,
     the_api_and_the_attempt_log_never_show_the_amqp_password,
@@ -1324,4 +1325,47 @@ async fn the_openapi_document_describes_rabbitmq_destinations() {
     for kind in ["amqp", "unroutable", "nack"] {
         assert!(errors.contains(&format!("\"{kind}\"")), "{errors}");
     }
+}
+
+/// With tracing on, a message carries the attempt span as a W3C `traceparent` AMQP header,
+/// in the publisher's trace. The spans go nowhere here (nothing listens on the discard port):
+/// the header does not depend on the export; tests/it/otel.rs checks the spans.
+async fn a_traced_delivery_carries_its_attempt_span_as_a_traceparent_header(kind: StoreKind) {
+    let rabbit = Rabbit::new().await;
+    let (ex, q) = (rabbit.name("events"), rabbit.name("inbox"));
+    rabbit.exchange(&ex).await;
+    rabbit.private_queue(&q, Some((&ex, "#"))).await;
+    let prefix = rabbit.prefix.clone();
+    let app = TestApp::spawn_with(kind, move |c| {
+        c.amqp_connection_name = prefix;
+        c.otel = Some(herald::telemetry::otel::OtelSettings::new(
+            "http://127.0.0.1:9/v1/traces",
+        ));
+    })
+    .await;
+    app.tenant("acme").await;
+    rabbit_destination(&app, &ex, json!({})).await;
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let r = app
+        .client
+        .post(app.url("/v1/events"))
+        .bearer_auth(common::ADMIN_TOKEN)
+        .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+        .json(&json!({"tenant_id": "acme", "topic": "job.done", "data": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert_eq!(app.worker.drain().await, 1);
+
+    let m = rabbit.take(&q, 1).await.remove(0);
+    let traceparent = header(&m, "traceparent").expect("a traceparent header");
+    let parts: Vec<&str> = traceparent.split('-').collect();
+    assert_eq!(parts.len(), 4, "{traceparent}");
+    assert_eq!(parts[1], trace, "the message joins the publisher's trace");
+    assert_ne!(
+        parts[2], "00f067aa0ba902b7",
+        "its parent is the attempt span"
+    );
+    rabbit.delete_exchange(&ex).await;
 }

@@ -94,6 +94,7 @@ fn event(tenant: &str) -> NewEvent {
         idempotency_key: None,
         destination_id: None,
         reply: None,
+        traceparent: None,
     }
 }
 
