@@ -95,7 +95,8 @@ impl Application {
             );
         }
         let herald = Herald::new(store.clone(), clock.clone(), config.ssrf_policy())
-            .with_limits(config.limits());
+            .with_limits(config.limits())
+            .with_catalog(config.refuse_unknown_topics);
         let amqp_tls = Arc::new(config.amqp_tls()?);
 
         let (admin_token_hash, generated_admin_token) = match &config.admin_token {

@@ -117,6 +117,10 @@ pub struct Config {
     pub max_request_header_bytes: usize,
     /// Events in one batch publish.
     pub max_batch_size: usize,
+    /// Refuse events whose topic the event-type catalog does not list (422
+    /// `unknown_event_type`), and destination topics that name no type. Off: such topics are
+    /// published unchecked. `herald.test` is always accepted.
+    pub refuse_unknown_topics: bool,
     /// Largest `data` plus `metadata` of one event, serialized, in bytes.
     pub max_event_bytes: usize,
     /// Most topic patterns per destination.
@@ -221,6 +225,7 @@ impl Default for Config {
             max_request_headers: 100,
             max_request_header_bytes: 64 * 1024,
             max_batch_size: validate::MAX_BATCH,
+            refuse_unknown_topics: false,
             max_event_bytes: validate::MAX_EVENT_BYTES,
             max_topics_per_destination: validate::MAX_TOPICS,
             max_destination_headers: validate::MAX_HEADERS,

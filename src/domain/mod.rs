@@ -1,6 +1,7 @@
 //! The pure heart of Herald: identifiers, delivery states and their allowed transitions,
 //! the retry schedule, Standard Webhooks signatures, topic patterns and payload filters, and
-//! the rules of RabbitMQ destinations (broker URL redaction, routing-key templates). The rules
+//! the rules of RabbitMQ destinations (broker URL redaction, routing-key templates), and the
+//! event-type catalog's schemas ([`catalog`]: compiled without fetching anything). The rules
 //! the store records are decided here too: when a destination is disabled ([`disable`]), how
 //! much a claim may take of a limited destination ([`allowance`]) and which status changes a
 //! store makes ([`state::Transition`]).
@@ -12,6 +13,7 @@
 pub mod allowance;
 pub mod amqp;
 pub mod callback;
+pub mod catalog;
 pub mod disable;
 pub mod fanout;
 pub mod filter;

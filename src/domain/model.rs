@@ -242,6 +242,9 @@ pub struct Event {
     #[schema(value_type = Object)]
     pub metadata: Value,
     pub idempotency_key: Option<String>,
+    /// The version of the topic's event type (docs/event-types.md) whose schema `data` was
+    /// checked against; null when it was not checked.
+    pub schema_version: Option<i64>,
     #[serde(with = "serde_rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Millis,

@@ -20,6 +20,13 @@ pub struct Problem {
     /// The offending input field, for validation errors (`events[3].topic`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// For `schema_mismatch`: the JSON pointer, inside `field`, of the value that failed
+    /// (`""`: the whole of it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pointer: Option<String>,
+    /// For `schema_mismatch`: the JSON Schema keyword that failed (`required`, `type`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keyword: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -28,6 +35,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub detail: String,
     pub field: Option<String>,
+    /// `(pointer, keyword)` of a schema mismatch.
+    pub schema: Option<(String, String)>,
 }
 
 impl ApiError {
@@ -37,6 +46,7 @@ impl ApiError {
             code,
             detail: detail.into(),
             field: None,
+            schema: None,
         }
     }
 
@@ -75,7 +85,9 @@ impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         let status = match &e {
             ServiceError::Malformed(_) => StatusCode::BAD_REQUEST,
-            ServiceError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ServiceError::Invalid(_)
+            | ServiceError::Refused { .. }
+            | ServiceError::SchemaMismatch { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ServiceError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
             ServiceError::Conflict(_) => StatusCode::CONFLICT,
@@ -92,6 +104,8 @@ impl From<ServiceError> for ApiError {
             status,
             code: e.code(),
             field: e.field().map(str::to_string),
+            schema: crate::service::catalog::mismatch_of(&e)
+                .map(|m| (m.pointer.clone(), m.keyword.clone())),
             detail: e.to_string(),
         }
     }
@@ -110,6 +124,8 @@ impl IntoResponse for ApiError {
             detail: self.detail,
             code: self.code.to_string(),
             field: self.field,
+            pointer: self.schema.as_ref().map(|(p, _)| p.clone()),
+            keyword: self.schema.map(|(_, k)| k),
         };
         let mut resp = (self.status, axum::Json(body)).into_response();
         resp.headers_mut().insert(

@@ -23,6 +23,7 @@ use tokio::time::Instant;
 use super::api::{ApiCallError, ApiClient, segment};
 use super::schema::{Direction, portable};
 use super::types::*;
+use crate::domain::catalog::EventType;
 use crate::domain::model::{Delivery, Page};
 use crate::inbound::model::{CallbackView, EndpointView};
 use crate::inbound::verify::Scheme;
@@ -496,6 +497,24 @@ impl HeraldMcp {
         ))
     }
 
+    /// List the event-type catalog: each topic the platform publishes, what it means, the JSON
+    /// Schema its `data` must satisfy, examples, and whether it is deprecated. Check it before
+    /// `publish_event`: an event that fails its schema is refused with the failing pointer.
+    #[tool(annotations(read_only_hint = true, open_world_hint = false))]
+    async fn list_event_types(
+        &self,
+        Parameters(args): Parameters<ListEventTypesArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<Json<Rest<Page<EventType>>>, ToolError> {
+        let q = query(&[
+            ("after", args.after),
+            ("limit", args.limit.map(|l| l.to_string())),
+            ("include_archived", args.include_archived.map(|b| b.to_string())),
+        ]);
+        let path = format!("/v1/event-types{q}");
+        Ok(Json(self.call(&ctx, Method::GET, &path, None).await?))
+    }
+
     /// List a tenant's deliveries, newest first, optionally by status, destination, event or topic.
     #[tool(annotations(read_only_hint = true, open_world_hint = false))]
     async fn list_deliveries(
@@ -771,6 +790,7 @@ mod same_shapes {
             ("list_callback_endpoints", "Page_EndpointView"),
             ("replay_callback", "ReplayResult"),
             ("publish_event", "PublishResponse"),
+            ("list_event_types", "Page_EventType"),
             ("list_deliveries", "Page_Delivery"),
             ("get_delivery", "Delivery"),
             ("retry_delivery", "Delivery"),

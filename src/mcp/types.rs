@@ -184,6 +184,20 @@ pub struct ListDeliveriesArgs {
     pub limit: Option<u32>,
 }
 
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListEventTypesArgs {
+    /// The previous page's `next_cursor`.
+    #[serde(default)]
+    pub after: Option<String>,
+    /// Page size, 1-250 (default 50).
+    #[serde(default)]
+    pub limit: Option<u32>,
+    /// Include archived types, which take no new events (default false).
+    #[serde(default)]
+    pub include_archived: Option<bool>,
+}
+
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryRef {

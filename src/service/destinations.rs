@@ -303,6 +303,9 @@ impl Herald {
             self.limits.strings.max_description,
         )?;
         validate::topics("topics", &req.topics, self.limits.max_topics)?;
+        self.catalog_checker()
+            .await?
+            .check_patterns("topics", &req.topics)?;
         self.check_filter(&req.filter)?;
         validate::headers(
             "headers",
@@ -398,6 +401,9 @@ impl Herald {
         }
         if let Some(topics) = req.topics {
             validate::topics("topics", &topics, self.limits.max_topics)?;
+            self.catalog_checker()
+                .await?
+                .check_patterns("topics", &topics)?;
             d.topics = topics;
         }
         if let Some(filter) = req.filter {

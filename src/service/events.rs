@@ -4,6 +4,7 @@ use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use super::callbacks::{DEFAULT_REPLY_TTL_SECS, MAX_TTL_SECS, new_slug};
+use super::catalog::{Checker, Verdict};
 use super::{Herald, Result, ServiceError, page_limit};
 use crate::domain::ids::{Kind, new_id};
 use crate::domain::model::{Event, Page};
@@ -49,6 +50,15 @@ pub struct PublishResponse {
     /// The reply channel's URL, when the event asked for one (`reply`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reply_url: Option<String>,
+    /// The version of the topic's event type whose schema `data` satisfied; absent when
+    /// nothing was checked (docs/event-types.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema_version: Option<i64>,
+    /// Present, and true, when the topic's event type is deprecated.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[schemars(default)]
+    #[schema(default = false)]
+    pub deprecated: bool,
 }
 
 impl PublishResponse {
@@ -57,6 +67,8 @@ impl PublishResponse {
             id: p.id.clone(),
             deliveries: p.deliveries,
             reply_url: p.reply_slug.as_deref().map(|s| herald.callback_url(s)),
+            schema_version: p.schema_version,
+            deprecated: p.deprecated,
         }
     }
 }
@@ -78,12 +90,14 @@ pub struct PublishBatch {
 }
 
 impl Herald {
+    /// Checks one event (its fields, then the catalog) and makes it ready to store.
     fn new_event(
         &self,
         field: &str,
         req: PublishRequest,
         key_header: Option<&str>,
-    ) -> Result<NewEvent> {
+        catalog: &Checker,
+    ) -> Result<(NewEvent, Verdict)> {
         let f = |name: &str| {
             if field.is_empty() {
                 name.to_string()
@@ -107,6 +121,7 @@ impl Herald {
                 message: format!("data and metadata must be at most {max} bytes together"),
             });
         }
+        let verdict = catalog.check(field, &req.topic, req.data.get())?;
         let key = match (key_header, req.id) {
             (Some(h), _) => {
                 validate::idempotency_key(
@@ -140,7 +155,7 @@ impl Herald {
                 })
             }
         };
-        Ok(NewEvent {
+        let event = NewEvent {
             reply,
             id: new_id(Kind::Event),
             tenant_id: req.tenant_id,
@@ -149,8 +164,10 @@ impl Herald {
             metadata,
             idempotency_key: key,
             destination_id: req.destination_id,
+            schema_version: verdict.schema_version,
             traceparent: None,
-        })
+        };
+        Ok((event, verdict))
     }
 
     /// Publishes one event. Returns once the event and all its deliveries are committed.
@@ -173,9 +190,11 @@ impl Herald {
         traceparent: Option<String>,
     ) -> Result<Published> {
         Self::check_tenant(scope, &req.tenant_id)?;
-        let mut ev = self.new_event("", req, idempotency_key)?;
+        let catalog = self.catalog_checker().await?;
+        let (mut ev, verdict) = self.new_event("", req, idempotency_key, &catalog)?;
         ev.traceparent = traceparent;
-        let p = self.publisher.commit(ev).await?;
+        let mut p = self.publisher.commit(ev).await?;
+        p.deprecated = verdict.deprecated;
         self.wake.notify_one();
         count_published(std::slice::from_ref(&p));
         Ok(p)
@@ -202,14 +221,20 @@ impl Herald {
         if batch.events.is_empty() || batch.events.len() > max {
             return Err(Invalid::new("events", format!("must hold 1-{max} events")).into());
         }
+        let catalog = self.catalog_checker().await?;
         let mut events = Vec::with_capacity(batch.events.len());
+        let mut verdicts = Vec::with_capacity(batch.events.len());
         for (i, req) in batch.events.into_iter().enumerate() {
             Self::check_tenant(scope, &req.tenant_id)?;
-            let mut ev = self.new_event(&format!("events[{i}]"), req, None)?;
+            let (mut ev, verdict) = self.new_event(&format!("events[{i}]"), req, None, &catalog)?;
             ev.traceparent = traceparent.clone();
             events.push(ev);
+            verdicts.push(verdict);
         }
-        let out = super::batch::publish_retrying(&*self.store, &events, &self.clock).await?;
+        let mut out = super::batch::publish_retrying(&*self.store, &events, &self.clock).await?;
+        for (p, v) in out.iter_mut().zip(&verdicts) {
+            p.deprecated = v.deprecated;
+        }
         self.wake.notify_one();
         count_published(&out);
         Ok(out)

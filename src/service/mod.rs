@@ -5,6 +5,7 @@
 
 pub(crate) mod batch;
 pub mod callbacks;
+pub mod catalog;
 mod deliveries;
 mod destinations;
 mod events;
@@ -42,6 +43,22 @@ pub enum ServiceError {
     Malformed(String),
     #[error(transparent)]
     Invalid(#[from] Invalid),
+    /// The catalog refuses the event: its type is archived, or the catalog does not list it
+    /// and unknown topics are refused. `code` says which.
+    #[error("{field}: {message}")]
+    Refused {
+        field: String,
+        code: &'static str,
+        message: String,
+    },
+    /// The event's `data` does not satisfy its type's schema.
+    #[error("{field} does not satisfy the schema of `{topic}` (version {version}): {mismatch}")]
+    SchemaMismatch {
+        field: String,
+        topic: String,
+        version: i64,
+        mismatch: crate::domain::catalog::Mismatch,
+    },
     #[error("{field}: {message}")]
     TooLarge { field: String, message: String },
     #[error("{0} not found")]
@@ -59,6 +76,8 @@ impl ServiceError {
         match self {
             ServiceError::Malformed(_) => "malformed_json",
             ServiceError::Invalid(_) => "validation_failed",
+            ServiceError::Refused { code, .. } => code,
+            ServiceError::SchemaMismatch { .. } => "schema_mismatch",
             ServiceError::TooLarge { .. } => "too_large",
             ServiceError::NotFound(_) => "not_found",
             ServiceError::Conflict(_) => "conflict",
@@ -70,6 +89,9 @@ impl ServiceError {
     pub fn field(&self) -> Option<&str> {
         match self {
             ServiceError::Invalid(i) => Some(&i.field),
+            ServiceError::Refused { field, .. } | ServiceError::SchemaMismatch { field, .. } => {
+                Some(field)
+            }
             ServiceError::TooLarge { field, .. } => Some(field),
             _ => None,
         }
@@ -125,6 +147,8 @@ pub struct Herald {
     pub portal: Arc<portal::PortalSettings>,
     /// The input limits the operator configured.
     pub limits: Limits,
+    /// This process's compiled copy of the event-type catalog.
+    pub catalog: Arc<catalog::Catalog>,
 }
 
 impl Herald {
@@ -158,7 +182,14 @@ impl Herald {
             stopping: Arc::new(tokio::sync::watch::channel(false).0),
             portal: Arc::default(),
             limits: Limits::default(),
+            catalog: Arc::default(),
         }
+    }
+
+    /// Refuses (or not) topics the event-type catalog does not list.
+    pub fn with_catalog(mut self, refuse_unknown_topics: bool) -> Self {
+        self.catalog = Arc::new(catalog::Catalog::new(refuse_unknown_topics));
+        self
     }
 
     /// Replaces the input limits.
@@ -192,8 +223,10 @@ impl Herald {
                 Some(News::Work) if worker => self.wake.notify_one(),
                 Some(News::Work) => {}
                 Some(News::Callback(endpoint_id)) => self.waiters.notify(&endpoint_id),
+                Some(News::Catalog) => self.catalog.invalidate(),
                 Some(News::Missed) => {
                     // Whatever was announced meanwhile is unknown: everyone reads again.
+                    self.catalog.invalidate();
                     self.waiters.notify_all();
                     if worker {
                         self.wake.notify_one();

@@ -27,6 +27,8 @@ pub fn event(topic: &str, data: Value) -> NewEvent {
         metadata: Value::Object(Default::default()),
         idempotency_key: None,
         destination_id: None,
+        // Herald's own events are not in any tenant's catalog.
+        schema_version: None,
         reply: None,
         traceparent: None,
     }

@@ -5,12 +5,13 @@
 //! and holds none of them.
 
 use super::dialect::Dialect;
-use super::queries::{Attempts, Deliveries, Destinations, Inbound, Maintenance, Portal, Tenants};
+use super::queries::{Attempts, Catalog, Deliveries, Destinations, Inbound, Maintenance, Portal, Tenants};
 use super::{
     CallbackQuery, Claimed, DeliveryQuery, Finish, Finished, LinkState, NewEvent, NewsStream,
-    Published, Result, Scope, Store, TokenRecord,
+    NewEventType, Published, Result, Scope, Store, TokenRecord,
 };
 use crate::domain::callback::{Callback, CallbackEndpoint, Ingested};
+use crate::domain::catalog::EventType;
 use crate::domain::health::DestinationHealth;
 use crate::domain::model::{Delivery, Destination, Event, Recovery, Tenant};
 use crate::domain::time::Millis;
@@ -24,6 +25,7 @@ where
         + Destinations
         + Deliveries
         + Attempts
+        + Catalog
         + Inbound
         + Portal
         + Maintenance
@@ -289,6 +291,29 @@ where
         now: Millis,
     ) -> Result<Option<Callback>> {
         Inbound::ack_callback(self, scope, id, now).await
+    }
+
+    // --- The event-type catalog: `catalog` --------------------------------------------------
+
+    async fn put_event_type(&self, t: &NewEventType<'_>, now: Millis) -> Result<EventType> {
+        Catalog::put_event_type(self, t, now).await
+    }
+
+    async fn get_event_type(&self, name: &str) -> Result<Option<EventType>> {
+        Catalog::get_event_type(self, name).await
+    }
+
+    async fn list_event_types(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+        include_archived: bool,
+    ) -> Result<Vec<EventType>> {
+        Catalog::list_event_types(self, after, limit, include_archived).await
+    }
+
+    async fn delete_event_type(&self, name: &str) -> Result<bool> {
+        Catalog::delete_event_type(self, name).await
     }
 
     // --- The tenant portal: `portal` --------------------------------------------------------

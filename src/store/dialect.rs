@@ -92,6 +92,12 @@ pub(crate) trait Dialect: Send + Sync {
     /// Tells other processes' workers, when this transaction commits, that it scheduled work.
     async fn announce_work(tx: &mut Transaction<'_, Self::Db>) -> Result<()>;
 
+    /// Tells other processes, when this transaction commits, that the event-type catalog
+    /// changed: they drop the schemas they compiled. Catalog changes are rare, so unlike work
+    /// and callbacks this is announced inside the transaction (commit-time delivery, nothing
+    /// announced for a change rolled back).
+    async fn announce_catalog(tx: &mut Transaction<'_, Self::Db>) -> Result<()>;
+
     /// Tells other processes' workers that a publish just committed due work.
     fn announce_work_committed(&self);
 

@@ -34,6 +34,8 @@ use async_trait::async_trait;
 use serde_json::value::RawValue;
 
 use crate::domain::callback::{Callback, CallbackEndpoint, Ingested};
+pub use queries::NewEventType;
+use crate::domain::catalog::EventType;
 use crate::domain::model::{Attempt, Delivery, Destination, Event, Recovery, Tenant};
 use crate::domain::state::{DeliveryStatus, Trigger};
 use crate::domain::time::Millis;
@@ -110,6 +112,9 @@ pub struct NewEvent {
     pub metadata: serde_json::Value,
     pub idempotency_key: Option<String>,
     pub destination_id: Option<String>,
+    /// The catalog version `data` was checked against (docs/event-types.md); `None`: not
+    /// checked (no schema, or no type in the catalog).
+    pub schema_version: Option<i64>,
     /// Create a reply channel (docs/reply-channels.md) with the event, in the same transaction.
     pub reply: Option<NewReplyChannel>,
     /// The publish request's span as a W3C `traceparent`, when tracing is on: every attempt
@@ -135,6 +140,12 @@ pub struct Published {
     pub created: bool,
     /// The slug of the event's reply channel, when it has one.
     pub reply_slug: Option<String>,
+    /// The catalog version the event's data was checked against (the original's, for a
+    /// repeat).
+    pub schema_version: Option<i64>,
+    /// Its type is deprecated: set by the service, which asked the catalog; the store leaves
+    /// it false.
+    pub deprecated: bool,
 }
 
 /// Poll across endpoints (`GET /v1/callbacks`): accepted callbacks, oldest first.
@@ -422,6 +433,21 @@ pub trait Store: Send + Sync + 'static {
         now: Millis,
     ) -> Result<Option<Callback>>;
 
+    // --- Event-type catalog (platform-wide) ------------------------------------------------
+    /// Creates the type at version 1 or replaces its definition, moving the version on by one;
+    /// announced to other processes ([`News::Catalog`]).
+    async fn put_event_type(&self, t: &NewEventType<'_>, now: Millis) -> Result<EventType>;
+    async fn get_event_type(&self, name: &str) -> Result<Option<EventType>>;
+    /// By name; archived types only with `include_archived`.
+    async fn list_event_types(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+        include_archived: bool,
+    ) -> Result<Vec<EventType>>;
+    /// Announced like a change. Events keep the version they were checked against.
+    async fn delete_event_type(&self, name: &str) -> Result<bool>;
+
     // --- Tenant portal (tokens stored as SHA-256 hashes only) -------------------------------
     /// Stores a single-use login link (and purges links that ended more than a day ago).
     /// `NotFound("tenant")` when the tenant does not exist.
@@ -463,8 +489,10 @@ pub enum News {
     Work,
     /// It stored a callback on this endpoint (the id): its waiters should read.
     Callback(String),
+    /// It changed the event-type catalog: compiled schemas are stale.
+    Catalog,
     /// Announcements may have been missed (the listener was down, or has just started):
-    /// workers and waiters should all look again.
+    /// workers, waiters and the catalog cache should all look again.
     Missed,
 }
 

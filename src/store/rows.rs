@@ -9,6 +9,7 @@ use super::{Claimed, StoreError, TokenRecord};
 use crate::domain::allowance::Limits;
 use crate::domain::amqp::{AmqpTarget, AmqpUrl, DEFAULT_ROUTING_KEY};
 use crate::domain::callback::A2aInfo;
+use crate::domain::catalog::EventType;
 use crate::domain::callback::{
     Callback, CallbackEndpoint, CallbackStatus, StoredVerification, Verification,
 };
@@ -211,6 +212,7 @@ pub(crate) struct EventRow {
     pub data: String,
     pub metadata: String,
     pub idempotency_key: Option<String>,
+    pub schema_version: Option<i64>,
     pub created_at: i64,
 }
 
@@ -224,7 +226,38 @@ impl TryFrom<EventRow> for Event {
             data: raw("data", r.data)?,
             metadata: json("metadata", &r.metadata)?,
             idempotency_key: r.idempotency_key,
+            schema_version: r.schema_version,
             created_at: r.created_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct EventTypeRow {
+    pub name: String,
+    pub description: Option<String>,
+    pub schema: Option<String>,
+    pub examples: String,
+    pub deprecated: bool,
+    pub archived: bool,
+    pub version: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl TryFrom<EventTypeRow> for EventType {
+    type Error = StoreError;
+    fn try_from(r: EventTypeRow) -> Result<Self, StoreError> {
+        Ok(EventType {
+            name: r.name,
+            description: r.description,
+            schema: r.schema.as_deref().map(|s| json("schema", s)).transpose()?,
+            examples: json("examples", &r.examples)?,
+            deprecated: r.deprecated,
+            archived: r.archived,
+            version: r.version,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
         })
     }
 }

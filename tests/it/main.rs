@@ -22,6 +22,7 @@ mod auto_disable;
 mod bench_cli;
 mod delivery;
 mod ed25519;
+mod event_types;
 mod fuzz_api;
 mod inbound;
 mod input_limits;

@@ -3,6 +3,7 @@
 mod callbacks;
 mod deliveries;
 mod destinations;
+mod event_types;
 mod events;
 pub mod openapi;
 mod portal_sessions;
@@ -55,6 +56,13 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/v1/tenants/{tenant_id}/destinations/{id}/test",
             post(destinations::send_test),
+        )
+        .route("/v1/event-types", get(event_types::list))
+        .route(
+            "/v1/event-types/{name}",
+            put(event_types::put)
+                .get(event_types::get)
+                .delete(event_types::delete),
         )
         .route("/v1/events", post(events::publish))
         .route("/v1/events/batch", post(events::publish_batch))
@@ -115,6 +123,10 @@ pub fn routes() -> Router<AppState> {
         destinations::disable,
         destinations::rotate_secret,
         destinations::send_test,
+        event_types::list,
+        event_types::put,
+        event_types::get,
+        event_types::delete,
         events::publish,
         events::publish_batch,
         events::get,

@@ -21,8 +21,10 @@ use utoipa::OpenApi;
 use super::ApiDoc;
 
 /// Operations only the admin token may call; a tenant's token gets 403.
-pub const ADMIN_ONLY: [&str; 5] = [
+pub const ADMIN_ONLY: [&str; 7] = [
     "list_tenants",
+    "put_event_type",
+    "delete_event_type",
     "upsert_tenant",
     "delete_tenant",
     "issue_tenant_token",
@@ -30,7 +32,7 @@ pub const ADMIN_ONLY: [&str; 5] = [
 ];
 
 /// The tags, in the order a reader meets them.
-const TAGS: [(&str, &str); 5] = [
+const TAGS: [(&str, &str); 6] = [
     (
         "tenants",
         "Your customers. Each tenant owns its destinations, events and deliveries; tenant \
@@ -40,6 +42,11 @@ const TAGS: [(&str, &str); 5] = [
         "destinations",
         "Where a tenant's events go: webhook URLs or RabbitMQ exchanges, with topic patterns, \
          filters, signing secrets, limits and recovery.",
+    ),
+    (
+        "event-types",
+        "The platform's catalog of topics: a JSON Schema each event's data must satisfy, \
+         examples, and deprecated or archived flags. The admin writes it; every tenant reads it.",
     ),
     (
         "events",

@@ -13,6 +13,7 @@ mod auth;
 mod callbacks;
 mod deliveries;
 mod destinations;
+mod event_types;
 mod views;
 
 use askama::Template;
@@ -82,6 +83,7 @@ pub fn routes() -> Router<AppState> {
         .route("/portal/deliveries/{id}", get(deliveries::show))
         .route("/portal/deliveries/{id}/retry", post(deliveries::retry))
         .route("/portal/callbacks", get(callbacks::list))
+        .route("/portal/event-types", get(event_types::list))
         .route("/portal/callbacks/{id}", get(callbacks::show))
         // Unknown portal pages get the portal's 404 page (a fallback would take over the
         // whole application's unknown paths once this router is merged).

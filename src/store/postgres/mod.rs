@@ -128,6 +128,15 @@ impl Dialect for PostgresStore {
         Ok(())
     }
 
+    /// `NOTIFY herald_event_types` in the changing transaction: Postgres sends it at commit.
+    async fn announce_catalog(tx: &mut Transaction<'_, Postgres>) -> Result<()> {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(notify::CATALOG_CHANNEL)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
     /// Tells every listening worker that a publish just committed due work: through the same
     /// coalescing notifier as callbacks ([`Notifier`]), because a `NOTIFY` inside each
     /// publish transaction serialized their commits. This process's own worker is woken

@@ -21,6 +21,9 @@ use crate::store::{News, NewsStream};
 pub(super) const WORK_CHANNEL: &str = "herald_work";
 /// The channel ingest notifies (payload: the endpoint id) and every process's waiters listen on.
 pub(super) const CALLBACK_CHANNEL: &str = "herald_callbacks";
+/// The channel catalog changes are announced on (no payload): every process reads the
+/// event-type catalog again.
+pub(super) const CATALOG_CHANNEL: &str = "herald_event_types";
 /// The least time between two notices on one channel under load (see [`Notifier`]).
 const NOTIFY_INTERVAL: Duration = Duration::from_millis(5);
 
@@ -120,7 +123,7 @@ async fn send_notices(
     }
 }
 
-/// Every notice other processes send on both channels, over one connection. The stream never
+/// Every notice other processes send on the three channels, over one connection. The stream never
 /// ends: a lost connection is re-established with backoff, and each time `LISTEN` has taken
 /// effect (the first time too) it yields [`News::Missed`], because what was sent before could
 /// not be heard.
@@ -166,6 +169,7 @@ impl Listening {
             // that notices were lost meanwhile.
             match listener.try_recv().await {
                 Ok(Some(n)) if n.channel() == WORK_CHANNEL => return News::Work,
+                Ok(Some(n)) if n.channel() == CATALOG_CHANNEL => return News::Catalog,
                 Ok(Some(n)) => return News::Callback(n.payload().to_string()),
                 Ok(None) => {
                     tracing::warn!("LISTEN connection lost; reconnecting");
@@ -183,7 +187,7 @@ impl Listening {
 async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
     listener
-        .listen_all([WORK_CHANNEL, CALLBACK_CHANNEL])
+        .listen_all([WORK_CHANNEL, CALLBACK_CHANNEL, CATALOG_CHANNEL])
         .await?;
     Ok(listener)
 }

@@ -32,7 +32,8 @@ use crate::store::{
 };
 
 /// The columns of [`rows::EventRow`].
-const EVENT: &str = "id, tenant_id, topic, data, metadata, idempotency_key, created_at";
+const EVENT: &str =
+    "id, tenant_id, topic, data, metadata, idempotency_key, schema_version, created_at";
 
 /// The columns of [`rows::DeliveryRow`].
 const DELIVERY: &str = "id, tenant_id, event_id, destination_id, topic, status, attempt_count, \
@@ -375,14 +376,15 @@ where
                     });
                     continue;
                 }
-                let existing: Option<String> = sqlx::query_scalar(
-                    "SELECT id FROM events WHERE tenant_id = $1 AND idempotency_key = $2",
+                let existing: Option<(String, Option<i64>)> = sqlx::query_as(
+                    "SELECT id, schema_version FROM events \
+                     WHERE tenant_id = $1 AND idempotency_key = $2",
                 )
                 .bind(&ev.tenant_id)
                 .bind(key)
                 .fetch_optional(&mut *tx)
                 .await?;
-                if let Some(id) = existing {
+                if let Some((id, schema_version)) = existing {
                     let n: i64 =
                         sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE event_id = $1")
                             .bind(&id)
@@ -399,6 +401,8 @@ where
                         deliveries: n as u32,
                         created: false,
                         reply_slug,
+                        schema_version,
+                        deprecated: false,
                     });
                     continue;
                 }
@@ -457,6 +461,8 @@ where
                 deliveries: plan.len() as u32,
                 created: true,
                 reply_slug: ev.reply.as_ref().map(|r| r.slug.clone()),
+                schema_version: ev.schema_version,
+                deprecated: false,
             });
         }
         // Multi-row inserts: one statement per few hundred rows instead of one per row.
@@ -469,6 +475,7 @@ where
                     .set("metadata", rows::to_json(&ev.metadata))
                     .set("idempotency_key", &ev.idempotency_key)
                     .set("traceparent", &ev.traceparent)
+                    .set("schema_version", ev.schema_version)
                     .set("created_at", now);
             })?
             .execute(&mut *tx)

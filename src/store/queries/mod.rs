@@ -13,6 +13,7 @@
 //! - [`deliveries`]: events and their deliveries, from the publish to the finish of each
 //!   attempt, the claim of destinations with limits, retries, replays and recoveries;
 //! - [`attempts`]: the log of sends;
+//! - [`catalog`]: the event-type catalog;
 //! - [`inbound`]: callback endpoints and the callbacks they capture;
 //! - [`portal`]: the tenant portal's links and sessions, and destination health;
 //! - [`maintenance`]: the health check, encryption at rest and retention.
@@ -25,6 +26,7 @@
 //! documented there; the helpers the others and the dialects call have their own docs.
 
 mod attempts;
+mod catalog;
 mod deliveries;
 mod destinations;
 mod inbound;
@@ -33,6 +35,8 @@ mod portal;
 mod tenants;
 
 pub(crate) use attempts::Attempts;
+pub(crate) use catalog::Catalog;
+pub use catalog::NewEventType;
 pub(crate) use deliveries::Deliveries;
 pub(crate) use destinations::Destinations;
 pub(crate) use inbound::Inbound;

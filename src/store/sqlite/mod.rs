@@ -118,6 +118,12 @@ impl Dialect for SqliteStore {
         Ok(true)
     }
 
+    /// Nothing to announce: no other process shares the file, and this process's catalog cache
+    /// is dropped by the service that made the change.
+    async fn announce_catalog(_tx: &mut Transaction<'_, Sqlite>) -> Result<()> {
+        Ok(())
+    }
+
     /// Nothing to announce: the worker in this process is woken by the in-process notifier.
     async fn announce_work(_tx: &mut Transaction<'_, Sqlite>) -> Result<()> {
         Ok(())
