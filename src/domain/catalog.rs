@@ -36,7 +36,7 @@ pub struct EventType {
     #[schema(schema_with = nullable_any_json)]
     pub schema: Option<Value>,
     /// Example `data` payloads; each satisfies the schema.
-    #[schema(value_type = Vec<Object>)]
+    #[schema(schema_with = examples_schema)]
     pub examples: Vec<Value>,
     /// Still accepted, but publishers and subscribers are told to move on.
     pub deprecated: bool,
@@ -65,6 +65,14 @@ pub fn nullable_any_json() -> utoipa::openapi::schema::Schema {
         .description(Some(
             "A JSON Schema (2020-12): an object or a boolean; null for none",
         ))
+        .into()
+}
+
+/// Examples are `data` payloads: any JSON each.
+pub fn examples_schema() -> utoipa::openapi::schema::Schema {
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(utoipa::openapi::RefOr::T(super::model::any_json()))
+        .max_items(Some(MAX_EXAMPLES))
         .into()
 }
 
@@ -124,7 +132,10 @@ pub fn check_definition(
 /// references. Errors name the field `schema`.
 pub fn compile(schema: &Value) -> Result<jsonschema::Validator, Invalid> {
     if !(schema.is_object() || schema.is_boolean()) {
-        return Err(Invalid::new("schema", "must be a JSON Schema: an object or a boolean"));
+        return Err(Invalid::new(
+            "schema",
+            "must be a JSON Schema: an object or a boolean",
+        ));
     }
     if schema.to_string().len() > MAX_SCHEMA_BYTES {
         return Err(Invalid::new(
@@ -216,9 +227,15 @@ mod tests {
     #[test]
     fn remote_references_are_refused_and_local_ones_work() {
         let remote = json!({"$ref": "http://127.0.0.1:9/schema.json"});
-        let e = compile(&remote).err().expect("refused");
+        let Err(e) = compile(&remote) else {
+            panic!("a remote reference is refused")
+        };
         assert_eq!(e.field, "schema");
-        assert!(e.message.contains("remote references are not allowed"), "{}", e.message);
+        assert!(
+            e.message.contains("remote references are not allowed"),
+            "{}",
+            e.message
+        );
         let local = json!({
             "$defs": {"id": {"type": "string", "minLength": 2}},
             "type": "object",
@@ -247,11 +264,17 @@ mod tests {
     #[test]
     fn the_name_must_be_a_topic_and_not_herald_test() {
         assert_eq!(
-            check_definition("bad topic", None, None, &[]).err().unwrap().field,
+            check_definition("bad topic", None, None, &[])
+                .err()
+                .unwrap()
+                .field,
             "name"
         );
         assert_eq!(
-            check_definition(EXEMPT_TOPIC, None, None, &[]).err().unwrap().field,
+            check_definition(EXEMPT_TOPIC, None, None, &[])
+                .err()
+                .unwrap()
+                .field,
             "name"
         );
         assert!(is_exempt("herald.test") && !is_exempt("job.done"));

@@ -509,7 +509,10 @@ impl HeraldMcp {
         let q = query(&[
             ("after", args.after),
             ("limit", args.limit.map(|l| l.to_string())),
-            ("include_archived", args.include_archived.map(|b| b.to_string())),
+            (
+                "include_archived",
+                args.include_archived.map(|b| b.to_string()),
+            ),
         ]);
         let path = format!("/v1/event-types{q}");
         Ok(Json(self.call(&ctx, Method::GET, &path, None).await?))

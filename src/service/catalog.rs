@@ -34,7 +34,7 @@ pub struct PutEventType {
     pub schema: Option<Value>,
     /// Up to 10 example payloads; each must satisfy the schema.
     #[serde(default)]
-    #[schema(value_type = Vec<Object>)]
+    #[schema(schema_with = catalog::examples_schema)]
     pub examples: Vec<Value>,
     /// Still accepted, but flagged in publish responses and the portal.
     #[serde(default)]
@@ -110,9 +110,7 @@ impl Catalog {
         let mut types = Types::new();
         let mut after: Option<String> = None;
         loop {
-            let page = store
-                .list_event_types(after.as_deref(), 1000, true)
-                .await?;
+            let page = store.list_event_types(after.as_deref(), 1000, true).await?;
             let last = page.len() < 1000;
             for t in page {
                 after = Some(t.name.clone());
@@ -194,14 +192,13 @@ impl Checker {
         };
         if let Some(v) = &entry.validator {
             // The data is parsed only to be checked; it is stored as the publisher wrote it.
-            let value: Value = serde_json::from_str(data).map_err(|e| {
-                ServiceError::Malformed(format!("{}: {e}", at("data")))
-            })?;
+            let value: Value = serde_json::from_str(data)
+                .map_err(|e| ServiceError::Malformed(format!("{}: {e}", at("data"))))?;
             catalog::check(v, &value).map_err(|mismatch| ServiceError::SchemaMismatch {
                 field: at("data"),
                 topic: topic.to_string(),
                 version: entry.version,
-                mismatch,
+                mismatch: Box::new(mismatch),
             })?;
             verdict.schema_version = Some(entry.version);
         }
@@ -244,7 +241,7 @@ impl Checker {
 /// The details of a [`ServiceError::SchemaMismatch`], for problem+json.
 pub fn mismatch_of(e: &ServiceError) -> Option<&Mismatch> {
     match e {
-        ServiceError::SchemaMismatch { mismatch, .. } => Some(mismatch),
+        ServiceError::SchemaMismatch { mismatch, .. } => Some(&**mismatch),
         _ => None,
     }
 }

@@ -57,7 +57,7 @@ pub enum ServiceError {
         field: String,
         topic: String,
         version: i64,
-        mismatch: crate::domain::catalog::Mismatch,
+        mismatch: Box<crate::domain::catalog::Mismatch>,
     },
     #[error("{field}: {message}")]
     TooLarge { field: String, message: String },

@@ -5,10 +5,12 @@
 //! and holds none of them.
 
 use super::dialect::Dialect;
-use super::queries::{Attempts, Catalog, Deliveries, Destinations, Inbound, Maintenance, Portal, Tenants};
+use super::queries::{
+    Attempts, Catalog, Deliveries, Destinations, Inbound, Maintenance, Portal, Tenants,
+};
 use super::{
-    CallbackQuery, Claimed, DeliveryQuery, Finish, Finished, LinkState, NewEvent, NewsStream,
-    NewEventType, Published, Result, Scope, Store, TokenRecord,
+    CallbackQuery, Claimed, DeliveryQuery, Finish, Finished, LinkState, NewEvent, NewEventType,
+    NewsStream, Published, Result, Scope, Store, TokenRecord,
 };
 use crate::domain::callback::{Callback, CallbackEndpoint, Ingested};
 use crate::domain::catalog::EventType;

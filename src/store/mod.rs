@@ -34,11 +34,11 @@ use async_trait::async_trait;
 use serde_json::value::RawValue;
 
 use crate::domain::callback::{Callback, CallbackEndpoint, Ingested};
-pub use queries::NewEventType;
 use crate::domain::catalog::EventType;
 use crate::domain::model::{Attempt, Delivery, Destination, Event, Recovery, Tenant};
 use crate::domain::state::{DeliveryStatus, Trigger};
 use crate::domain::time::Millis;
+pub use queries::NewEventType;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

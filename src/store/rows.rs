@@ -9,10 +9,10 @@ use super::{Claimed, StoreError, TokenRecord};
 use crate::domain::allowance::Limits;
 use crate::domain::amqp::{AmqpTarget, AmqpUrl, DEFAULT_ROUTING_KEY};
 use crate::domain::callback::A2aInfo;
-use crate::domain::catalog::EventType;
 use crate::domain::callback::{
     Callback, CallbackEndpoint, CallbackStatus, StoredVerification, Verification,
 };
+use crate::domain::catalog::EventType;
 use crate::domain::model::{
     Attempt, Delivery, Destination, DestinationKind, DestinationOptions, Event, Tenant,
 };

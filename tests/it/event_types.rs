@@ -103,11 +103,8 @@ async fn tenants_read_the_catalog_but_cannot_change_it(kind: StoreKind) {
     app.tenant("acme").await;
     define(&app, "job.completed", json!({"schema": job_schema()})).await;
     let token = app.tenant_token("acme").await;
-    let as_tenant = |m: reqwest::Method, path: &str| {
-        app.client
-            .request(m, app.url(path))
-            .bearer_auth(&token)
-    };
+    let as_tenant =
+        |m: reqwest::Method, path: &str| app.client.request(m, app.url(path)).bearer_auth(&token);
     let r = as_tenant(reqwest::Method::GET, "/v1/event-types/job.completed")
         .send()
         .await
@@ -117,7 +114,10 @@ async fn tenants_read_the_catalog_but_cannot_change_it(kind: StoreKind) {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.json::<Value>().await.unwrap()["data"][0]["name"], "job.completed");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["data"][0]["name"],
+        "job.completed"
+    );
     let r = as_tenant(reqwest::Method::PUT, "/v1/event-types/job.completed")
         .json(&json!({}))
         .send()
@@ -130,24 +130,36 @@ async fn tenants_read_the_catalog_but_cannot_change_it(kind: StoreKind) {
         .unwrap();
     assert_eq!(problem(r).await.0, 403);
     let t = app.get_json("/v1/event-types/job.completed").await;
-    assert_eq!((t["version"].as_i64(), &t["schema"]), (Some(1), &job_schema()));
+    assert_eq!(
+        (t["version"].as_i64(), &t["schema"]),
+        (Some(1), &job_schema())
+    );
 }
 
 async fn a_schema_is_checked_when_saved_and_its_examples_must_satisfy_it(kind: StoreKind) {
     let app = TestApp::spawn(kind).await;
     let cases = [
-        (json!({"schema": {"type": "no-such-type"}}), "schema", "validation_failed"),
+        (
+            json!({"schema": {"type": "no-such-type"}}),
+            "schema",
+            "validation_failed",
+        ),
         (json!({"schema": [1, 2]}), "schema", "validation_failed"),
         (
             json!({"schema": job_schema(), "examples": [{"job_id": "a"}, {"job_id": 7}]}),
             "examples[1]",
             "validation_failed",
         ),
-        (json!({"deprecated": "yes"}), "deprecated", "validation_failed"),
+        (
+            json!({"deprecated": "yes"}),
+            "deprecated",
+            "validation_failed",
+        ),
         (json!({"colour": "red"}), "colour", "validation_failed"),
     ];
     for (body, field, code) in cases {
-        let (status, p) = problem(app.put("/v1/event-types/job.completed", body.clone()).await).await;
+        let (status, p) =
+            problem(app.put("/v1/event-types/job.completed", body.clone()).await).await;
         assert_eq!(status, 422, "{body}: {p}");
         assert_eq!(p["field"], field, "{body}: {p}");
         assert_eq!(p["code"], code, "{body}: {p}");
@@ -165,7 +177,10 @@ async fn a_schema_never_fetches_a_remote_reference(kind: StoreKind) {
     let (status, p) = problem(app.put("/v1/event-types/job.completed", body).await).await;
     assert_eq!((status, p["field"].as_str()), (422, Some("schema")));
     assert!(
-        p["detail"].as_str().unwrap().contains("remote references are not allowed"),
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("remote references are not allowed"),
         "{p}"
     );
     assert_eq!(rx.count(), 0, "Herald fetched nothing");
@@ -213,7 +228,10 @@ async fn a_batch_with_one_event_failing_its_schema_writes_nothing_and_names_it(k
         .await;
     let (status, p) = problem(r).await;
     assert_eq!((status, p["field"].as_str()), (422, Some("events[1].data")));
-    assert_eq!((p["pointer"].as_str(), p["keyword"].as_str()), (Some("/job_id"), Some("type")));
+    assert_eq!(
+        (p["pointer"].as_str(), p["keyword"].as_str()),
+        (Some("/job_id"), Some("type"))
+    );
     assert_eq!(event_count(&app, "acme").await, 0);
 }
 
@@ -223,7 +241,12 @@ async fn an_accepted_event_records_the_version_it_was_checked_against(kind: Stor
     app.tenant("acme").await;
     app.destination("acme", &rx.url, &["job.*"]).await;
     define(&app, "job.completed", json!({"schema": job_schema()})).await;
-    define(&app, "job.completed", json!({"schema": job_schema(), "description": "v2"})).await;
+    define(
+        &app,
+        "job.completed",
+        json!({"schema": job_schema(), "description": "v2"}),
+    )
+    .await;
     let r = app
         .post(
             "/v1/events",
@@ -238,13 +261,18 @@ async fn an_accepted_event_records_the_version_it_was_checked_against(kind: Stor
     let event = app.get_json(&format!("/v1/events/{id}")).await;
     assert_eq!(event["schema_version"], 2);
     // A topic with no type (or a type with no schema) is not checked, and says so.
-    let other = app.publish("acme", "job.queued", json!({"anything": true})).await;
+    let other = app
+        .publish("acme", "job.queued", json!({"anything": true}))
+        .await;
     let event = app.get_json(&format!("/v1/events/{other}")).await;
     assert!(event["schema_version"].is_null(), "{event}");
     // The payload goes out as published, byte for byte.
     app.worker.drain().await;
     let got = rx.wait_for(2, Duration::from_secs(10)).await;
-    assert!(got.iter().any(|g| g.json()["data"] == json!({"job_id": "j1"})));
+    assert!(
+        got.iter()
+            .any(|g| g.json()["data"] == json!({"job_id": "j1"}))
+    );
 }
 
 async fn archived_types_refuse_events_and_deprecated_ones_are_flagged(kind: StoreKind) {
@@ -262,7 +290,10 @@ async fn archived_types_refuse_events_and_deprecated_ones_are_flagged(kind: Stor
     assert_eq!(r.status(), 202);
     assert_eq!(r.json::<Value>().await.unwrap()["deprecated"], true);
     let (status, p) = problem(publish("job.gone").await).await;
-    assert_eq!((status, p["code"].as_str()), (422, Some("event_type_archived")));
+    assert_eq!(
+        (status, p["code"].as_str()),
+        (422, Some("event_type_archived"))
+    );
     assert_eq!(p["field"], "topic");
     assert_eq!(event_count(&app, "acme").await, 1);
 
@@ -296,7 +327,10 @@ async fn unknown_topics_pass_by_default_and_are_refused_when_configured(kind: St
         )
         .await;
     let (status, p) = problem(r).await;
-    assert_eq!((status, p["code"].as_str()), (422, Some("unknown_event_type")));
+    assert_eq!(
+        (status, p["code"].as_str()),
+        (422, Some("unknown_event_type"))
+    );
     assert_eq!(p["field"], "topic");
     strict.publish("acme", "job.completed", json!({})).await;
     assert_eq!(event_count(&strict, "acme").await, 1);
@@ -323,7 +357,10 @@ async fn herald_test_events_skip_the_catalog(kind: StoreKind) {
     let (status, p) = problem(app.put("/v1/event-types/herald.test", json!({})).await).await;
     assert_eq!((status, p["field"].as_str()), (422, Some("name")));
     let r = app
-        .post(&format!("/v1/tenants/acme/destinations/{id}/test"), json!({}))
+        .post(
+            &format!("/v1/tenants/acme/destinations/{id}/test"),
+            json!({}),
+        )
         .await;
     assert_eq!(r.status(), 202);
 }
@@ -350,7 +387,10 @@ async fn a_change_on_one_node_is_enforced_by_the_others_at_once() {
         let r = publish_on_b().await;
         if r.status() == 422 {
             let p: Value = r.json().await.unwrap();
-            assert_eq!((p["keyword"].as_str(), p["pointer"].as_str()), (Some("required"), Some("")));
+            assert_eq!(
+                (p["keyword"].as_str(), p["pointer"].as_str()),
+                (Some("required"), Some(""))
+            );
             break;
         }
         assert_eq!(r.status(), 202);

@@ -199,9 +199,10 @@ const AGENT_TOOLS: [&str; 8] = [
     "verify_signature",
     "wait_for_callback",
 ];
-const PLATFORM_TOOLS: [&str; 4] = [
+const PLATFORM_TOOLS: [&str; 5] = [
     "get_delivery",
     "list_deliveries",
+    "list_event_types",
     "publish_event",
     "retry_delivery",
 ];
@@ -409,7 +410,7 @@ async fn a_2026_07_28_client_gets_the_same_tools_waits_progress_and_cancellation
     let tools = Client::http_modern(&app, "tools", &[]).done().await;
     assert_eq!(tools["protocol_version"], "2026-07-28");
     assert_eq!(tools["problems"], json!([]));
-    assert_eq!(tools["tools"].as_array().unwrap().len(), 12);
+    assert_eq!(tools["tools"].as_array().unwrap().len(), 13);
 
     let out = Client::http_modern(&app, "roundtrip", &[]).done().await;
     assert_eq!(
@@ -942,4 +943,35 @@ async fn the_mcp_inspector_finds_no_unportable_schema_over_stdio_or_http() {
         assert!(tools.len() >= 12, "{transport}: {} tools", tools.len());
         assert!(tools.iter().all(|t| t["outputSchema"]["type"] == "object"));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_event_types_shows_the_catalog_and_a_publish_failing_its_schema_names_the_pointer() {
+    let app = TestApp::spawn(StoreKind::Sqlite).await;
+    app.tenant("acme").await;
+    let schema = json!({"type": "object", "required": ["job_id"],
+                        "properties": {"tokens": {"type": "integer", "minimum": 0}}});
+    let r = app
+        .put(
+            "/v1/event-types/job.completed",
+            json!({"description": "A job finished", "schema": schema}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let out = Client::http(&app, ADMIN_TOKEN, "catalog", &["acme"])
+        .done()
+        .await;
+    let types = out["types"]["data"].as_array().unwrap();
+    assert_eq!(types.len(), 1);
+    assert_eq!(types[0]["name"], "job.completed");
+    assert_eq!(types[0]["schema"], schema);
+    let refused = out["refused"].as_str().unwrap();
+    assert!(
+        refused.contains("schema_mismatch") || refused.contains("does not satisfy"),
+        "{refused}"
+    );
+    assert!(
+        refused.contains("/tokens") && refused.contains("minimum"),
+        "{refused}"
+    );
 }

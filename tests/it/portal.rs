@@ -869,6 +869,7 @@ async fn the_portal_link_command_prints_a_link_that_signs_in(kind: StoreKind) {
 }
 
 for_each_store!(
+    the_event_types_page_shows_the_catalog_with_schemas_examples_and_deprecations,
     a_login_link_sets_an_httponly_lax_cookie_scoped_to_the_portal_and_works_once,
     opening_a_link_shows_a_sign_in_page_and_only_submitting_it_spends_the_link,
     a_session_ends_after_its_lifetime,
@@ -947,4 +948,47 @@ async fn an_ed25519_destination_made_in_the_portal_shows_its_public_keys_and_nev
         )
         .await;
     assert_eq!(forged.status, StatusCode::BAD_REQUEST, "{}", forged.body);
+}
+
+async fn the_event_types_page_shows_the_catalog_with_schemas_examples_and_deprecations(
+    kind: StoreKind,
+) {
+    let app = TestApp::spawn(kind).await;
+    app.tenant("acme").await;
+    let schema = json!({"type": "object", "required": ["job_id"],
+                        "properties": {"job_id": {"type": "string", "minLength": 3}}});
+    for (name, body) in [
+        (
+            "job.completed",
+            json!({"description": "A render <finished>", "schema": schema,
+                                 "examples": [{"job_id": "job_42"}]}),
+        ),
+        ("job.legacy", json!({"deprecated": true})),
+        ("job.retired", json!({"archived": true})),
+    ] {
+        let r = app.put(&format!("/v1/event-types/{name}"), body).await;
+        assert_eq!(r.status(), 201);
+    }
+    let portal = Portal::sign_in(&app, "acme").await;
+    let page = portal.get("/portal/event-types").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let b = &page.body;
+    assert!(b.contains("id=\"type-job.completed\""), "{b}");
+    assert!(
+        b.contains("A render ") && !b.contains("<finished>"),
+        "the description is shown, escaped"
+    );
+    assert!(b.contains("job_42"), "the example is shown");
+    assert!(
+        b.contains("minLength") && !b.contains("\"minLength\""),
+        "the schema is shown"
+    );
+    let legacy = &b[b.find("id=\"type-job.legacy\"").unwrap()..];
+    assert!(
+        legacy.contains("Deprecated"),
+        "the deprecated type is flagged"
+    );
+    assert!(legacy.contains("No schema: any JSON."));
+    assert!(!b.contains("job.retired"), "archived types are left out");
+    assert!(b.contains("aria-current=\"page\">Event types<"));
 }

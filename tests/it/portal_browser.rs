@@ -289,6 +289,15 @@ async fn long_urls_errors_and_topics_collapse_nothing_on_desktop_or_phone_in_chr
     })
     .await;
 
+    let r = app
+        .put(
+            "/v1/event-types/render.pipeline.stage-1.completed-with-artifacts",
+            json!({"description": "A stage finished and uploaded what it made.",
+                   "schema": {"type": "object", "properties": {"artifacts": {"type": "array"}}},
+                   "examples": [{"artifacts": ["https://cdn.example.com/renders/frame-0001.png"]}]}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
     let driver = Driver::start().await;
     for (name, width, url_floor) in [("desktop", 1280, 450.0), ("phone", 390, 250.0)] {
         let b = driver.browser(width, 900).await;
@@ -329,6 +338,27 @@ async fn long_urls_errors_and_topics_collapse_nothing_on_desktop_or_phone_in_chr
             "{name}: the delivery page is {page} px wide"
         );
         b.screenshot(&format!("long-content-delivery-{name}")).await;
+
+        // The event-type catalog: a long name and a schema, shown without widening the page.
+        b.goto(&app.url("/portal/event-types")).await;
+        assert!(
+            b.shows("render.pipeline.stage-1.completed-with-artifacts")
+                .await,
+            "{name}"
+        );
+        b.click(&b.find(".type-card details summary").await).await;
+        assert!(
+            b.text(&b.find(".type-card details pre").await)
+                .await
+                .contains("\"artifacts\""),
+            "{name}: the schema opens"
+        );
+        let page = b.scroll_width().await;
+        assert!(
+            page <= width as u64,
+            "{name}: the catalog is {page} px wide"
+        );
+        b.screenshot(&format!("event-types-{name}")).await;
         b.quit().await;
     }
 }

@@ -1148,6 +1148,10 @@ async fn publish_from_queue_commits_valid_messages_and_dead_letters_garbage_with
     let rx = Receiver::start().await;
     let app = consuming_app(kind, &rabbit, &queue, Some(&dead)).await;
     app.destination("acme", &rx.url, &["*"]).await;
+    let schema = json!({"schema": {"type": "object", "required": ["n"],
+                                   "properties": {"n": {"type": "integer", "minimum": 1}}}});
+    let r = app.put("/v1/event-types/job.completed", schema).await;
+    assert_eq!(r.status(), 201);
     wait_for_consumer(&rabbit, &queue).await;
 
     let mut key = FieldTable::default();
@@ -1162,9 +1166,10 @@ async fn publish_from_queue_commits_valid_messages_and_dead_letters_garbage_with
     rabbit.send(&queue, BAD_TOPIC, none()).await;
     rabbit.send(&queue, &event(2), key).await; // a repeat: the original event
     rabbit.send(&queue, UNKNOWN_TENANT, none()).await;
+    rabbit.send(&queue, &event(0), none()).await; // fails the topic's schema
     rabbit.send(&queue, &event(3), none()).await;
 
-    let dead_lettered = rabbit.take(&dead, 3).await;
+    let dead_lettered = rabbit.take(&dead, 4).await;
     eventually("three events", || async {
         events_of(&app).await.len() == 3
     })
@@ -1205,6 +1210,12 @@ async fn publish_from_queue_commits_valid_messages_and_dead_letters_garbage_with
     let (code, _, detail) = reason(UNKNOWN_TENANT);
     assert_eq!(code, "not_found");
     assert!(detail.contains("tenant"), "{detail}");
+    let (code, field, detail) = reason(&event(0));
+    assert_eq!(
+        (code.as_str(), field.as_deref()),
+        ("schema_mismatch", Some("data"))
+    );
+    assert!(detail.contains("at /n (minimum)"), "{detail}");
 
     // Shutdown finishes the messages in hand and lets go of the queue. Nothing is back in
     // it: a message taken but not acknowledged would have been requeued.

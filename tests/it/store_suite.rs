@@ -53,7 +53,72 @@ for_each_store!(
     a_portal_link_is_spent_once_and_expires,
     a_portal_session_lasts_until_it_expires_or_is_deleted,
     destination_health_counts_outcomes_and_names_the_latest,
+    an_event_type_is_versioned_on_every_put_listed_by_name_and_deleted,
 );
+
+async fn an_event_type_is_versioned_on_every_put_listed_by_name_and_deleted(kind: StoreKind) {
+    let (s, _db) = store(kind).await;
+    let schema = json!({"type": "object"});
+    let examples = [json!({"a": 1})];
+    let t = herald::store::NewEventType {
+        name: "job.done",
+        description: Some("done"),
+        schema: Some(&schema),
+        examples: &examples,
+        deprecated: false,
+        archived: false,
+    };
+    let first = s.put_event_type(&t, 10).await.unwrap();
+    assert_eq!(
+        (first.version, first.created_at, first.updated_at),
+        (1, 10, 10)
+    );
+    assert_eq!(first.schema, Some(schema.clone()));
+    assert_eq!(first.examples, examples);
+    let archived = herald::store::NewEventType {
+        archived: true,
+        schema: None,
+        ..t.clone()
+    };
+    let second = s.put_event_type(&archived, 20).await.unwrap();
+    assert_eq!(
+        (second.version, second.created_at, second.updated_at),
+        (2, 10, 20)
+    );
+    assert_eq!((second.schema, second.archived), (None, true));
+    let other = herald::store::NewEventType {
+        name: "a.first",
+        ..t.clone()
+    };
+    s.put_event_type(&other, 30).await.unwrap();
+    let names = |v: Vec<herald::domain::catalog::EventType>| -> Vec<String> {
+        v.into_iter().map(|t| t.name).collect()
+    };
+    assert_eq!(
+        names(s.list_event_types(None, 10, false).await.unwrap()),
+        ["a.first"]
+    );
+    assert_eq!(
+        names(s.list_event_types(None, 10, true).await.unwrap()),
+        ["a.first", "job.done"]
+    );
+    assert_eq!(
+        names(s.list_event_types(Some("a.first"), 10, true).await.unwrap()),
+        ["job.done"]
+    );
+    assert_eq!(
+        s.get_event_type("job.done").await.unwrap(),
+        Some(second_copy(&s).await)
+    );
+    assert!(s.delete_event_type("job.done").await.unwrap());
+    assert!(!s.delete_event_type("job.done").await.unwrap());
+    assert_eq!(s.get_event_type("job.done").await.unwrap(), None);
+}
+
+async fn second_copy(s: &Arc<dyn Store>) -> herald::domain::catalog::EventType {
+    let all = s.list_event_types(None, 10, true).await.unwrap();
+    all.into_iter().find(|t| t.name == "job.done").unwrap()
+}
 
 async fn store(kind: StoreKind) -> (Arc<dyn Store>, TestDb) {
     let db = TestDb::new(kind).await;
@@ -95,6 +160,7 @@ fn event(tenant: &str) -> NewEvent {
         destination_id: None,
         reply: None,
         traceparent: None,
+        schema_version: None,
     }
 }
 

@@ -22,12 +22,14 @@ use common::{Receiver, Reply, StoreKind, TestDb};
 use herald::clock::Clock;
 use herald::config::Config;
 use herald::domain::callback::{Callback, CallbackEndpoint, Ingested};
+use herald::domain::catalog::EventType;
 use herald::domain::model::{Delivery, Destination, Event, Recovery, Tenant};
 use herald::domain::retry::RetrySchedule;
 use herald::domain::state::DeliveryStatus;
 use herald::domain::time::Millis;
 use herald::outbound::http::HttpSender;
 use herald::service::Herald;
+use herald::store::NewEventType;
 use herald::store::{
     CallbackQuery, Claimed, DeliveryQuery, Finish, Finished, LinkState, NewEvent, Published,
     Result, Scope, Store, TokenRecord,
@@ -648,6 +650,29 @@ impl Store for Observed {
 
     async fn delete_tenant(&self, id: &str) -> Result<bool> {
         self.inner.delete_tenant(id).await
+    }
+
+    async fn put_event_type(&self, t: &NewEventType<'_>, now: Millis) -> Result<EventType> {
+        self.inner.put_event_type(t, now).await
+    }
+
+    async fn get_event_type(&self, name: &str) -> Result<Option<EventType>> {
+        self.inner.get_event_type(name).await
+    }
+
+    async fn list_event_types(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+        include_archived: bool,
+    ) -> Result<Vec<EventType>> {
+        self.inner
+            .list_event_types(after, limit, include_archived)
+            .await
+    }
+
+    async fn delete_event_type(&self, name: &str) -> Result<bool> {
+        self.inner.delete_event_type(name).await
     }
 
     async fn insert_destination(&self, d: &Destination, max_per_tenant: u32) -> Result<()> {

@@ -227,6 +227,15 @@ async def reply(session, tenant):
     emit("done", published=published, answer=answer, by_event=by_event, deliveries=deliveries, delivery=delivery)
 
 
+async def catalog(session, tenant):
+    """list_event_types, then a publish that fails its type's schema: a tool error naming where."""
+    types = await call(session, "list_event_types", {})
+    refused = await tool_error(
+        session, "publish_event", {"tenant_id": tenant, "topic": "job.completed", "data": {"job_id": "j1", "tokens": -1}}
+    )
+    emit("done", types=types, refused=refused)
+
+
 async def retry(session, delivery_id):
     """retry_delivery: a manual attempt now."""
     emit("done", retried=await call(session, "retry_delivery", {"id": delivery_id}))
@@ -313,6 +322,7 @@ SCENARIOS = {
     "reply": reply,
     "queue": queue,
     "retry": retry,
+    "catalog": catalog,
     "verify": verify,
     "errors": errors,
 }

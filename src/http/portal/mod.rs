@@ -319,6 +319,8 @@ impl From<ServiceError> for PortalError {
             ServiceError::Conflict(msg) => PortalError::Conflict(msg),
             e @ (ServiceError::Malformed(_)
             | ServiceError::Invalid(_)
+            | ServiceError::Refused { .. }
+            | ServiceError::SchemaMismatch { .. }
             | ServiceError::TooLarge { .. }) => PortalError::Invalid(e.to_string()),
             ServiceError::Store(e) => PortalError::Internal(e.to_string()),
         }

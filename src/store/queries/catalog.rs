@@ -5,7 +5,7 @@
 //! [`Dialect::announce_catalog`]), in the changing transaction, so no node validates against a
 //! definition that was replaced.
 
-use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, FromRow, IntoArguments, Type};
+use sqlx::{ColumnIndex, Database, Encode, Executor, FromRow, IntoArguments, Type};
 
 use crate::domain::catalog::EventType;
 use crate::domain::time::Millis;
