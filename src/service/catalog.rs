@@ -8,7 +8,6 @@
 //! ([`super::Herald::relay_news`]). The next publish reads the catalog again.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use serde::Deserialize;
@@ -67,7 +66,8 @@ type Types = HashMap<String, Entry>;
 #[derive(Default)]
 pub struct Catalog {
     /// Moves on with every change heard of; a copy made at an older generation is stale.
-    generation: AtomicU64,
+    /// A watch channel, so tests (and anything else) can wait for a change to be heard.
+    generation: tokio::sync::watch::Sender<u64>,
     copy: RwLock<Option<(u64, Arc<Types>)>>,
     /// One reload at a time: a burst of publishes after a change compiles the schemas once.
     loading: tokio::sync::Mutex<()>,
@@ -83,13 +83,18 @@ impl Catalog {
         }
     }
 
+    /// Sees every change this process hears of (the generation moving on).
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
     /// Drops the copy: the next publish reads the catalog again.
     pub fn invalidate(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.generation.send_modify(|g| *g += 1);
     }
 
     fn current(&self) -> Option<Arc<Types>> {
-        let generation = self.generation.load(Ordering::Acquire);
+        let generation = *self.generation.borrow();
         match &*self.copy.read().expect("not poisoned") {
             Some((g, types)) if *g == generation => Some(types.clone()),
             _ => None,
@@ -106,7 +111,7 @@ impl Catalog {
             return Ok(t);
         }
         // Read the generation first: a change heard of during the read makes this copy stale.
-        let generation = self.generation.load(Ordering::Acquire);
+        let generation = *self.generation.borrow();
         let mut types = Types::new();
         let mut after: Option<String> = None;
         loop {

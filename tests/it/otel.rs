@@ -9,7 +9,6 @@
 use crate::{common, for_each_store};
 
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{ADMIN_TOKEN, Receiver, Reply, StoreKind, TestApp};
@@ -32,7 +31,8 @@ const CLIENT: i64 = 3;
 /// The test collector: a child process printing one JSON line per span it received.
 struct Collector {
     endpoint: String,
-    spans: Arc<Mutex<Vec<Value>>>,
+    /// Every span received so far; a change wakes [`Collector::wait_for`].
+    spans: tokio::sync::watch::Receiver<Vec<Value>>,
     _child: tokio::process::Child,
 }
 
@@ -57,13 +57,11 @@ impl Collector {
             .unwrap()
             .unwrap();
         let port = first.strip_prefix("port ").unwrap().to_string();
-        let spans = Arc::new(Mutex::new(vec![]));
-        let sink = spans.clone();
+        let (sink, spans) = tokio::sync::watch::channel(Vec::new());
         tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
-                sink.lock()
-                    .unwrap()
-                    .push(serde_json::from_str(&line).unwrap());
+                let span: Value = serde_json::from_str(&line).unwrap();
+                sink.send_modify(|all| all.push(span));
             }
         });
         Collector {
@@ -85,25 +83,17 @@ impl Collector {
 
     /// Waits until spans matching `want` number `n`, or panics after a deadline.
     async fn wait_for(&self, n: usize, want: impl Fn(&Value) -> bool) -> Vec<Value> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let got: Vec<Value> = self
-                .spans
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|s| want(s))
-                .cloned()
-                .collect();
-            if got.len() >= n {
-                return got;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "expected {n} spans, got {got:?} of {:?}",
-                self.spans.lock().unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut spans = self.spans.clone();
+        let matching =
+            |all: &[Value]| -> Vec<Value> { all.iter().filter(|s| want(s)).cloned().collect() };
+        let waited = tokio::time::timeout(
+            Duration::from_secs(20),
+            spans.wait_for(|all| matching(all).len() >= n),
+        )
+        .await;
+        match waited {
+            Ok(all) => matching(&all.expect("the collector's reader is alive")),
+            Err(_) => panic!("expected {n} spans, got {:?}", *self.spans.borrow()),
         }
     }
 }
